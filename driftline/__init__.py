@@ -1,0 +1,9 @@
+"""driftline: keeps tabular models healthy in production.
+
+The package's domain modules are pure: they never import Prefect. Only ``driftline.cli`` (the
+application shell) talks to Prefect; ``flows/`` and ``tasks/`` wrap the domain for orchestration.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,118 @@
+"""Thin use of the Prefect API from the shell: run a deployment and wait, read events.
+
+Prefect is imported inside the functions: ``driftline --help`` and the ad-hoc commands stay fast and
+work without a server.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from driftline.errors import InfrastructureError
+
+
+@dataclass(frozen=True)
+class FlowRunOutcome:
+    """Where a flow run ended up."""
+
+    id: str
+    name: str
+    state: str
+    url: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED"
+
+
+def _require(api_url: str | None) -> str:
+    if not api_url:
+        raise InfrastructureError(
+            "no Prefect API: start the local stack with `driftline up` or set DRIFTLINE_PREFECT_API_URL"
+        )
+    return api_url
+
+
+def check_server(api_url: str | None) -> str:
+    """Return the API URL if the server answers its health check, else raise ``InfrastructureError``."""
+    url = _require(api_url)
+    try:
+        response = httpx.get(f"{url}/health", timeout=5)
+    except httpx.HTTPError as error:
+        raise InfrastructureError(f"Prefect API {url} is unreachable ({error}); is `driftline up` running?") from error
+    if response.status_code != 200:
+        raise InfrastructureError(f"Prefect API {url}/health answered {response.status_code}")
+    return url
+
+
+def run_deployment_and_wait(
+    api_url: str | None, name: str, parameters: dict[str, Any], timeout: float = 300.0
+) -> FlowRunOutcome:
+    """Create a run of deployment ``flow/deployment`` and wait until it is final or ``timeout`` passes."""
+    url = check_server(api_url)
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    started = time.monotonic()
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        flow_run = run_deployment(
+            name=name, parameters=parameters, timeout=timeout, poll_interval=1, as_subflow=False
+        )
+    state = flow_run.state.type.value if flow_run.state else "UNKNOWN"
+    ui = url.removesuffix("/api")
+    return FlowRunOutcome(
+        id=str(flow_run.id),
+        name=flow_run.name,
+        state=state,
+        url=f"{ui}/runs/flow-run/{flow_run.id}",
+        seconds=time.monotonic() - started,
+    )
+
+
+def find_events(
+    api_url: str | None,
+    names: list[str],
+    resource_ids: list[str] | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Events the server stored, filtered by name and resource id, oldest first (the API caps a page at 50)."""
+    url = _require(api_url)
+    since = since or datetime.now(UTC) - timedelta(days=1)
+    body: dict[str, Any] = {
+        "filter": {
+            "occurred": {"since": since.isoformat(), "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()},
+            "event": {"name": names},
+            "order": "ASC",
+        },
+        "limit": limit,
+    }
+    if resource_ids:
+        body["filter"]["resource"] = {"id": resource_ids}
+    try:
+        response = httpx.post(f"{url}/events/filter", json=body, timeout=10)
+    except httpx.HTTPError as error:
+        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
+    if response.status_code != 200:
+        raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
+    return list(response.json().get("events", []))
+
+
+def wait_for_event(
+    api_url: str | None, name: str, resource_id: str, timeout: float = 30.0, since: datetime | None = None
+) -> dict[str, Any] | None:
+    """Poll until an event with ``name`` on ``resource_id`` is stored; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = find_events(api_url, [name], [resource_id], since=since)
+        if events:
+            return events[-1]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)

@@ -1,0 +1,119 @@
+"""Every object key driftline uses is built here and nowhere else (docs/architecture.md section 3).
+
+Keys are logical: the store adds the configured prefix. Names are validated before they become part
+of a key, so a name can never escape its prefix (no ``/``, no ``..``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from driftline.errors import InvalidNameError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def validate_name(value: str, kind: str = "name") -> str:
+    """Return ``value`` if it is a valid model, batch or version name.
+
+    Args:
+        value: the candidate name.
+        kind: what the name is for ("model", "batch id", "version"), used in the error.
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        InvalidNameError: naming the value and the rule it breaks.
+    """
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
+        raise InvalidNameError(
+            f"invalid {kind} {value!r}: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
+            "starting with a letter or digit, without '..'"
+        )
+    return value
+
+
+def _model(model: str) -> str:
+    return validate_name(model, "model")
+
+
+def model_spec(model: str) -> str:
+    return f"models/{_model(model)}/spec.yaml"
+
+
+def batch_data(model: str, batch_id: str) -> str:
+    return f"datasets/{_model(model)}/batches/{validate_name(batch_id, 'batch id')}.parquet"
+
+
+def batches_prefix(model: str) -> str:
+    return f"datasets/{_model(model)}/batches/"
+
+
+def batch_labels(model: str, batch_id: str) -> str:
+    return f"datasets/{_model(model)}/labels/{validate_name(batch_id, 'batch id')}.parquet"
+
+
+def labels_prefix(model: str) -> str:
+    return f"datasets/{_model(model)}/labels/"
+
+
+def batch_profile(model: str, batch_id: str) -> str:
+    return f"profiles/{_model(model)}/batches/{validate_name(batch_id, 'batch id')}.bin"
+
+
+def reference_profile(model: str, version: str) -> str:
+    return f"profiles/{_model(model)}/reference/{validate_name(version, 'version')}.bin"
+
+
+def drift_report(model: str, batch_id: str) -> str:
+    return f"drift/{_model(model)}/{validate_name(batch_id, 'batch id')}.json"
+
+
+def model_booster(model: str, version: str) -> str:
+    return f"models/{_model(model)}/versions/{validate_name(version, 'version')}/model.ubj"
+
+
+def model_metadata(model: str, version: str) -> str:
+    return f"models/{_model(model)}/versions/{validate_name(version, 'version')}/metadata.json"
+
+
+def versions_prefix(model: str) -> str:
+    return f"models/{_model(model)}/versions/"
+
+
+ALIASES = ("champion", "shadow", "previous")
+
+
+def alias(model: str, name: str) -> str:
+    if name not in ALIASES:
+        raise InvalidNameError(f"invalid alias {name!r}: one of {', '.join(ALIASES)}")
+    return f"models/{_model(model)}/aliases/{name}.json"
+
+
+def predictions(model: str, batch_id: str, version: str) -> str:
+    return (
+        f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/"
+        f"{validate_name(version, 'version')}.parquet"
+    )
+
+
+def shadow_state(model: str, version: str) -> str:
+    return f"shadow/{_model(model)}/{validate_name(version, 'version')}/state.json"
+
+
+def outbox_event(model: str, event_id: str) -> str:
+    return f"events/{_model(model)}/{validate_name(event_id, 'event id')}.json"
+
+
+def outbox_prefix(model: str) -> str:
+    return f"events/{_model(model)}/"
+
+
+def audit_record(model: str, record_id: str) -> str:
+    return f"audit/{_model(model)}/{validate_name(record_id, 'audit record id')}.json"
+
+
+def stack_check_probe(nonce: str) -> str:
+    """Scratch object the stack-check flow writes and reads back to prove the S3 path works."""
+    return f"_stack-check/{validate_name(nonce, 'stack-check nonce')}.json"

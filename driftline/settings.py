@@ -1,0 +1,109 @@
+"""Settings: one pydantic-settings class, environment prefix ``DRIFTLINE_``.
+
+Every field is described; ``driftline --help`` and docs/architecture.md list them. Nothing here reads
+files or touches the network: settings are built when a command or flow asks for them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where driftline keeps its state and how it reaches S3 and Prefect."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore", validate_default=True)
+
+    # --- object store -------------------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description=(
+            "S3-compatible endpoint, e.g. http://127.0.0.1:5250 (local moto) or https://minio.example:9000. "
+            "Unset means AWS S3 (or, for the CLI, the local stack when it is up)."
+        ),
+    )
+    s3_bucket: str = Field(
+        default="driftline",
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket holding every driftline object (one bucket, see the storage layout).",
+    )
+    s3_prefix: str = Field(
+        default="",
+        pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$",
+        description="Key prefix inside the bucket, e.g. 'team-a/prod'; empty puts the layout at the root.",
+    )
+    s3_region: str = Field(default="us-east-1", min_length=1, description="Region of the bucket.")
+    aws_access_key_id: SecretStr | None = Field(
+        default=None,
+        description="Access key id; unset uses the AWS default credential chain (env, profile, role).",
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret access key; unset uses the AWS default credential chain."
+    )
+    s3_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="botocore attempts (adaptive retry mode) for transient errors."
+    )
+    s3_connect_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds to wait for a TCP connection to the S3 endpoint."
+    )
+    s3_read_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="Seconds to wait for an S3 response once connected."
+    )
+
+    # --- Prefect ------------------------------------------------------------------------------
+    prefect_api_url: str | None = Field(
+        default=None,
+        description=(
+            "Prefect API, e.g. http://127.0.0.1:4250/api or a Prefect Cloud workspace URL. Unset means the "
+            "local stack's server when it is up (driftline never falls back to an ephemeral server)."
+        ),
+    )
+    work_pool: str = Field(
+        default="driftline-process",
+        min_length=1,
+        description="Work pool the local stack creates and its worker polls (prefect.yaml uses the same name).",
+    )
+
+    # --- local stack --------------------------------------------------------------------------
+    host: str = Field(
+        default="127.0.0.1", description="Address the local stack binds to; loopback only by design."
+    )
+    s3_port: int = Field(default=5250, ge=1, le=65535, description="Port of the local moto S3 server.")
+    prefect_port: int = Field(default=4250, ge=1, le=65535, description="Port of the local Prefect server.")
+    state_dir: Path = Field(
+        default=Path(".driftline"),
+        description="Directory of the local stack's state: pid files, logs, the Prefect SQLite database.",
+    )
+    project_dir: Path = Field(
+        default=Path("."),
+        description="Directory holding prefect.yaml; flows are pulled from here by the local worker.",
+    )
+    startup_timeout: float = Field(
+        default=90.0, gt=0, le=900, description="Seconds to wait for each local service to become healthy."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        try:
+            is_loopback = ipaddress.ip_address(value).is_loopback
+        except ValueError:
+            is_loopback = value == "localhost"
+        if not is_loopback:
+            raise ValueError(f"DRIFTLINE_HOST={value!r}: the local stack binds to loopback only (e.g. 127.0.0.1)")
+        return value
+
+    @field_validator("s3_endpoint_url", "prefect_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")

@@ -1,0 +1,442 @@
+"""Object storage: the ``ObjectStore`` protocol, ``S3Store`` (boto3) and ``MemoryStore``.
+
+Both implementations honour the same contract (tests/unit/test_store.py runs it against both):
+
+* every payload's sha256 is stored in the object's metadata and checked on every read
+  (``IntegrityError`` on mismatch), so a tampered or truncated object is never used;
+* ``create`` writes only if the key does not exist (S3 ``IfNoneMatch='*'``) and ``replace`` only if
+  the ETag is still the one the caller read (``IfMatch``); the loser gets ``ConflictError``. That is
+  how two writers of an alias or a shadow state never both win;
+* keys are logical (built by ``driftline.layout``); the store adds the configured prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from driftline.errors import (
+    BucketNotFoundError,
+    ConflictError,
+    CredentialsError,
+    InfrastructureError,
+    IntegrityError,
+    ObjectNotFoundError,
+    StoreUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from driftline.settings import Settings
+
+SHA256_METADATA_KEY = "sha256"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store knows about one object without its bytes."""
+
+    key: str
+    etag: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's verified bytes with the ETag to pass to ``replace``."""
+
+    key: str
+    data: bytes
+    etag: str
+    sha256: str
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A flat key -> bytes store with conditional writes and verified reads."""
+
+    def describe(self) -> str:
+        """Human-readable location, used in error messages ("s3://bucket/prefix at URL")."""
+        ...
+
+    def check(self) -> None:
+        """Raise an ``InfrastructureError`` naming the fault if the store cannot be used."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return the object's bytes after checking their sha256; ``ObjectNotFoundError`` if absent."""
+        ...
+
+    def read(self, key: str) -> StoredObject:
+        """Like ``get``, with the ETag needed for a later ``replace``."""
+        ...
+
+    def info(self, key: str) -> ObjectInfo:
+        """ETag, sha256 and size of an object; ``ObjectNotFoundError`` if absent."""
+        ...
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
+        """Write unconditionally (last writer wins). Prefer ``create`` for immutable objects."""
+        ...
+
+    def create(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
+        """Write only if the key does not exist yet; ``ConflictError`` otherwise."""
+        ...
+
+    def replace(
+        self, key: str, data: bytes, etag: str, *, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo:
+        """Write only if the object's ETag is still ``etag``; ``ConflictError`` otherwise."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether the key exists."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix`` in lexicographic order, across as many pages as there are."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the key; deleting a missing key is not an error."""
+        ...
+
+
+def _verify(key: str, data: bytes, recorded: str | None, where: str) -> str:
+    actual = sha256_hex(data)
+    if recorded is None:
+        raise IntegrityError(f"{where}: object {key!r} has no sha256 metadata; it was not written by driftline")
+    if actual != recorded:
+        raise IntegrityError(
+            f"{where}: object {key!r} is corrupt or was tampered with: sha256 {actual} != recorded {recorded}"
+        )
+    return actual
+
+
+class MemoryStore:
+    """In-process store with the same semantics as ``S3Store``; for unit tests and the backtest."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[bytes, str, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    def describe(self) -> str:
+        return "memory store"
+
+    def check(self) -> None:
+        return None
+
+    def _etag(self, data: bytes) -> str:
+        # A counter makes ETags move on every write, even of identical bytes, as a cautious CAS needs.
+        self._counter += 1
+        return f'"{hashlib.md5(data + str(self._counter).encode()).hexdigest()}"'
+
+    def _write(self, key: str, data: bytes) -> ObjectInfo:
+        digest = sha256_hex(data)
+        etag = self._etag(data)
+        self._objects[key] = (bytes(data), etag, {SHA256_METADATA_KEY: digest})
+        return ObjectInfo(key=key, etag=etag, sha256=digest, size=len(data))
+
+    def tamper(self, key: str, data: bytes) -> None:
+        """Overwrite bytes without updating the sha256 (fault injection in tests)."""
+        with self._lock:
+            _, etag, metadata = self._objects[key]
+            self._objects[key] = (bytes(data), etag, metadata)
+
+    def read(self, key: str) -> StoredObject:
+        with self._lock:
+            try:
+                data, etag, metadata = self._objects[key]
+            except KeyError:
+                raise ObjectNotFoundError(f"{self.describe()}: no object {key!r}") from None
+        digest = _verify(key, data, metadata.get(SHA256_METADATA_KEY), self.describe())
+        return StoredObject(key=key, data=data, etag=etag, sha256=digest)
+
+    def get(self, key: str) -> bytes:
+        return self.read(key).data
+
+    def info(self, key: str) -> ObjectInfo:
+        with self._lock:
+            try:
+                data, etag, metadata = self._objects[key]
+            except KeyError:
+                raise ObjectNotFoundError(f"{self.describe()}: no object {key!r}") from None
+        return ObjectInfo(key=key, etag=etag, sha256=metadata.get(SHA256_METADATA_KEY, ""), size=len(data))
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
+        with self._lock:
+            return self._write(key, data)
+
+    def create(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
+        with self._lock:
+            if key in self._objects:
+                raise ConflictError(f"{self.describe()}: {key!r} already exists")
+            return self._write(key, data)
+
+    def replace(
+        self, key: str, data: bytes, etag: str, *, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo:
+        with self._lock:
+            current = self._objects.get(key)
+            if current is None or current[1] != etag:
+                raise ConflictError(f"{self.describe()}: {key!r} changed since it was read (ETag {etag} moved)")
+            return self._write(key, data)
+
+    def exists(self, key: str) -> bool:
+        with self._lock:
+            return key in self._objects
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        with self._lock:
+            keys = sorted(k for k in self._objects if k.startswith(prefix))
+        yield from keys
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._objects.pop(key, None)
+
+
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+    "403",
+}
+
+
+class S3Store:
+    """``ObjectStore`` on any S3-compatible endpoint (AWS S3, moto_server, MinIO) through boto3.
+
+    Args:
+        bucket: bucket name.
+        prefix: key prefix inside the bucket ("" for none).
+        endpoint_url: S3 endpoint; ``None`` means AWS.
+        region: bucket region.
+        access_key_id / secret_access_key: explicit credentials; ``None`` uses the default chain.
+        max_attempts: botocore attempts in adaptive retry mode (transient errors, throttling).
+        connect_timeout / read_timeout: seconds.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        max_attempts: int = 5,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        config = Config(
+            region_name=region,
+            retries={"mode": "adaptive", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # Path-style works for moto, MinIO and AWS alike; virtual-host style needs DNS per bucket.
+            s3={"addressing_style": "path"},
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
+        )
+        self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Store:
+        return cls(
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.aws_access_key_id.get_secret_value() if settings.aws_access_key_id else None,
+            secret_access_key=(
+                settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
+            ),
+            max_attempts=settings.s3_max_attempts,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+        )
+
+    def describe(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
+        return f"{where} at {self.endpoint_url or 'AWS S3'}"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _translate(self, error: Exception, key: str | None = None) -> Exception:
+        """Map a botocore error to the driftline error that names what is at fault."""
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionError as BotoConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        where = self.describe()
+        if isinstance(error, BotoConnectionError):
+            return StoreUnavailableError(
+                f"S3 endpoint {self.endpoint_url or 'AWS S3'} is unreachable ({error}); start the local stack "
+                "with `driftline up` or fix DRIFTLINE_S3_ENDPOINT_URL"
+            )
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            return CredentialsError(
+                f"{where}: no AWS credentials found; set DRIFTLINE_AWS_ACCESS_KEY_ID and "
+                "DRIFTLINE_AWS_SECRET_ACCESS_KEY or configure the AWS default chain"
+            )
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code == "NoSuchBucket":
+                return BucketNotFoundError(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS S3'}; create it "
+                    "(`driftline up` does so locally) or fix DRIFTLINE_S3_BUCKET"
+                )
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return ObjectNotFoundError(f"{where}: no object {key!r}")
+            if code in _CONFLICT_CODES or status in ("412", "409"):
+                return ConflictError(f"{where}: conditional write of {key!r} lost ({code or status})")
+            if code in _CREDENTIAL_CODES or status == "403":
+                return CredentialsError(f"{where}: credentials refused ({code}); check the access key and secret")
+            return InfrastructureError(f"{where}: S3 error on {key!r}: {code} {error}")
+        return error
+
+    def check(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise BucketNotFoundError(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS S3'}; create it "
+                    "(`driftline up` does so locally) or fix DRIFTLINE_S3_BUCKET"
+                ) from error
+            raise self._translate(error) from error
+        except BotoCoreError as error:
+            raise self._translate(error) from error
+
+    def create_bucket(self) -> bool:
+        """Create the bucket if missing; return whether it was created (local stack and tests)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.create_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return False
+            raise self._translate(error) from error
+        except BotoCoreError as error:
+            raise self._translate(error) from error
+        return True
+
+    def read(self, key: str) -> StoredObject:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            data = response["Body"].read()
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key) from error
+        digest = _verify(key, data, response.get("Metadata", {}).get(SHA256_METADATA_KEY), self.describe())
+        return StoredObject(key=key, data=data, etag=response["ETag"], sha256=digest)
+
+    def get(self, key: str) -> bytes:
+        return self.read(key).data
+
+    def info(self, key: str) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key) from error
+        return ObjectInfo(
+            key=key,
+            etag=response["ETag"],
+            sha256=response.get("Metadata", {}).get(SHA256_METADATA_KEY, ""),
+            size=int(response["ContentLength"]),
+        )
+
+    def _put(self, key: str, data: bytes, content_type: str, **conditions: Any) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        digest = sha256_hex(data)
+        try:
+            response = self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
+                Metadata={SHA256_METADATA_KEY: digest},
+                **conditions,
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key) from error
+        return ObjectInfo(key=key, etag=response["ETag"], sha256=digest, size=len(data))
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
+        return self._put(key, data, content_type)
+
+    def create(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
+        return self._put(key, data, content_type, IfNoneMatch="*")
+
+    def replace(
+        self, key: str, data: bytes, etag: str, *, content_type: str = "application/octet-stream"
+    ) -> ObjectInfo:
+        try:
+            return self._put(key, data, content_type, IfMatch=etag)
+        except ObjectNotFoundError as error:
+            raise ConflictError(f"{self.describe()}: {key!r} was deleted since it was read") from error
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.info(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        paginator = self._client.get_paginator("list_objects_v2")
+        strip = len(self._key(""))
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    yield item["Key"][strip:]
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, prefix) from error
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key) from error
+
+
+def open_store(settings: Settings) -> S3Store:
+    """The S3 store the settings describe (no network access until first use)."""
+    return S3Store.from_settings(settings)
