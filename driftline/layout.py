@@ -93,8 +93,7 @@ def alias(model: str, name: str) -> str:
 
 def predictions(model: str, batch_id: str, version: str) -> str:
     return (
-        f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/"
-        f"{validate_name(version, 'version')}.parquet"
+        f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/{validate_name(version, 'version')}.parquet"
     )
 
 

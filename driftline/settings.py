@@ -71,9 +71,7 @@ class Settings(BaseSettings):
     )
 
     # --- local stack --------------------------------------------------------------------------
-    host: str = Field(
-        default="127.0.0.1", description="Address the local stack binds to; loopback only by design."
-    )
+    host: str = Field(default="127.0.0.1", description="Address the local stack binds to; loopback only by design.")
     s3_port: int = Field(default=5250, ge=1, le=65535, description="Port of the local moto S3 server.")
     prefect_port: int = Field(default=4250, ge=1, le=65535, description="Port of the local Prefect server.")
     state_dir: Path = Field(
@@ -97,6 +95,13 @@ class Settings(BaseSettings):
             is_loopback = value == "localhost"
         if not is_loopback:
             raise ValueError(f"DRIFTLINE_HOST={value!r}: the local stack binds to loopback only (e.g. 127.0.0.1)")
+        return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _no_parent_segments(cls, value: str) -> str:
+        if any(segment in (".", "..") for segment in value.split("/")):
+            raise ValueError(f"DRIFTLINE_S3_PREFIX={value!r}: '.' and '..' segments are not allowed")
         return value
 
     @field_validator("s3_endpoint_url", "prefect_api_url")

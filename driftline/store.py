@@ -259,6 +259,7 @@ class S3Store:
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, region_name=region
         )
         self._client = session.client("s3", endpoint_url=endpoint_url, config=config)
+        self.list_page_size = 1000  # S3's maximum; tests lower it to exercise pagination cheaply
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Store:
@@ -287,9 +288,11 @@ class S3Store:
         """Map a botocore error to the driftline error that names what is at fault."""
         from botocore.exceptions import (
             ClientError,
-            ConnectionError as BotoConnectionError,
             NoCredentialsError,
             PartialCredentialsError,
+        )
+        from botocore.exceptions import (
+            ConnectionError as BotoConnectionError,
         )
 
         where = self.describe()
@@ -340,6 +343,11 @@ class S3Store:
         """Create the bucket if missing; return whether it was created (local stack and tests)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        try:
+            self.check()
+            return False
+        except BucketNotFoundError:
+            pass
         try:
             self._client.create_bucket(Bucket=self.bucket)
         except ClientError as error:
@@ -422,7 +430,9 @@ class S3Store:
         paginator = self._client.get_paginator("list_objects_v2")
         strip = len(self._key(""))
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix), PaginationConfig={"PageSize": self.list_page_size}
+            ):
                 for item in page.get("Contents", []):
                     yield item["Key"][strip:]
         except (ClientError, BotoCoreError) as error:

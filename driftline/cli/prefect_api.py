@@ -61,9 +61,7 @@ def run_deployment_and_wait(
 
     started = time.monotonic()
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        flow_run = run_deployment(
-            name=name, parameters=parameters, timeout=timeout, poll_interval=1, as_subflow=False
-        )
+        flow_run = run_deployment(name=name, parameters=parameters, timeout=timeout, poll_interval=1, as_subflow=False)
     state = flow_run.state.type.value if flow_run.state else "UNKNOWN"
     ui = url.removesuffix("/api")
     return FlowRunOutcome(

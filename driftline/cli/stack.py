@@ -307,16 +307,16 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         actions: dict[str, str] = {}
         processes: dict[str, subprocess.Popen | None] = {}
-        # The Prefect server takes ~9 s on a fresh database: start both servers, then wait for both.
-        for part in ("s3", "prefect-server"):
-            if self.running_pid(part) is not None:
-                actions[part] = "already running"
-                processes[part] = None
-            else:
-                self.progress(f"starting {part}")
-                processes[part] = self._start(part)
-                actions[part] = "started"
         try:
+            # The Prefect server takes ~9 s on a fresh database: start both servers, then wait for both.
+            for part in ("s3", "prefect-server"):
+                if self.running_pid(part) is not None:
+                    actions[part] = "already running"
+                    processes[part] = None
+                else:
+                    self.progress(f"starting {part}")
+                    processes[part] = self._start(part)
+                    actions[part] = "started"
             self._wait_healthy("s3", processes["s3"], self.s3_healthy)
             self.progress(f"S3 (moto) healthy at {self.s3_url}")
             if self.store().create_bucket():

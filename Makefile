@@ -1,0 +1,70 @@
+# driftline: every target bootstraps .venv on first use; nothing needs installing by hand.
+#   make demo   the main job (local stack + a real flow through the worker)
+#   make test   every test tier (unit, flows, e2e), each in its own pytest process
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+UV_VERSION := 0.13.8
+export DO_NOT_TRACK := 1
+export WHYLOGS_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install demo up down status test test-unit test-flows test-e2e bench lint format lock clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	@touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/driftline up
+	$(BIN)/driftline status --deep
+
+up: $(INSTALLED)
+	$(BIN)/driftline up
+
+down: $(INSTALLED)
+	$(BIN)/driftline down
+
+status: $(INSTALLED)
+	$(BIN)/driftline status
+
+# Separate processes: Prefect settings chosen by one tier must not leak into another.
+test: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/flows
+	$(BIN)/pytest tests/e2e
+
+test-unit: $(INSTALLED)
+	$(BIN)/pytest tests/unit
+
+test-flows: $(INSTALLED)
+	$(BIN)/pytest tests/flows
+
+test-e2e: $(INSTALLED)
+	$(BIN)/pytest tests/e2e
+
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-pin every dependency after changing pyproject.toml.
+lock: $(INSTALLED)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+
+clean:
+	-$(BIN)/driftline down
+	rm -rf $(VENV) .driftline .pytest_cache .ruff_cache
