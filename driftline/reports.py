@@ -1,0 +1,115 @@
+"""Renderings of result objects: JSON (the CLI contract), markdown tables and PNG figures."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from driftline.drift import DriftReport
+
+_VERDICT_MARK = {"none": "ok", "possible": "possible", "drift": "**DRIFT**"}
+
+
+def drift_json(report: DriftReport) -> dict[str, Any]:
+    """The `driftline drift --json` document: the contract's keys first, then every detail."""
+    document = report.to_dict()
+    document["features"] = {
+        name: {
+            "statistic": feature.statistic,
+            "value": feature.value,
+            "threshold": feature.threshold,
+            "floor": feature.floor,
+            "verdict": feature.verdict,
+            "kind": feature.kind,
+            "reasons": feature.reasons,
+            "statistics": feature.statistics,
+            "n_reference": feature.n_reference,
+            "n_current": feature.n_current,
+            "quantiles": feature.quantiles,
+        }
+        for name, feature in report.features.items()
+    }
+    return document
+
+
+def drift_json_bytes(report: DriftReport) -> bytes:
+    return json.dumps(drift_json(report), indent=2, sort_keys=False).encode()
+
+
+def drift_markdown(report: DriftReport, title: str = "Drift report") -> str:
+    """A markdown summary and one row per feature, most severe first."""
+    headline = "drift detected" if report.drift else "no drift"
+    lines = [
+        f"# {title}",
+        "",
+        f"**{headline}**: score {report.score:.2f} (threshold {report.score_threshold:.2f}, "
+        f"{report.weight_source} weights); reference {report.n_reference:,} rows, current {report.n_current:,} rows.",
+        "",
+        *[f"- {reason}" for reason in report.reasons],
+        "",
+        "| feature | kind | statistic | value | threshold | noise floor | missing ref -> cur | weight | verdict |",
+        "|---|---|---|---:|---:|---:|---|---:|---|",
+    ]
+    for feature in sorted(report.features.values(), key=lambda f: (-f.severity, f.name)):
+        missing = (
+            f"{feature.statistics.get('missing_reference', 0.0):.1%} -> "
+            f"{feature.statistics.get('missing_current', 0.0):.1%}"
+        )
+        name = feature.name.replace("|", "\\|")
+        lines.append(
+            f"| {name} | {feature.kind} | {feature.statistic} | {feature.value:.4f} | {feature.threshold:.4f} | "
+            f"{feature.floor:.4f} | {missing} | {report.weights.get(feature.name, 0.0):.3f} | "
+            f"{_VERDICT_MARK[feature.verdict]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def drift_table_rows(report: DriftReport) -> list[dict[str, Any]]:
+    """Rows for a table artifact."""
+    return [
+        {
+            "feature": feature.name,
+            "statistic": feature.statistic,
+            "value": round(feature.value, 5),
+            "threshold": round(feature.threshold, 5),
+            "floor": round(feature.floor, 5),
+            "verdict": feature.verdict,
+        }
+        for feature in sorted(report.features.values(), key=lambda f: (-f.severity, f.name))
+    ]
+
+
+def drift_png(report: DriftReport, max_curves: int = 3) -> bytes:
+    """PNG: each feature's value against its bound, and quantile curves of the most drifted numeric features."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    features = sorted(report.features.values(), key=lambda f: (-f.severity, f.name))
+    curves = [f for f in features if f.quantiles and f.verdict != "none"][:max_curves]
+    if not curves:
+        curves = [f for f in features if f.quantiles][:1]
+    columns = 1 + len(curves)
+    figure, axes = plt.subplots(1, columns, figsize=(5.5 * columns, max(3.0, 0.35 * len(features) + 1.5)))
+    axes = list(axes) if columns > 1 else [axes]
+    colours = {"none": "#4c9a2a", "possible": "#e0a100", "drift": "#c0392b"}
+    names = [f.name for f in features][::-1]
+    severities = [min(f.severity, 5.0) for f in features][::-1]
+    axes[0].barh(names, severities, color=[colours[f.verdict] for f in features][::-1])
+    axes[0].axvline(1.0, color="black", linestyle="--", linewidth=1)
+    axes[0].set_xlabel("value / max(threshold, noise floor)  (>= 1: drift)")
+    axes[0].set_title(f"{'DRIFT' if report.drift else 'no drift'}: score {report.score:.2f}")
+    for axis, feature in zip(axes[1:], curves, strict=False):
+        quantiles = feature.quantiles or {}
+        axis.plot(quantiles["probabilities"], quantiles["reference"], label="reference", color="#34495e")
+        axis.plot(quantiles["probabilities"], quantiles["current"], label="current", color="#c0392b")
+        axis.set_xlabel("quantile")
+        axis.set_title(f"{feature.name}: {feature.statistic} {feature.value:.3f} ({feature.verdict})")
+        axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()
