@@ -5,7 +5,18 @@ Pure data: emitting lives in ``tasks/`` (flows) and ``driftline/cli/`` (the shel
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from driftline import layout
+from driftline.errors import ConflictError
 from driftline.layout import validate_name
+from driftline.store import ObjectStore
 
 BATCH_ARRIVED = "driftline.batch.arrived"
 LABELS_ARRIVED = "driftline.labels.arrived"
@@ -42,3 +53,86 @@ def model_resource_id(model: str) -> str:
 
 def stack_check_resource_id(nonce: str) -> str:
     return f"driftline.stack-check.{validate_name(nonce, 'stack-check nonce')}"
+
+
+# --------------------------------------------------------------------------------------------- outbox
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_ulid(now: datetime | None = None) -> str:
+    """A lowercase ULID: 48-bit millisecond time + 80 random bits, lexicographically time-ordered."""
+    moment = now or datetime.now(UTC)
+    value = (int(moment.timestamp() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def ulid_to_uuid(ulid: str) -> str:
+    value = 0
+    for char in ulid:
+        value = (value << 5) | _CROCKFORD.index(char)
+    return str(uuid.UUID(int=value & ((1 << 128) - 1)))
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event as written to the outbox (``events/<model>/<ulid>.json``) before it is emitted."""
+
+    ulid: str
+    name: str
+    model: str
+    resource_id: str
+    payload: dict[str, Any]
+    occurred: str
+
+    @property
+    def event_id(self) -> str:
+        """The Prefect event id: the ULID's 128 bits, so re-emitting the record never duplicates it."""
+        return ulid_to_uuid(self.ulid)
+
+    def to_json(self) -> bytes:
+        return json.dumps({**asdict(self), "event_id": self.event_id}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> EventRecord:
+        fields = json.loads(data)
+        fields.pop("event_id", None)
+        return cls(**fields)
+
+
+def new_event(model: str, name: str, payload: dict[str, Any], now: datetime | None = None) -> EventRecord:
+    """Build a model event; the payload always carries the model name."""
+    if name not in MODEL_EVENTS:
+        raise ValueError(f"unknown event {name!r}")
+    moment = now or datetime.now(UTC)
+    return EventRecord(
+        ulid=new_ulid(moment),
+        name=name,
+        model=model,
+        resource_id=model_resource_id(model),
+        payload={"model": model, **payload},
+        occurred=moment.isoformat(),
+    )
+
+
+def write_outbox(store: ObjectStore, record: EventRecord) -> str:
+    """Write the record to the outbox (idempotent); return its key."""
+    key = layout.outbox_event(record.model, record.ulid)
+    # An earlier attempt of the same publish may have written it already.
+    with contextlib.suppress(ConflictError):
+        store.create(key, record.to_json(), content_type="application/json")
+    return key
+
+
+def read_outbox(store: ObjectStore, model: str, since: datetime | None = None) -> list[EventRecord]:
+    """Outbox records of ``model``, oldest first, optionally only those at or after ``since``."""
+    floor = new_ulid(since)[:10] if since else ""
+    records = []
+    for key in store.list(layout.outbox_prefix(model)):
+        ulid = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if ulid[:10] >= floor:
+            records.append(EventRecord.from_json(store.get(key)))
+    return records

@@ -50,6 +50,31 @@ def batches_prefix(model: str) -> str:
     return f"datasets/{_model(model)}/batches/"
 
 
+def batch_quarantine(model: str, batch_id: str) -> str:
+    """Why a batch was rejected; its presence also stops the batch from being picked up again."""
+    return f"datasets/{_model(model)}/batches/{validate_name(batch_id, 'batch id')}.rejected.json"
+
+
+def batch_id_from_key(key: str) -> str | None:
+    """The batch id of a ``datasets/<model>/batches/<id>.parquet`` key, else None."""
+    name = key.rsplit("/", 1)[-1]
+    if not name.endswith(".parquet"):
+        return None
+    return name.removesuffix(".parquet")
+
+
+def models_prefix() -> str:
+    return "models/"
+
+
+def model_from_spec_key(key: str) -> str | None:
+    """The model of a ``models/<model>/spec.yaml`` key, else None."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == "models" and parts[2] == "spec.yaml":
+        return parts[1]
+    return None
+
+
 def batch_labels(model: str, batch_id: str) -> str:
     return f"datasets/{_model(model)}/labels/{validate_name(batch_id, 'batch id')}.parquet"
 
@@ -62,12 +87,20 @@ def batch_profile(model: str, batch_id: str) -> str:
     return f"profiles/{_model(model)}/batches/{validate_name(batch_id, 'batch id')}.bin"
 
 
+PROVISIONAL_REFERENCE = "provisional"
+
+
 def reference_profile(model: str, version: str) -> str:
     return f"profiles/{_model(model)}/reference/{validate_name(version, 'version')}.bin"
 
 
 def drift_report(model: str, batch_id: str) -> str:
     return f"drift/{_model(model)}/{validate_name(batch_id, 'batch id')}.json"
+
+
+def drift_history(model: str) -> str:
+    """Recent batch verdicts for hysteresis ('_' cannot start a batch id, so no report collides)."""
+    return f"drift/{_model(model)}/_history.json"
 
 
 def model_booster(model: str, version: str) -> str:

@@ -16,6 +16,7 @@ def drift_json(report: DriftReport) -> dict[str, Any]:
     document = report.to_dict()
     document["features"] = {
         name: {
+            "name": name,
             "statistic": feature.statistic,
             "value": feature.value,
             "threshold": feature.threshold,

@@ -16,6 +16,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from driftline.errors import (
@@ -94,6 +95,10 @@ class ObjectStore(Protocol):
         self, key: str, data: bytes, etag: str, *, content_type: str = "application/octet-stream"
     ) -> ObjectInfo:
         """Write only if the object's ETag is still ``etag``; ``ConflictError`` otherwise."""
+        ...
+
+    def download(self, key: str, path: Path) -> ObjectInfo:
+        """Stream the object to ``path`` (memory stays bounded), checking its sha256; remove it on failure."""
         ...
 
     def exists(self, key: str) -> bool:
@@ -189,6 +194,11 @@ class MemoryStore:
             if current is None or current[1] != etag:
                 raise ConflictError(f"{self.describe()}: {key!r} changed since it was read (ETag {etag} moved)")
             return self._write(key, data)
+
+    def download(self, key: str, path: Path) -> ObjectInfo:
+        stored = self.read(key)
+        Path(path).write_bytes(stored.data)
+        return ObjectInfo(key=key, etag=stored.etag, sha256=stored.sha256, size=len(stored.data))
 
     def exists(self, key: str) -> bool:
         with self._lock:
@@ -416,6 +426,33 @@ class S3Store:
             return self._put(key, data, content_type, IfMatch=etag)
         except ObjectNotFoundError as error:
             raise ConflictError(f"{self.describe()}: {key!r} was deleted since it was read") from error
+
+    def download(self, key: str, path: Path) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        path = Path(path)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            with path.open("wb") as sink:
+                for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+        except (ClientError, BotoCoreError) as error:
+            path.unlink(missing_ok=True)
+            raise self._translate(error, key) from error
+        recorded = response.get("Metadata", {}).get(SHA256_METADATA_KEY)
+        if recorded != digest.hexdigest():
+            path.unlink(missing_ok=True)
+            if recorded is None:
+                raise IntegrityError(f"{self.describe()}: object {key!r} has no sha256 metadata")
+            raise IntegrityError(
+                f"{self.describe()}: object {key!r} is corrupt or was tampered with: "
+                f"sha256 {digest.hexdigest()} != recorded {recorded}"
+            )
+        return ObjectInfo(key=key, etag=response["ETag"], sha256=recorded, size=size)
 
     def exists(self, key: str) -> bool:
         try:

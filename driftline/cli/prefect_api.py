@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 from driftline.errors import InfrastructureError
+from driftline.events import EventRecord, read_outbox, write_outbox
+from driftline.store import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,75 @@ def wait_for_event(
         if time.monotonic() > deadline:
             return None
         time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------------------------- events
+def emit_record(record: EventRecord, timeout: float = 10.0) -> bool:
+    """Emit an outbox record as a Prefect event with the record's own id; False if Prefect dropped it."""
+    from uuid import UUID
+
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+
+    event = emit_event(
+        event=record.name,
+        resource={"prefect.resource.id": record.resource_id, "prefect.resource.name": record.model},
+        payload=record.payload,
+        id=UUID(record.event_id),
+        occurred=datetime.fromisoformat(record.occurred),
+    )
+    # emit_event only queues; drain so the event left this process before we report success.
+    EventsWorker.drain_all(timeout=timeout)
+    return event is not None
+
+
+def publish(store: ObjectStore, record: EventRecord) -> str:
+    """Write the event to the S3 outbox first, then emit it; return the event id.
+
+    Prefect drops events silently when its server is unreachable; the outbox copy is what
+    ``reconcile`` re-emits later.
+    """
+    write_outbox(store, record)
+    emit_record(record)
+    return record.event_id
+
+
+def seen_event_ids(api_url: str | None, event_ids: list[str], since: datetime) -> set[str]:
+    """Which of ``event_ids`` the server has stored (queried in pages of 50)."""
+    url = _require(api_url)
+    seen: set[str] = set()
+    for start in range(0, len(event_ids), 50):
+        page = event_ids[start : start + 50]
+        body = {
+            "filter": {
+                "occurred": {
+                    "since": (since - timedelta(minutes=5)).isoformat(),
+                    "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+                },
+                "id": {"id": page},
+            },
+            "limit": 50,
+        }
+        try:
+            response = httpx.post(f"{url}/events/filter", json=body, timeout=10)
+        except httpx.HTTPError as error:
+            raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
+        if response.status_code != 200:
+            raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}")
+        seen.update(str(event["id"]) for event in response.json().get("events", []))
+    return seen
+
+
+def reconcile(store: ObjectStore, model: str, api_url: str | None, lookback: timedelta) -> list[str]:
+    """Re-emit outbox events of the last ``lookback`` that the server has not stored; return their ids."""
+    since = datetime.now(UTC) - lookback
+    records = read_outbox(store, model, since)
+    if not records:
+        return []
+    seen = seen_event_ids(
+        api_url, [r.event_id for r in records], since=min(datetime.fromisoformat(r.occurred) for r in records)
+    )
+    missing = [r for r in records if r.event_id not in seen]
+    for record in missing:
+        emit_record(record)
+    return [r.event_id for r in missing]
