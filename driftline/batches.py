@@ -199,3 +199,28 @@ def default_batch_id(now: datetime | None = None) -> str:
 
 def batch_check_dict(check: BatchCheck) -> dict:
     return asdict(check)
+
+
+def pending_batches(store: ObjectStore, model: str | None = None) -> dict[str, list[str]]:
+    """Batch ids, per model with a spec, that have neither a profile nor a quarantine record."""
+    if model is not None:
+        models = [model]
+    else:
+        models = [m for m in map(layout.model_from_spec_key, store.list(layout.models_prefix())) if m]
+    pending: dict[str, list[str]] = {}
+    for name in models:
+        keys = set(store.list(layout.batches_prefix(name)))
+        profiled = {
+            key.rsplit("/", 1)[-1].removesuffix(".bin") for key in store.list(layout.batch_profiles_prefix(name))
+        }
+        waiting = []
+        for key in sorted(keys):
+            batch_id = layout.batch_id_from_key(key)
+            if batch_id is None or batch_id in profiled:
+                continue
+            if layout.batch_quarantine(name, batch_id) in keys:
+                continue
+            waiting.append(batch_id)
+        if waiting:
+            pending[name] = waiting
+    return pending

@@ -90,6 +90,10 @@ def batch_profile(model: str, batch_id: str) -> str:
 PROVISIONAL_REFERENCE = "provisional"
 
 
+def batch_profiles_prefix(model: str) -> str:
+    return f"profiles/{_model(model)}/batches/"
+
+
 def reference_profile(model: str, version: str) -> str:
     return f"profiles/{_model(model)}/reference/{validate_name(version, 'version')}.bin"
 

@@ -51,7 +51,8 @@ _KIND_TO_WHYLOGS_TYPE: dict[str, type] = {
 
 def column_kind(dtype: pl.DataType) -> str | None:
     """How a polars dtype is profiled; None for types whylogs cannot sketch (lists, structs, binary)."""
-    if dtype.is_float() or dtype.is_decimal():
+    # uint64 may exceed int64: profiled as floats, so every chunk of a column is treated the same way.
+    if dtype.is_float() or dtype.is_decimal() or dtype == pl.UInt64:
         return NUMERIC
     if dtype.is_integer():
         return INTEGRAL
@@ -131,15 +132,10 @@ def _track(column_profile: Any, series: pl.Series, kind: str) -> None:
         column_profile._process_extracted_column(data)
         return
     if kind == INTEGRAL:
-        values = series.drop_nulls()
-        # uint64 beyond int64 would wrap; such ids are better profiled as floats than wrong.
-        array = values.cast(pl.Int64, strict=False)
-        if array.null_count() == 0:
-            data = _preprocessed(length, nulls)
-            data.numpy.ints = array.to_numpy()
-            column_profile._process_extracted_column(data)
-            return
-        series = series.cast(pl.Float64)
+        data = _preprocessed(length, nulls)
+        data.numpy.ints = series.drop_nulls().cast(pl.Int64).to_numpy()
+        column_profile._process_extracted_column(data)
+        return
     if kind == TEMPORAL:
         series = _epoch_seconds(series)
     floats = series.cast(pl.Float64).to_numpy()  # nulls become NaN here
@@ -176,9 +172,12 @@ def _track_strings(column_profile: Any, series: pl.Series, length: int, nulls: i
     present = length - nulls
     if present == 0:
         return
-    counts = series.drop_nulls().cast(pl.String).value_counts(sort=False, name="__driftline_count__")
-    values: list[str] = counts.get_column(counts.columns[0]).to_list()
-    weights: list[int] = counts.get_column("__driftline_count__").to_list()
+    # Sorted so that the same data always gives byte-identical sketches (update order matters to HLL).
+    counts = (
+        series.drop_nulls().cast(pl.String).rename("value").to_frame().group_by("value").len(name="n").sort("value")
+    )
+    values: list[str] = counts.get_column("value").to_list()
+    weights: list[int] = counts.get_column("n").to_list()
     metrics = column_profile._metrics
     types = metrics["types"]
     types.string.set(types.string.value + present)
@@ -243,6 +242,9 @@ def profile_parquet(
     """Profile a parquet file streamed in chunks of ``chunk_rows`` rows (memory bounded by the chunk)."""
     schema = parquet_schema(path)
     if columns is not None:
+        absent = [name for name in columns if name not in schema]
+        if absent:
+            raise InputError(f"{path}: no column(s) {absent} in the file")
         schema = {name: schema[name] for name in columns}
     profiler = Profiler(schema)
     for chunk in iter_parquet_chunks(path, chunk_rows, columns):

@@ -1,23 +1,41 @@
-"""Emit Prefect events from flows and make sure they left the process."""
+"""Publish driftline events (S3 outbox first, then Prefect) and reconcile what the server missed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL
+
+from driftline.cli import prefect_api
+from driftline.events import new_event
+from tasks.common import store
 
 
 def emit_now(name: str, resource_id: str, payload: dict[str, Any], timeout: float = 10.0) -> str | None:
-    """Emit one event and flush the events worker; return the event id (None if Prefect dropped it)."""
+    """Emit one event that belongs to no model (e.g. the stack check) and flush it."""
     event = emit_event(event=name, resource={"prefect.resource.id": resource_id}, payload=payload)
-    # emit_event queues the event; drain so that it reached the server before the run reports success.
     EventsWorker.drain_all(timeout=timeout)
     return str(event.id) if event is not None else None
 
 
-@task(retries=2, retry_delay_seconds=[1, 5])
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def emit(name: str, resource_id: str, payload: dict[str, Any]) -> str | None:
-    """Emit a driftline event."""
+    """Emit an event that belongs to no model."""
     return emit_now(name, resource_id, payload)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def publish(model: str, name: str, payload: dict[str, Any]) -> str:
+    """Write a model event to the outbox, then emit it; return its id."""
+    return prefect_api.publish(store(), new_event(model, name, payload))
+
+
+@task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)
+def reconcile_outbox(model: str, lookback_hours: float = 24.0) -> list[str]:
+    """Re-emit the model's outbox events of the last hours that the Prefect server has not stored."""
+    return prefect_api.reconcile(store(), model, PREFECT_API_URL.value(), timedelta(hours=lookback_hours))

@@ -6,13 +6,15 @@ import json
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from driftline.errors import DriftlineError, InputError
+from driftline.errors import DriftlineError, InfrastructureError, InputError
 from driftline.settings import Settings
 
 app = typer.Typer(
@@ -133,6 +135,232 @@ def _deep_check(stack, timeout: float) -> dict:
         "event_id": event["id"] if event else None,
         "seconds": round(time.monotonic() - started, 2),
     }
+
+
+# --------------------------------------------------------------------------------------------- models
+model_app = typer.Typer(help="Model specs: create or update the spec a model runs under.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _remote():
+    """Settings and store for commands that use S3 (the local stack fills in unset endpoints)."""
+    from driftline.cli.stack import resolve_settings
+    from driftline.store import open_store
+
+    try:
+        settings = resolve_settings(Settings())
+    except Exception as error:
+        raise InputError(f"invalid DRIFTLINE_* setting: {error}") from error
+    return settings, open_store(settings)
+
+
+@model_app.command("create")
+def model_create(
+    spec_file: Annotated[Path, typer.Argument(help="Model spec YAML, e.g. configs/example.yaml.")],
+) -> None:
+    """Validate a spec and store it at models/<name>/spec.yaml (replacing the spec in force).
+
+    Example:  driftline model create configs/example.yaml
+    """
+    from driftline import layout
+    from driftline.errors import ObjectNotFoundError
+    from driftline.spec import load_spec
+
+    spec = load_spec(spec_file)
+    _, store = _remote()
+    key = layout.model_spec(spec.name)
+    text = spec_file.read_bytes()
+    try:
+        previous = store.get(key)
+    except ObjectNotFoundError:
+        previous = None
+    if previous == text:
+        console.print(f"model [bold]{spec.name}[/bold]: spec unchanged at {store.describe()}{key}")
+        return
+    store.put(key, text, content_type="application/yaml")
+    verb = "created" if previous is None else "updated"
+    console.print(f"model [bold]{spec.name}[/bold] {verb}: {store.describe()}{key}")
+    console.print(f"next: driftline ingest {spec.name} <batch.parquet>")
+
+
+# --------------------------------------------------------------------------------------------- batches
+@app.command()
+def ingest(
+    model: Annotated[str, typer.Argument(help="Model name (its spec must exist: driftline model create).")],
+    file: Annotated[Path, typer.Argument(help="Features batch: parquet with the id, time and feature columns.")],
+    batch_id: Annotated[
+        str | None, typer.Option("--batch-id", help="Batch id (default: UTC time + random suffix).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the batch is profiled.")] = True,
+    check: Annotated[
+        bool, typer.Option("--check/--no-check", help="Validate against the spec before uploading.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 300.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Upload a features batch; the profile-batch automation validates, profiles and drift-checks it.
+
+    The upload is announced with a driftline.batch.arrived event. Exit 1 when the batch drifted or
+    was rejected.
+
+    Example:  driftline ingest example data/batch-001.parquet --batch-id b001
+    """
+    from driftline import layout
+    from driftline.batches import check_batch_file, default_batch_id
+    from driftline.cli import prefect_api
+    from driftline.errors import ConflictError, ObjectNotFoundError
+    from driftline.events import BATCH_ARRIVED, BATCH_PROFILED, BATCH_REJECTED, model_resource_id, new_event
+    from driftline.layout import validate_name
+    from driftline.spec import parse_spec
+
+    validate_name(model, "model")
+    batch_id = validate_name(batch_id, "batch id") if batch_id else default_batch_id()
+    if not file.is_file():
+        raise InputError(f"{file}: no such file")
+    settings, store = _remote()
+    try:
+        spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
+    except ObjectNotFoundError as error:
+        raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
+    if check:
+        result = check_batch_file(file, spec)
+        if not result.ok:
+            raise InputError(result.message() + "\n(use --no-check to upload anyway and let the flow quarantine it)")
+    api_url = prefect_api.check_server(settings.prefect_api_url)
+    key = layout.batch_data(model, batch_id)
+    try:
+        store.create(key, file.read_bytes(), content_type="application/vnd.apache.parquet")
+    except ConflictError as error:
+        raise InputError(
+            f"batch {batch_id!r} of model {model!r} already exists ({key}); choose another --batch-id"
+        ) from error
+    console.print(f"uploaded {file} -> {store.describe()}{key}")
+    started = datetime.now(UTC)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        event_id = prefect_api.publish(store, new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key}))
+    console.print(f"announced driftline.batch.arrived ({event_id})")
+    outcome: dict = {"model": model, "batch_id": batch_id, "key": key, "event_id": event_id}
+    if wait:
+        console.print("waiting for profile-batch ...")
+        event = prefect_api.wait_for_payload(
+            api_url, [BATCH_PROFILED, BATCH_REJECTED], model_resource_id(model), "batch_id", batch_id, timeout, started
+        )
+        if event is None:
+            raise InfrastructureError(
+                f"no profile-batch outcome for {batch_id!r} within {timeout:.0f} s; is the worker running "
+                "(`driftline status`)?"
+            )
+        outcome["outcome"] = event["event"]
+        outcome["payload"] = event["payload"]
+    if json_output:
+        out.print_json(json.dumps(outcome))
+    elif wait:
+        payload = outcome["payload"]
+        if outcome["outcome"] == BATCH_REJECTED:
+            out.print(f"[red]rejected[/red]: {'; '.join(payload.get('problems', []))}")
+        else:
+            verdict = "[red]drift[/red]" if payload.get("drift") else "[green]no drift[/green]"
+            out.print(f"profiled {payload.get('rows')} rows: {verdict}, score {payload.get('score'):.2f}")
+            out.print(f"report: {payload.get('report_key')}")
+    if wait and (outcome["outcome"] == BATCH_REJECTED or outcome["payload"].get("drift")):
+        raise typer.Exit(1)
+
+
+@app.command()
+def profile(
+    file: Annotated[Path, typer.Argument(help="Parquet file to profile.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the whylogs profile (.bin).")],
+    chunk_rows: Annotated[int, typer.Option(min=1000, help="Rows per streamed chunk (bounds memory).")] = 250_000,
+) -> None:
+    """Profile a parquet file with whylogs, streamed in chunks; no server needed.
+
+    Example:  driftline profile data/reference.parquet -o reference.bin
+    """
+    import time as clock
+
+    import pyarrow.parquet as pq
+    from rich.progress import Progress
+
+    from driftline import profiling
+
+    schema = profiling.parquet_schema(file)
+    total = pq.ParquetFile(str(file)).metadata.num_rows
+    profiler = profiling.Profiler(schema)
+    started = clock.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"profiling {file.name}", total=total)
+        for chunk in profiling.iter_parquet_chunks(file, chunk_rows):
+            profiler.update(chunk)
+            progress.update(bar, advance=chunk.height)
+    data = profiling.serialize(profiler.view())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    seconds = clock.perf_counter() - started
+    console.print(
+        f"{profiler.rows:,} rows x {len(profiler.kinds)} columns in {seconds:.2f} s "
+        f"({profiler.rows / max(seconds, 1e-9):,.0f} rows/s) -> {output} ({len(data) / 1024:.0f} KiB)"
+    )
+    if profiler.skipped:
+        console.print(f"[yellow]skipped[/yellow] (no sketch for these types): {profiler.skipped}")
+
+
+@app.command()
+def drift(
+    reference: Annotated[Path, typer.Argument(help="Reference whylogs profile (.bin).")],
+    current: Annotated[Path, typer.Argument(help="Current whylogs profile (.bin).")],
+    json_output: JsonOption = False,
+    png: Annotated[Path | None, typer.Option("--png", help="Also write a PNG of the report.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the markdown report.")] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="Use a spec's features and drift policy (default: all columns).")
+    ] = None,
+) -> None:
+    """Compare two profiles; no server needed. Exit 0 no drift, 1 drift.
+
+    Example:  driftline drift reference.bin today.bin --png drift.png
+    """
+    from driftline import profiling, reports
+    from driftline.drift import compare_profiles
+    from driftline.spec import load_spec
+
+    reference_view = profiling.read_profile(reference)
+    current_view = profiling.read_profile(current)
+    options: dict = {}
+    if spec_file is not None:
+        spec = load_spec(spec_file)
+        options = {
+            "numeric": spec.features.numeric,
+            "categorical": spec.features.categorical,
+            "policy": spec.drift,
+        }
+    report = compare_profiles(reference_view, current_view, **options)
+    if png is not None:
+        png.write_bytes(reports.drift_png(report))
+        console.print(f"wrote {png}")
+    if markdown is not None:
+        markdown.write_text(reports.drift_markdown(report))
+        console.print(f"wrote {markdown}")
+    if json_output:
+        out.print_json(json.dumps(reports.drift_json(report)))
+    else:
+        table = Table("feature", "statistic", "value", "threshold", "floor", "verdict")
+        for row in reports.drift_table_rows(report):
+            colour = {"drift": "red", "possible": "yellow", "none": "green"}[row["verdict"]]
+            table.add_row(
+                row["feature"],
+                row["statistic"],
+                f"{row['value']:.4f}",
+                f"{row['threshold']:.4f}",
+                f"{row['floor']:.4f}",
+                f"[{colour}]{row['verdict']}[/{colour}]",
+            )
+        out.print(table)
+        for reason in report.reasons:
+            out.print(f"- {reason}")
+    if report.drift:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -81,6 +81,7 @@ def find_events(
     resource_ids: list[str] | None = None,
     since: datetime | None = None,
     limit: int = 50,
+    newest_first: bool = False,
 ) -> list[dict[str, Any]]:
     """Events the server stored, filtered by name and resource id, oldest first (the API caps a page at 50)."""
     url = _require(api_url)
@@ -89,7 +90,7 @@ def find_events(
         "filter": {
             "occurred": {"since": since.isoformat(), "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()},
             "event": {"name": names},
-            "order": "ASC",
+            "order": "DESC" if newest_first else "ASC",
         },
         "limit": limit,
     }
@@ -188,3 +189,24 @@ def reconcile(store: ObjectStore, model: str, api_url: str | None, lookback: tim
     for record in missing:
         emit_record(record)
     return [r.event_id for r in missing]
+
+
+def wait_for_payload(
+    api_url: str | None,
+    names: list[str],
+    resource_id: str,
+    key: str,
+    value: str,
+    timeout: float,
+    since: datetime,
+) -> dict[str, Any] | None:
+    """Poll until one of ``names`` on ``resource_id`` has ``payload[key] == value``; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = find_events(api_url, names, [resource_id], since=since - timedelta(seconds=5), newest_first=True)
+        for event in events:
+            if str(event.get("payload", {}).get(key)) == value:
+                return event
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)

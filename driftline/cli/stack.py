@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from driftline.errors import StackError
 from driftline.settings import Settings
@@ -438,8 +439,8 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
     if settings.s3_endpoint_url is None and "s3_endpoint_url" not in settings.model_fields_set:
         updates["s3_endpoint_url"] = state["s3_endpoint_url"]
         if settings.aws_access_key_id is None:
-            updates["aws_access_key_id"] = state["aws_access_key_id"]
-            updates["aws_secret_access_key"] = state["aws_secret_access_key"]
+            updates["aws_access_key_id"] = SecretStr(state["aws_access_key_id"])
+            updates["aws_secret_access_key"] = SecretStr(state["aws_secret_access_key"])
     if settings.prefect_api_url is None and "prefect_api_url" not in settings.model_fields_set:
         updates["prefect_api_url"] = state["prefect_api_url"]
     return settings.model_copy(update=updates) if updates else settings

@@ -1,0 +1,53 @@
+"""profile-batch: validate a new batch, profile it, compare with the reference, announce drift."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from driftline.batches import BatchRejectedError
+from driftline.events import BATCH_PROFILED, BATCH_REJECTED, DRIFT_DETECTED
+from tasks.batches import check_drift, load_spec, profile_batch_object, publish_drift_artifacts, quarantine_batch
+from tasks.events import publish, reconcile_outbox
+
+
+@flow(name="profile-batch", log_prints=True)
+def profile_batch(model: str, batch_id: str) -> dict:
+    """Profile `datasets/<model>/batches/<batch_id>.parquet` and check it for drift."""
+    spec = load_spec(model)
+    profiled = profile_batch_object(spec, batch_id)
+    if not profiled.check.ok:
+        key = quarantine_batch(model, batch_id, profiled.check)
+        publish(model, BATCH_REJECTED, {"batch_id": batch_id, "problems": profiled.check.problems, "record": key})
+        raise BatchRejectedError(profiled.check.message())
+
+    check = check_drift(spec, batch_id)
+    if check.duplicate:
+        print(f"batch {batch_id} was already checked by another run: nothing to do")
+        return {"batch_id": batch_id, "status": "duplicate", "report_key": check.report_key}
+
+    publish_drift_artifacts(check)
+    publish(
+        model,
+        BATCH_PROFILED,
+        {
+            "batch_id": batch_id,
+            "rows": profiled.rows,
+            "profile_key": profiled.profile_key,
+            "report_key": check.report_key,
+            "drift": check.report.drift,
+            "score": round(check.report.score, 6),
+            "event_time_max": profiled.event_time_max,
+        },
+    )
+    if check.triggered:
+        publish(model, DRIFT_DETECTED, check.event_payload())
+    reconcile_outbox(model)
+    for reason in check.reasons:
+        print(reason)
+    return {
+        "batch_id": batch_id,
+        "status": "drift" if check.triggered else "ok",
+        "score": check.report.score,
+        "drifted_features": check.report.drifted_features,
+        "report_key": check.report_key,
+    }

@@ -1,0 +1,52 @@
+"""Tasks over feature batches: load the spec, profile, quarantine, check drift, publish artifacts."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from driftline import batches, layout, monitoring, reports
+from driftline.spec import ModelSpec, parse_spec
+from tasks.common import artifact_key, store
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def load_spec(model: str) -> ModelSpec:
+    """Read and validate the model's spec from S3."""
+    key = layout.model_spec(model)
+    return parse_spec(store().get(key), key)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def profile_batch_object(spec: ModelSpec, batch_id: str) -> batches.ProfiledBatch:
+    """Download, validate and profile a stored batch; store its profile."""
+    return batches.profile_stored_batch(store(), spec, batch_id)
+
+
+@task(cache_policy=NO_CACHE)
+def quarantine_batch(model: str, batch_id: str, check: batches.BatchCheck) -> str:
+    """Record why the batch was rejected."""
+    return batches.quarantine(store(), model, batch_id, check)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def check_drift(spec: ModelSpec, batch_id: str) -> monitoring.DriftCheck:
+    """Compare the batch's profile with the reference and decide on drift."""
+    return monitoring.check_batch_drift(store(), spec, batch_id)
+
+
+@task(cache_policy=NO_CACHE)
+def publish_drift_artifacts(check: monitoring.DriftCheck) -> None:
+    """A markdown report and a per-feature table, keyed per model (latest wins in the UI)."""
+    title = f"Drift of batch {check.batch_id} ({check.model})"
+    markdown = reports.drift_markdown(check.report, title=title)
+    markdown += f"\nReference: `{check.reference.key}`; report: `{check.report_key}`.\n"
+    if check.reasons:
+        markdown += "\n" + "\n".join(f"- {reason}" for reason in check.reasons if reason not in check.report.reasons)
+    create_markdown_artifact(key=artifact_key("drift", check.model), markdown=markdown, description=title)
+    create_table_artifact(
+        key=artifact_key("drift-table", check.model),
+        table=reports.drift_table_rows(check.report),
+        description=title,
+    )
