@@ -217,7 +217,8 @@ def iter_parquet_chunks(
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(str(path))
+        # pre_buffer=False: pyarrow would otherwise read ahead and hold ~the whole file in its pool.
+        parquet = pq.ParquetFile(str(path), pre_buffer=False)
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
             yield pl.from_arrow(batch)  # type: ignore[misc]
     except FileNotFoundError as error:

@@ -67,6 +67,10 @@ class ObjectStore(Protocol):
         """Human-readable location, used in error messages ("s3://bucket/prefix at URL")."""
         ...
 
+    def location(self, key: str) -> str:
+        """Where ``key`` lives, for messages ("s3://bucket/prefix/key (endpoint)")."""
+        ...
+
     def check(self) -> None:
         """Raise an ``InfrastructureError`` naming the fault if the store cannot be used."""
         ...
@@ -135,6 +139,9 @@ class MemoryStore:
 
     def describe(self) -> str:
         return "memory store"
+
+    def location(self, key: str) -> str:
+        return f"memory://{key}"
 
     def check(self) -> None:
         return None
@@ -290,6 +297,9 @@ class S3Store:
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
         return f"{where} at {self.endpoint_url or 'AWS S3'}"
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)} ({self.endpoint_url or 'AWS S3'})"
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

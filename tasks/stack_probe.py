@@ -8,14 +8,13 @@ import time
 from prefect import task
 
 from driftline import layout
-from driftline.settings import Settings
-from driftline.store import open_store
+from tasks.common import store as open_configured_store
 
 
 @task(retries=2, retry_delay_seconds=[1, 3])
 def write_probe(nonce: str) -> str:
     """Create the probe object; return its sha256."""
-    store = open_store(Settings())
+    store = open_configured_store()
     payload = json.dumps({"nonce": nonce, "written_at": time.time()}).encode()
     return store.create(layout.stack_check_probe(nonce), payload, content_type="application/json").sha256
 
@@ -23,10 +22,10 @@ def write_probe(nonce: str) -> str:
 @task(retries=2, retry_delay_seconds=[1, 3])
 def read_probe(nonce: str, sha256: str) -> str:
     """Read the probe back (verified) and delete it; return where it was."""
-    store = open_store(Settings())
+    store = open_configured_store()
     key = layout.stack_check_probe(nonce)
     stored = store.read(key)
     if stored.sha256 != sha256 or json.loads(stored.data)["nonce"] != nonce:
         raise RuntimeError(f"probe {key!r} read back different content")
     store.delete(key)
-    return f"{store.describe()}{key}"
+    return store.location(key)

@@ -175,11 +175,11 @@ def model_create(
     except ObjectNotFoundError:
         previous = None
     if previous == text:
-        console.print(f"model [bold]{spec.name}[/bold]: spec unchanged at {store.describe()}{key}")
+        console.print(f"model [bold]{spec.name}[/bold]: spec unchanged at {store.location(key)}")
         return
     store.put(key, text, content_type="application/yaml")
     verb = "created" if previous is None else "updated"
-    console.print(f"model [bold]{spec.name}[/bold] {verb}: {store.describe()}{key}")
+    console.print(f"model [bold]{spec.name}[/bold] {verb}: {store.location(key)}")
     console.print(f"next: driftline ingest {spec.name} <batch.parquet>")
 
 
@@ -234,7 +234,7 @@ def ingest(
         raise InputError(
             f"batch {batch_id!r} of model {model!r} already exists ({key}); choose another --batch-id"
         ) from error
-    console.print(f"uploaded {file} -> {store.describe()}{key}")
+    console.print(f"uploaded {file} -> {store.location(key)}")
     started = datetime.now(UTC)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
