@@ -39,12 +39,17 @@ Verdict = Literal["none", "possible", "drift"]
 NumericStatistic = Literal["ks", "psi", "hellinger", "wasserstein"]
 CategoricalStatistic = Literal["hellinger", "psi", "js"]
 
-# Sketch rank error enters as extra noise with this weight; calibrated so that two sketches of the
-# same 1M-row distribution (observed KS 0.006-0.010 with k=256) stay well under the floor (0.022).
+# Sketch rank error enters as extra noise with this weight. Calibrated on two sketches of the same
+# 1M-row distribution: with whylogs' default KLL k=1024 (rank error 0.27%) KS stays <= 0.003 against a
+# floor of 0.006; with k=256 (1.05%) KS 0.006-0.010 against a floor of 0.022.
 SKETCH_NOISE_WEIGHT = 0.75
 _QUANTILE_GRID = np.linspace(0.005, 0.995, 199)
 _PLOT_QUANTILES = np.linspace(0.01, 0.99, 41)
 OTHER = "__other__"
+# A category gets its own bin only with this many expected rows per side (the chi-square rule of thumb)
+# and a frequent-items count whose bounds are within this fraction of the estimate.
+MIN_EXPECTED_COUNT = 5
+RELIABLE_COUNT_SPREAD = 0.2
 
 
 class DriftThresholds(BaseModel):
@@ -89,6 +94,12 @@ class DriftPolicy(BaseModel):
     )
     noise_confidence: float = Field(
         default=0.999, gt=0.5, lt=1, description="Confidence of the noise floor (higher: fewer false alarms)."
+    )
+    unseen_share_threshold: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Share of current rows in categories the reference never saw that is named.",
     )
     bins: int = Field(default=10, ge=2, le=100, description="Reference-quantile bins for PSI/Hellinger/JS.")
     score_threshold: float = Field(
@@ -189,6 +200,8 @@ class _Column:
     kll: Any | None  # kll_doubles_sketch of the numeric values
     frequencies: dict[str, float] | None  # category -> count (frequent items), non-missing only
     stddev: float | None
+    uncertain: frozenset[str] = frozenset()  # categories whose count the sketch only bounds loosely
+    exact_categories: bool = True  # the frequent-items sketch kept every category exactly
 
     @property
     def present(self) -> int:
@@ -215,15 +228,31 @@ def _column(view: DatasetProfileView, name: str) -> _Column | None:
         kll = distribution.kll.value
         stddev = float(distribution.stddev) if distribution.n > 1 else None
     frequencies = None
+    uncertain: set[str] = set()
+    exact = True
     frequent = column.get_metric("frequent_items")
     if frequent is not None and not frequent.frequent_strings.value.is_empty():
-        frequencies = {str(item.value): float(item.est) for item in frequent.strings}
+        items = frequent.strings
+        frequencies = {str(item.value): float(item.est) for item in items}
+        for item in items:
+            if item.upper != item.lower:
+                exact = False
+                if item.upper - item.lower > RELIABLE_COUNT_SPREAD * item.est:
+                    uncertain.add(str(item.value))
     elif frequent is None:
         types = column.get_metric("types")
         if types is not None and types.boolean.value > 0:
             true = int(counts.true.value) if counts is not None else 0
             frequencies = {"True": float(true), "False": float(types.boolean.value - true)}
-    return _Column(n=n, missing=missing, kll=kll, frequencies=frequencies, stddev=stddev)
+    return _Column(
+        n=n,
+        missing=missing,
+        kll=kll,
+        frequencies=frequencies,
+        stddev=stddev,
+        uncertain=frozenset(uncertain),
+        exact_categories=exact,
+    )
 
 
 def infer_kind(view: DatasetProfileView, name: str) -> Literal["numeric", "categorical"]:
@@ -310,18 +339,46 @@ def _numeric_statistics(reference: _Column, current: _Column, bins: int) -> tupl
     return result, len(p) - 1, plot
 
 
+def _binned_frequencies(reference: _Column, current: _Column) -> tuple[dict[str, float], dict[str, float]]:
+    """Category counts of both sides, with every category that cannot be compared reliably pooled.
+
+    A category keeps its own bin only when its expected count is large enough for the chi-square
+    approximation behind the floors (>= MIN_EXPECTED_COUNT per side on average) and each side knows
+    its count: listed with tight sketch bounds, or absent from a sketch that kept every category.
+    Everything else (long tails of zip codes or ids, sketch-evicted values) shares one "other" bin.
+    """
+    ref_raw, cur_raw = dict(reference.frequencies or {}), dict(current.frequencies or {})
+
+    def known(side: _Column, counts: dict[str, float], category: str) -> bool:
+        if category in counts:
+            return category not in side.uncertain
+        return side.exact_categories
+
+    ref_freq: dict[str, float] = {}
+    cur_freq: dict[str, float] = {}
+    for category in set(ref_raw) | set(cur_raw):
+        pooled = ref_raw.get(category, 0.0) + cur_raw.get(category, 0.0)
+        if (
+            pooled >= 2 * MIN_EXPECTED_COUNT
+            and known(reference, ref_raw, category)
+            and known(current, cur_raw, category)
+        ):
+            ref_freq[category] = ref_raw.get(category, 0.0)
+            cur_freq[category] = cur_raw.get(category, 0.0)
+    ref_freq[OTHER] = max(reference.present - sum(ref_freq.values()), 0.0)
+    cur_freq[OTHER] = max(current.present - sum(cur_freq.values()), 0.0)
+    return ref_freq, cur_freq
+
+
 def _categorical_statistics(reference: _Column, current: _Column) -> tuple[dict[str, float], int]:
-    ref_freq = dict(reference.frequencies or {})
-    cur_freq = dict(current.frequencies or {})
+    ref_freq, cur_freq = _binned_frequencies(reference, current)
     ref_total, cur_total = max(reference.present, 1), max(current.present, 1)
-    # Mass the frequent-items sketch did not list (long tail) goes into one "other" bin.
-    ref_freq[OTHER] = max(ref_total - sum(ref_freq.values()), 0.0)
-    cur_freq[OTHER] = max(cur_total - sum(cur_freq.values()), 0.0)
     categories = sorted(set(ref_freq) | set(cur_freq))
     p = np.array([ref_freq.get(c, 0.0) for c in categories]) / ref_total
     q = np.array([cur_freq.get(c, 0.0) for c in categories]) / cur_total
     p, q = p / max(p.sum(), 1e-12), q / max(q.sum(), 1e-12)
-    unseen = sum(cur_freq[c] for c in cur_freq if c != OTHER and c not in ref_freq) / cur_total
+    ref_listed = set(reference.frequencies or {})
+    unseen = sum(v for c, v in (current.frequencies or {}).items() if c not in ref_listed) / cur_total
     result = _divergences(p, q)
     result["unseen_share"] = float(unseen)
     result["tvd"] = float(0.5 * np.abs(p - q).sum())
@@ -391,7 +448,7 @@ def feature_drift(
             reasons.append(f"{name}: {statistic} {value:.3f} >= threshold {threshold:.3f} but within noise {floor:.3f}")
         else:
             reasons.append(f"{name}: {statistic} {value:.3f} above noise {floor:.3f}, below threshold {threshold:.3f}")
-    if kind == "categorical" and statistics_.get("unseen_share", 0.0) >= threshold and verdict != "none":
+    if kind == "categorical" and statistics_.get("unseen_share", 0.0) >= policy.unseen_share_threshold:
         reasons.append(f"{name}: {statistics_['unseen_share']:.1%} of current values are unseen categories")
 
     # Missing share: a two-proportion noise floor against its own threshold.

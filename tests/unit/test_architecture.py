@@ -11,9 +11,7 @@ from pathlib import Path
 import driftline
 
 PACKAGE = Path(driftline.__file__).parent
-DOMAIN_MODULES = sorted(
-    path for path in PACKAGE.rglob("*.py") if "cli" not in path.relative_to(PACKAGE).parts
-)
+DOMAIN_MODULES = sorted(path for path in PACKAGE.rglob("*.py") if "cli" not in path.relative_to(PACKAGE).parts)
 
 
 def _imported_roots(path: Path) -> set[str]:
