@@ -316,10 +316,17 @@ def drift(
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="Use a spec's features and drift policy (default: all columns).")
     ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Column to leave out (repeatable), e.g. ids and timestamps, which always move."),
+    ] = None,
 ) -> None:
     """Compare two profiles; no server needed. Exit 0 no drift, 1 drift.
 
-    Example:  driftline drift reference.bin today.bin --png drift.png
+    Without --spec every shared column is compared, with its kind inferred; leave out ids and
+    timestamps with --exclude.
+
+    Example:  driftline drift reference.bin today.bin --exclude id --exclude ts --png drift.png
     """
     from driftline import profiling, reports
     from driftline.drift import compare_profiles
@@ -334,6 +341,15 @@ def drift(
             "numeric": spec.features.numeric,
             "categorical": spec.features.categorical,
             "policy": spec.drift,
+        }
+    if not options:
+        from driftline.drift import infer_kind
+
+        shared = sorted(set(reference_view.get_columns()) & set(current_view.get_columns()) - set(exclude or []))
+        kinds = {name: infer_kind(reference_view, name) for name in shared}
+        options = {
+            "numeric": [name for name, kind in kinds.items() if kind == "numeric"],
+            "categorical": [name for name, kind in kinds.items() if kind == "categorical"],
         }
     report = compare_profiles(reference_view, current_view, **options)
     if png is not None:
