@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=3600, description="Seconds to wait for an S3 response once connected."
     )
 
+    # --- compute ------------------------------------------------------------------------------
+    nthread: int = Field(
+        default=2, ge=1, le=512, description="Threads for XGBoost training and prediction (models do not depend on it)."
+    )
+
     # --- Prefect ------------------------------------------------------------------------------
     prefect_api_url: str | None = Field(
         default=None,

@@ -10,7 +10,13 @@ Minimal form::
     features:
       numeric: [f0, f1]
       categorical: [c0]
-    drift: {...}                 # optional, see driftline.drift.DriftPolicy for defaults
+    # optional sections, each with documented defaults:
+    drift: {...}                 # driftline.drift.DriftPolicy
+    xgboost: {...}               # XGBoostSpec: params, num_boost_round, early_stopping_rounds, seed
+    window: {...}                # WindowSpec: last_batches / last_days, minimum rows, time splits
+    gates: {...}                 # GatesSpec: floors, champion non-inferiority, slices, noise, latency, size
+    cooldown: {...}              # CooldownSpec: retrain cooldown, whether a candidate supersedes shadow
+    slices: [region]             # categorical features judged as slices
 
 Unknown keys are rejected with their path (``drift.treshold``), so a typo never silently falls back to
 a default. Column names are the user's: any string a parquet column may have.
@@ -60,6 +66,108 @@ class Features(BaseModel):
         return [*self.numeric, *self.categorical]
 
 
+class XGBoostSpec(BaseModel):
+    """Training parameters. Defaults suit most tabular problems: hist trees, early stopping on time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=lambda: {
+            "tree_method": "hist",
+            "max_depth": 6,
+            "eta": 0.1,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "min_child_weight": 1.0,
+            "lambda": 1.0,
+            "max_bin": 256,
+        },
+        description="xgboost.train params; objective and eval_metric follow the task unless given here.",
+    )
+    num_boost_round: int = Field(default=400, ge=1, le=100_000, description="Upper bound on boosting rounds.")
+    early_stopping_rounds: int = Field(
+        default=30, ge=1, description="Stop when the time-based early-stopping split stops improving."
+    )
+    seed: int = Field(default=0, description="Seed of every random step (same data + spec = same model bytes).")
+
+    @field_validator("params")
+    @classmethod
+    def _no_nondeterministic_params(cls, params: dict) -> dict:
+        if "nthread" in params or "n_jobs" in params:
+            raise ValueError(
+                "set threads with DRIFTLINE_NTHREAD, not in the spec (the spec must not depend on the machine)"
+            )
+        return params
+
+
+class WindowSpec(BaseModel):
+    """Which labelled batches train a candidate, and how they are split by time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    last_batches: int | None = Field(default=20, ge=1, description="Use the most recent N labelled batches.")
+    last_days: float | None = Field(default=None, gt=0, description="... or those whose events lie in the last T days.")
+    min_labelled_rows: int = Field(default=1000, ge=10, description="No training below this many labelled rows.")
+    min_rows_since_drift: int = Field(
+        default=500,
+        ge=0,
+        description="A drift-triggered retrain waits for this many labelled rows from the drifted batch on.",
+    )
+    early_stop_fraction: float = Field(
+        default=0.1, gt=0, lt=0.5, description="Latest share of the training rows used for early stopping."
+    )
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=0.5, description="Latest share of the window held out for the gates."
+    )
+
+
+class GatesSpec(BaseModel):
+    """Validation gates a candidate must pass; every gate is evaluated and reported."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_auc: float | None = Field(default=0.6, ge=0, le=1, description="Binary: holdout AUC floor.")
+    max_logloss: float | None = Field(default=None, gt=0, description="Binary: holdout log-loss ceiling.")
+    max_rmse: float | None = Field(default=None, gt=0, description="Regression: holdout RMSE ceiling.")
+    max_mae: float | None = Field(default=None, gt=0, description="Regression: holdout MAE ceiling.")
+    non_inferiority_margin: float = Field(
+        default=0.01,
+        ge=0,
+        description="Candidate may be at most this much worse than the champion on the same holdout rows "
+        "(AUC points for binary, RMSE units for regression), judged on the bootstrap interval's worst end.",
+    )
+    bootstrap_samples: int = Field(default=300, ge=50, le=10_000, description="Paired bootstrap resamples.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence of the bootstrap interval.")
+    max_slice_gap: float | None = Field(
+        default=0.1, gt=0, description="Largest allowed gap between a slice's metric and the overall metric."
+    )
+    min_slice_rows: int = Field(default=200, ge=10, description="Slices with fewer holdout rows are not judged.")
+    noise_sd: float = Field(
+        default=0.1, gt=0, le=2, description="Robustness: Gaussian noise added to numeric features, in feature sds."
+    )
+    max_noise_drop: float | None = Field(
+        default=0.05, gt=0, description="Largest allowed metric drop (AUC points or relative RMSE) under that noise."
+    )
+    max_p99_latency_ms: float | None = Field(default=50.0, gt=0, description="p99 single-row prediction latency.")
+    min_throughput_rows_per_s: float | None = Field(default=20_000, gt=0, description="Batch prediction throughput.")
+    max_model_bytes: int | None = Field(default=50_000_000, gt=0, description="Largest allowed UBJ model size.")
+
+
+class CooldownSpec(BaseModel):
+    """Retrain storm control."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="At most one drift-triggered retrain per model in this window (trigger `within`).",
+    )
+    supersede_shadow: bool = Field(
+        default=False, description="Whether a new candidate may replace one still in shadow."
+    )
+
+
 class ModelSpec(BaseModel):
     """A model's contract: its columns, task and policies."""
 
@@ -72,6 +180,13 @@ class ModelSpec(BaseModel):
     time_column: str = Field(min_length=1, description="Event time; windows and holdouts are by time.")
     features: Features = Field(description="Feature columns by kind.")
     drift: DriftPolicy = Field(default_factory=DriftPolicy, description="How drift is measured and decided.")
+    xgboost: XGBoostSpec = Field(default_factory=XGBoostSpec, description="Training parameters.")
+    window: WindowSpec = Field(default_factory=WindowSpec, description="Training window and time splits.")
+    gates: GatesSpec = Field(default_factory=GatesSpec, description="Validation gates.")
+    cooldown: CooldownSpec = Field(default_factory=CooldownSpec, description="Retrain storm control.")
+    slices: list[str] = Field(
+        default_factory=list, description="Categorical feature columns whose values are judged as slices by the gates."
+    )
 
     @field_validator("name")
     @classmethod
@@ -89,7 +204,19 @@ class ModelSpec(BaseModel):
         for key, column in special.items():
             if column in self.features.all:
                 raise ValueError(f"{key} {column!r} is also listed as a feature")
+        unknown_slices = [c for c in self.slices if c not in self.features.categorical]
+        if unknown_slices:
+            raise ValueError(f"slices {unknown_slices} must be categorical features")
+        metric_gates = {"binary": ("max_rmse", "max_mae"), "regression": ("min_auc", "max_logloss")}[self.task]
+        for gate in metric_gates:
+            if gate in self.gates.model_fields_set and getattr(self.gates, gate) is not None:
+                raise ValueError(f"gates.{gate} does not apply to a {self.task} model")
         return self
+
+    @property
+    def labels_columns(self) -> list[str]:
+        """Columns a labels file must have."""
+        return [self.id_column, self.target]
 
     @property
     def batch_columns(self) -> list[str]:
