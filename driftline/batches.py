@@ -117,6 +117,7 @@ class ProfiledBatch:
     rows: int
     seconds: float
     already_profiled: bool = False
+    event_time_min: str | None = None
     event_time_max: str | None = None
 
 
@@ -166,7 +167,7 @@ def profile_stored_batch(
             )
         columns = spec.batch_columns
         view = profiling.profile_parquet(local, chunk_rows=chunk_rows, columns=columns)
-        event_time_max = _max_time(local, spec.time_column)
+        event_time_min, event_time_max = _time_range(local, spec.time_column)
     try:
         store.create(profile_key, profiling.serialize(view))
         already = False
@@ -180,13 +181,20 @@ def profile_stored_batch(
         check.rows,
         time.monotonic() - started,
         already_profiled=already,
+        event_time_min=event_time_min,
         event_time_max=event_time_max,
     )
 
 
-def _max_time(path: Path, column: str) -> str | None:
-    latest = pl.scan_parquet(path).select(pl.col(column).max()).collect().item()
-    return latest.isoformat() if hasattr(latest, "isoformat") else (str(latest) if latest is not None else None)
+def _time_range(path: Path, column: str) -> tuple[str | None, str | None]:
+    row = pl.scan_parquet(path).select(pl.col(column).min().alias("a"), pl.col(column).max().alias("b")).collect()
+
+    def text(value: object) -> str | None:
+        if value is None:
+            return None
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+    return text(row.item(0, "a")), text(row.item(0, "b"))
 
 
 def default_batch_id(now: datetime | None = None) -> str:

@@ -146,6 +146,20 @@ def outbox_prefix(model: str) -> str:
     return f"events/{_model(model)}/"
 
 
+def audit_prefix(model: str) -> str:
+    return f"audit/{_model(model)}/"
+
+
+def retrain_claim(model: str, key: str) -> str:
+    """Idempotency key of one drift-triggered retrain (created once; a second claim conflicts)."""
+    return f"retrain/{_model(model)}/claims/{validate_name(key, 'retrain key')}.json"
+
+
+def retrain_pending(model: str) -> str:
+    """A drift-triggered retrain waiting for enough labels since the drift onset."""
+    return f"retrain/{_model(model)}/pending.json"
+
+
 def audit_record(model: str, record_id: str) -> str:
     return f"audit/{_model(model)}/{validate_name(record_id, 'audit record id')}.json"
 

@@ -40,7 +40,7 @@ def profile_batch(model: str, batch_id: str) -> dict:
         },
     )
     if check.triggered:
-        publish(model, DRIFT_DETECTED, check.event_payload())
+        publish(model, DRIFT_DETECTED, {**check.event_payload(), "drift_onset": profiled.event_time_min})
     reconcile_outbox(model)
     for reason in check.reasons:
         print(reason)

@@ -269,6 +269,256 @@ def ingest(
 
 
 @app.command()
+def labels(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    file: Annotated[Path, typer.Argument(help="Parquet with the spec's id and target columns.")],
+    batch_id: Annotated[str, typer.Option("--batch-id", help="The features batch these labels belong to.")],
+) -> None:
+    """Store ground truth for a batch and announce it (driftline.labels.arrived).
+
+    Labels may arrive long after the batch. They are joined to the batch's rows by id; ids that are not
+    in the batch are an error. A drift-triggered retrain waiting for labels is re-checked.
+
+    Example:  driftline labels example labels-b001.parquet --batch-id b001
+    """
+    import polars as pl
+
+    from driftline import layout
+    from driftline.cli import prefect_api
+    from driftline.errors import ConflictError, ObjectNotFoundError
+    from driftline.events import LABELS_ARRIVED, new_event
+    from driftline.layout import validate_name
+    from driftline.spec import parse_spec
+
+    validate_name(model, "model")
+    validate_name(batch_id, "batch id")
+    settings, store = _remote()
+    try:
+        spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
+    except ObjectNotFoundError as error:
+        raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
+    try:
+        frame = pl.read_parquet(file)
+    except FileNotFoundError as error:
+        raise InputError(f"{file}: no such file") from error
+    except Exception as error:
+        raise InputError(f"{file}: not a readable parquet file ({error})") from error
+    missing = [c for c in spec.labels_columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{file}: missing column(s) {missing}; a labels file has {spec.labels_columns}")
+    frame = frame.select(spec.labels_columns)
+    problems = []
+    if frame.get_column(spec.target).null_count():
+        problems.append(f"{frame.get_column(spec.target).null_count()} row(s) have no {spec.target!r}")
+    if frame.get_column(spec.id_column).is_duplicated().any():
+        problems.append(f"duplicate ids in {spec.id_column!r}")
+    if spec.task == "binary":
+        values = set(frame.get_column(spec.target).drop_nulls().unique().to_list())
+        if not values <= {0, 1}:
+            problems.append(f"binary target {spec.target!r} has values {sorted(map(str, values))[:5]} (need 0/1)")
+    try:
+        batch = pl.read_parquet(store.get(layout.batch_data(model, batch_id)), columns=[spec.id_column])
+    except ObjectNotFoundError as error:
+        raise InputError(f"batch {batch_id!r} of model {model!r} does not exist; ingest it first") from error
+    unknown = frame.join(batch, on=spec.id_column, how="anti").height
+    if unknown:
+        problems.append(f"{unknown} id(s) are not in batch {batch_id!r}")
+    if problems:
+        raise InputError(f"{file}: labels rejected: " + "; ".join(problems))
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    key = layout.batch_labels(model, batch_id)
+    try:
+        store.create(key, buffer.getvalue(), content_type="application/vnd.apache.parquet")
+    except ConflictError as error:
+        raise InputError(f"labels for batch {batch_id!r} already exist ({key})") from error
+    share = frame.height / max(batch.height, 1)
+    console.print(f"stored {frame.height} labels ({share:.0%} of the batch) -> {store.location(key)}")
+    api_url = prefect_api.check_server(settings.prefect_api_url)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
+        prefect_api.publish(store, new_event(model, LABELS_ARRIVED, payload))
+    console.print("announced driftline.labels.arrived")
+
+
+@app.command()
+def retrain(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the run and print its outcome.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 1800.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the retrain deployment now (manual trigger: no cooldown, waits for no labels).
+
+    With no champion yet, a candidate that passes the absolute gates becomes champion (bootstrap);
+    otherwise it enters shadow when every gate passes. Exit 1 when the candidate was rejected.
+
+    Example:  driftline retrain example --wait
+    """
+    from driftline.cli import prefect_api
+    from driftline.layout import validate_name
+
+    validate_name(model, "model")
+    settings, _ = _remote()
+    if not wait:
+        run = prefect_api.run_deployment_and_wait(
+            settings.prefect_api_url, "retrain/retrain", {"model": model, "trigger": "manual"}, timeout=0
+        )
+        console.print(f"started {run.name}: {run.url}")
+        return
+    console.print(f"running retrain/retrain for {model} (timeout {timeout:.0f} s) ...")
+    run = prefect_api.run_deployment_and_wait(
+        settings.prefect_api_url, "retrain/retrain", {"model": model, "trigger": "manual"}, timeout=timeout
+    )
+    from driftline.events import CANDIDATE_REGISTERED, CANDIDATE_REJECTED
+
+    events = prefect_api.events_of_flow_run(
+        settings.prefect_api_url, run.id, [CANDIDATE_REGISTERED, CANDIDATE_REJECTED]
+    )
+    outcome = events[-1] if events else None
+    document = {
+        "flow_run": run.id,
+        "state": run.state,
+        "url": run.url,
+        "seconds": round(run.seconds, 1),
+        "outcome": outcome["event"] if outcome else None,
+        "candidate": outcome["payload"] if outcome else None,
+    }
+    if json_output:
+        out.print_json(json.dumps(document, default=str))
+    else:
+        out.print(f"{run.name}: {run.state} in {run.seconds:.0f} s ({run.url})")
+        if outcome:
+            payload = outcome["payload"]
+            out.print(f"{payload['version']}: {payload['decision']}; metrics {payload['metrics']}")
+            out.print(f"gates: {payload['gate_summary']}")
+        else:
+            out.print("no candidate was built (duplicate, shadow busy or waiting for labels: see the run's logs)")
+    if not run.ok:
+        raise InfrastructureError(f"retrain run {run.name} ended {run.state}; see {run.url}")
+    if outcome and outcome["event"] == CANDIDATE_REJECTED:
+        raise typer.Exit(1)
+
+
+@app.command()
+def models(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Versions, aliases and status of a model.
+
+    Example:  driftline models example --json
+    """
+    from driftline import registry
+    from driftline.layout import validate_name
+
+    _, store = _remote()
+    document = registry.describe_model(store, validate_name(model, "model"))
+    if json_output:
+        out.print_json(json.dumps(document))
+        return
+    out.print(" ".join(f"{alias}={version or '-'}" for alias, version in document["aliases"].items()))
+    table = Table("version", "created", "status", "metrics", "trigger")
+    for version in document["versions"]:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in version["metrics"].items())
+        table.add_row(version["version"], version["created_at"][:19], version["status"], metrics, version["trigger"])
+    out.print(table)
+
+
+@app.command()
+def lineage(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version id (see `driftline models`).")],
+    json_output: JsonOption = False,
+) -> None:
+    """The chain from drift event to alias moves for one version.
+
+    Example:  driftline lineage example v20261126t101500-3fa2
+    """
+    from driftline import retraining
+    from driftline.layout import validate_name
+
+    _, store = _remote()
+    document = retraining.lineage(store, validate_name(model, "model"), validate_name(version, "version"))
+    if json_output:
+        out.print_json(json.dumps(document, default=str))
+        return
+    drift = document["drift"]
+    lineage_ = document["lineage"] or {}
+    out.print(f"[bold]{model} {version}[/bold] created {document['created_at']} ({document['trigger']})")
+    if drift["event_id"]:
+        out.print(
+            f"  drift event {drift['event_id']} on batch {drift['batch_id']}: score {drift['score']}, "
+            f"features {drift['drifted_features']}"
+        )
+    batches = [b["batch_id"] for b in lineage_.get("training_batches", [])]
+    out.print(f"  trained on {lineage_.get('training_rows')} rows from {len(batches)} batches: {', '.join(batches)}")
+    out.print(
+        f"  parent champion {lineage_.get('parent_champion')}; spec {str(lineage_.get('spec_hash'))[:12]}; "
+        f"git {str(lineage_.get('git_commit'))[:12]}"
+    )
+    out.print(f"  metrics {document['metrics']}; gates passed: {document['gates']}; decision {document['decision']}")
+    for move in document["alias_moves"]:
+        out.print(f"  {move['at']}: {move['alias']} {move['from']} -> {move['to']} ({move['reason']})")
+
+
+@app.command()
+def doctor(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Registry and outbox integrity: aliases name intact versions, no orphans, no event stuck in the outbox.
+
+    Exit 1 when a problem is found (warnings such as orphans alone exit 0).
+
+    Example:  driftline doctor example --json
+    """
+    from datetime import timedelta
+
+    from driftline import registry
+    from driftline.cli import prefect_api
+    from driftline.events import read_outbox
+    from driftline.layout import validate_name
+
+    settings, store = _remote()
+    report = registry.doctor(store, validate_name(model, "model"))
+    document = report.to_dict()
+    since = datetime.now(UTC) - timedelta(days=7)
+    records = [r for r in read_outbox(store, model, since)]
+    stuck: list[str] = []
+    if records and settings.prefect_api_url:
+        try:
+            seen = prefect_api.seen_event_ids(settings.prefect_api_url, [r.event_id for r in records], since)
+            cutoff = datetime.now(UTC) - timedelta(minutes=2)
+            stuck = [
+                f"{r.name} {r.event_id}"
+                for r in records
+                if r.event_id not in seen and datetime.fromisoformat(r.occurred) < cutoff
+            ]
+        except InfrastructureError as error:
+            document["warnings"].append(f"outbox not checked: {error}")
+    document["outbox"] = {"events_last_7_days": len(records), "not_on_server": stuck}
+    if stuck:
+        document["problems"].append(f"{len(stuck)} outbox event(s) never reached the Prefect server")
+        document["healthy"] = False
+    if json_output:
+        out.print_json(json.dumps(document))
+    else:
+        verdict = "[green]healthy[/green]" if document["healthy"] else "[red]problems[/red]"
+        out.print(f"{model}: {verdict}, {report.checked_versions} version(s), {len(records)} outbox event(s)")
+        for problem in document["problems"]:
+            out.print(f"[red]problem[/red]: {problem}")
+        for warning in document["warnings"]:
+            out.print(f"[yellow]warning[/yellow]: {warning}")
+    if not document["healthy"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def profile(
     file: Annotated[Path, typer.Argument(help="Parquet file to profile.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the whylogs profile (.bin).")],

@@ -210,3 +210,27 @@ def wait_for_payload(
         if time.monotonic() > deadline:
             return None
         time.sleep(1.0)
+
+
+def events_of_flow_run(api_url: str | None, flow_run_id: str, names: list[str]) -> list[dict[str, Any]]:
+    """Events with ``names`` emitted from inside a flow run (Prefect relates them to the run), oldest first."""
+    url = _require(api_url)
+    body = {
+        "filter": {
+            "occurred": {
+                "since": (datetime.now(UTC) - timedelta(days=1)).isoformat(),
+                "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
+            },
+            "event": {"name": names},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            "order": "ASC",
+        },
+        "limit": 50,
+    }
+    try:
+        response = httpx.post(f"{url}/events/filter", json=body, timeout=10)
+    except httpx.HTTPError as error:
+        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
+    if response.status_code != 200:
+        raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
+    return list(response.json().get("events", []))
