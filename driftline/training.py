@@ -1,0 +1,609 @@
+"""Training: the labelled window, its time split, feature encoding, a deterministic XGBoost model, metrics.
+
+Pure domain (polars, numpy, xgboost); the retrain flow only orders these steps::
+
+    data = assemble_window(store, spec, batch_ids)     # features joined with labels, sorted by time
+    split = time_split(data.frame, spec)                # train | early stop | holdout, by event time
+    trained = train(split, spec, nthread=settings.nthread)
+    store.create(layout.model_booster(model, version), model_bytes(trained.booster))
+
+Determinism: the same batches and spec give byte-identical UBJ models. Rows are sorted by (time, id)
+whatever order they arrived in, categorical codes come from the sorted training categories, every random
+step is seeded from ``spec.xgboost.seed``, and the number of threads does not change the model.
+
+The saved booster is cut to its best early-stopping iteration, so it predicts at that iteration with no
+``iteration_range`` to remember. Its feature names are the user's column names; the three characters
+XGBoost refuses in a feature name (``[``, ``]``, ``<``) are replaced there, and the encoder records the
+mapping (``FeatureEncoder.booster_names``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import xgboost
+from scipy.stats import rankdata
+
+from driftline import layout
+from driftline.errors import InputError, ObjectNotFoundError
+from driftline.spec import ModelSpec
+from driftline.store import ObjectStore
+
+ENCODER_FORMAT = 1
+PROBABILITY_CLIP = 1e-7
+_TASK_DEFAULTS: dict[str, dict[str, str]] = {
+    "binary": {"objective": "binary:logistic", "eval_metric": "logloss"},
+    "regression": {"objective": "reg:squarederror", "eval_metric": "rmse"},
+}
+_FORBIDDEN_IN_BOOSTER_NAMES = {"[": "(", "]": ")", "<": "\u2039"}
+
+Task = Literal["binary", "regression"]
+Progress = Callable[[str], None]
+
+
+# --- the labelled window ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchUsed:
+    """One batch of the window, with the ETags of the objects read (lineage)."""
+
+    batch_id: str
+    rows: int
+    features_etag: str
+    labels_etag: str
+    dropped_rows: int = 0  # joined rows without an event time or a target value
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Labelled rows of a window: id, time, features (spec order) and target, sorted by (time, id)."""
+
+    frame: pl.DataFrame
+    batches: list[BatchUsed]
+    unlabelled: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.frame.height
+
+
+def _read_parquet(data: bytes, key: str, columns: list[str], what: str) -> pl.DataFrame:
+    try:
+        schema = pl.read_parquet_schema(io.BytesIO(data))
+    except Exception as error:  # polars raises several kinds for a damaged footer
+        raise InputError(f"{key}: not a readable parquet file ({error})") from error
+    missing = [c for c in columns if c not in schema]
+    if missing:
+        raise InputError(f"{key}: {what} lacks column(s) {', '.join(repr(c) for c in missing)}")
+    return pl.read_parquet(io.BytesIO(data), columns=columns)
+
+
+def _time_kind(dtype: pl.DataType) -> str:
+    if dtype.is_temporal():
+        return "temporal"
+    if dtype.is_integer():
+        return "integer"
+    return str(dtype)
+
+
+def _join_batch(spec: ModelSpec, batch_id: str, features: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    key = layout.batch_labels(spec.name, batch_id)
+    ids = labels.get_column(spec.id_column)
+    duplicates = ids.len() - ids.n_unique()
+    if duplicates:
+        raise InputError(f"{key}: {duplicates} duplicate id(s) in {spec.id_column!r}; each row needs one label")
+    feature_id_dtype = features.schema[spec.id_column]
+    if labels.schema[spec.id_column] != feature_id_dtype:
+        try:
+            labels = labels.with_columns(pl.col(spec.id_column).cast(feature_id_dtype, strict=True))
+        except pl.exceptions.PolarsError as error:
+            raise InputError(
+                f"{key}: id column {spec.id_column!r} is {labels.schema[spec.id_column]}, "
+                f"the batch's is {feature_id_dtype}"
+            ) from error
+    try:
+        target = labels.get_column(spec.target).cast(pl.Float64, strict=True)
+    except pl.exceptions.PolarsError as error:
+        raise InputError(f"{key}: target {spec.target!r} is {labels.schema[spec.target]}, not numeric") from error
+    labels = labels.with_columns(target)
+    joined = features.join(labels, on=spec.id_column, how="inner")
+    # Categorical values become strings here so batches with different physical types concatenate.
+    return joined.with_columns(pl.col(c).cast(pl.String) for c in spec.features.categorical).select(
+        spec.id_column, spec.time_column, *spec.features.all, spec.target
+    )
+
+
+def assemble_window(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -> TrainingData:
+    """Join each batch's features with its labels and stack them into one training frame.
+
+    Rows are joined on ``spec.id_column`` (inner join), limited to the spec's columns (id, time,
+    features, target), concatenated and sorted by (time, id), so the result does not depend on the
+    order rows arrived in. Categorical features are returned as strings. Joined rows without an
+    event time or a target value are dropped (counted in ``BatchUsed.dropped_rows``).
+
+    Args:
+        store: where batches and labels live.
+        spec: the model's spec.
+        batch_ids: batches of the window, in any order.
+
+    Returns:
+        The frame, each batch used with its rows and ETags, and the batches without labels.
+
+    Raises:
+        ObjectNotFoundError: a batch's features object does not exist.
+        InputError: a file lacks a spec column, labels are duplicated or not numeric, a binary target
+            is not 0/1, time columns disagree in kind, or fewer than ``spec.window.min_labelled_rows``
+            labelled rows remain.
+    """
+    model = spec.name
+    if len(set(batch_ids)) != len(batch_ids):
+        repeated = sorted({b for b in batch_ids if batch_ids.count(b) > 1})
+        raise InputError(f"model {model!r}: batch id(s) {repeated} listed more than once")
+    frames: list[pl.DataFrame] = []
+    used: list[BatchUsed] = []
+    unlabelled: list[str] = []
+    time_kinds: dict[str, str] = {}
+    for batch_id in batch_ids:
+        features_key = layout.batch_data(model, batch_id)
+        labels_key = layout.batch_labels(model, batch_id)
+        try:
+            labels_object = store.read(labels_key)
+        except ObjectNotFoundError:
+            if not store.exists(features_key):
+                raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from None
+            unlabelled.append(batch_id)
+            continue
+        try:
+            features_object = store.read(features_key)
+        except ObjectNotFoundError as error:
+            raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from error
+        features = _read_parquet(features_object.data, features_key, spec.batch_columns, "batch")
+        labels = _read_parquet(labels_object.data, labels_key, spec.labels_columns, "labels file")
+        time_kinds[batch_id] = _time_kind(features.schema[spec.time_column])
+        joined = _join_batch(spec, batch_id, features, labels)
+        kept = joined.drop_nulls([spec.time_column, spec.target]).filter(pl.col(spec.target).is_not_nan())
+        frames.append(kept)
+        used.append(
+            BatchUsed(
+                batch_id=batch_id,
+                rows=kept.height,
+                features_etag=features_object.etag,
+                labels_etag=labels_object.etag,
+                dropped_rows=joined.height - kept.height,
+            )
+        )
+    if len(set(time_kinds.values())) > 1:
+        raise InputError(
+            f"model {model!r}: time column {spec.time_column!r} is temporal in some batches and not in others: "
+            f"{time_kinds}"
+        )
+    rows = sum(batch.rows for batch in used)
+    minimum = spec.window.min_labelled_rows
+    if rows < minimum:
+        raise InputError(
+            f"model {model!r}: {rows} labelled row(s) from {len(used)} labelled batch(es) "
+            f"({len(unlabelled)} of {len(batch_ids)} without labels) < window.min_labelled_rows {minimum}"
+        )
+    try:
+        frame = pl.concat(frames, how="vertical_relaxed")
+    except pl.exceptions.PolarsError as error:
+        raise InputError(f"model {model!r}: batches of the window have incompatible column types ({error})") from error
+    frame = frame.sort([spec.time_column, spec.id_column], maintain_order=True)
+    if spec.task == "binary":
+        bad = frame.filter(~pl.col(spec.target).is_in([0.0, 1.0])).get_column(spec.target)
+        if bad.len():
+            raise InputError(
+                f"model {model!r}: binary target {spec.target!r} must be 0 or 1; {bad.len()} row(s) are not, "
+                f"e.g. {bad.unique().sort().head(5).to_list()}"
+            )
+    return TrainingData(frame=frame, batches=used, unlabelled=unlabelled)
+
+
+# --- the time split ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train, early-stopping and holdout rows, each later in event time than the one before."""
+
+    train: pl.DataFrame
+    early_stop: pl.DataFrame
+    holdout: pl.DataFrame
+
+
+def _cut(times: np.ndarray, desired: int, lower: int, upper: int, what: str) -> int:
+    """Index where the later part starts, moved off a run of equal times so no time straddles the cut.
+
+    The later part is ``times[cut:upper]`` and the earlier ``times[lower:cut]``; both must be non-empty.
+    """
+    if upper - lower < 2:
+        raise InputError(f"cannot split off {what}: {upper - lower} row(s) left")
+    desired = min(max(desired, lower + 1), upper - 1)
+    if times[desired - 1] < times[desired]:
+        return desired
+    value = times[desired]
+    first = int(np.searchsorted(times[lower:upper], value, side="left")) + lower
+    after = int(np.searchsorted(times[lower:upper], value, side="right")) + lower
+    candidates = [c for c in (first, after) if lower < c < upper]
+    if not candidates:
+        raise InputError(f"cannot split off {what}: every remaining row has the same event time")
+    return min(candidates, key=lambda c: (abs(c - desired), c))
+
+
+def time_split(frame: pl.DataFrame, spec: ModelSpec) -> Split:
+    """Split rows by event time: the latest are the holdout, the latest of the rest stop early.
+
+    The latest ``spec.window.holdout_fraction`` of the rows are the holdout; the latest
+    ``spec.window.early_stop_fraction`` of the remaining ones are the early-stopping set; the rest
+    train. A cut never separates rows with equal event times (it moves to the nearest time change),
+    so every holdout row is strictly later than every early-stopping row, and those than training rows.
+
+    Args:
+        frame: labelled rows (any order; sorted here by time, then id).
+        spec: the model's spec.
+
+    Returns:
+        The three parts.
+
+    Raises:
+        InputError: a part would be empty (too few rows or too few distinct times).
+    """
+    window = spec.window
+    rows = frame.height
+    if rows < 3:
+        raise InputError(f"model {spec.name!r}: {rows} row(s) cannot be split into train, early stop and holdout")
+    frame = frame.sort([spec.time_column, spec.id_column], maintain_order=True)
+    times = frame.get_column(spec.time_column).to_physical().to_numpy()
+    holdout_rows = max(1, math.floor(rows * window.holdout_fraction + 0.5))
+    holdout_start = _cut(times, rows - holdout_rows, 0, rows, "the holdout")
+    early_rows = max(1, math.floor(holdout_start * window.early_stop_fraction + 0.5))
+    early_start = _cut(times, holdout_start - early_rows, 0, holdout_start, "the early-stopping rows")
+    return Split(
+        train=frame.slice(0, early_start),
+        early_stop=frame.slice(early_start, holdout_start - early_start),
+        holdout=frame.slice(holdout_start, rows - holdout_start),
+    )
+
+
+# --- feature encoding -------------------------------------------------------------------------
+
+
+def _booster_names(features: Sequence[str]) -> tuple[str, ...]:
+    names: list[str] = []
+    for feature in features:
+        name = feature
+        for bad, replacement in _FORBIDDEN_IN_BOOSTER_NAMES.items():
+            name = name.replace(bad, replacement)
+        if name != feature:
+            base, suffix = name, 1
+            while name in features or name in names:
+                name, suffix = f"{base}~{suffix}", suffix + 1
+        names.append(name)
+    return tuple(names)
+
+
+def _numeric_expression(column: str, dtype: pl.DataType) -> pl.Expr:
+    expression = pl.col(column)
+    if dtype == pl.Date:
+        seconds = expression.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64) / 1e6
+    elif isinstance(dtype, pl.Datetime):
+        seconds = expression.dt.epoch("us").cast(pl.Float64) / 1e6
+    elif isinstance(dtype, pl.Duration):
+        seconds = expression.dt.total_microseconds().cast(pl.Float64) / 1e6
+    elif dtype == pl.Time:
+        seconds = expression.cast(pl.Int64).cast(pl.Float64) / 1e9
+    elif dtype.is_numeric() or dtype in (pl.Boolean, pl.Null):
+        seconds = expression.cast(pl.Float64)
+    else:
+        raise InputError(f"numeric feature {column!r} is {dtype}; expected a number, boolean or date/time")
+    # XGBoost refuses infinities; they become missing, like nulls.
+    return pl.when(seconds.is_finite()).then(seconds).otherwise(None).cast(pl.Float32).fill_null(np.nan)
+
+
+@dataclass(frozen=True)
+class FeatureEncoder:
+    """Turns a frame into the float32 matrix the booster was trained on (features in spec order).
+
+    Numeric features become float32 (booleans 0/1, dates and times epoch seconds, nulls and infinities
+    NaN). Categorical features become codes into the sorted list of categories seen in the training
+    rows (values compared as strings); unseen values and nulls become NaN, which XGBoost treats as
+    missing.
+    """
+
+    features: tuple[str, ...]
+    kinds: tuple[str, ...]  # "numeric" | "categorical", per feature
+    categories: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def fit(cls, frame: pl.DataFrame, spec: ModelSpec) -> FeatureEncoder:
+        """Learn the categories of each categorical feature from ``frame`` (the training rows)."""
+        missing = [c for c in spec.features.all if c not in frame.columns]
+        if missing:
+            raise InputError(f"model {spec.name!r}: training rows lack feature(s) {missing}")
+        categories = {
+            column: tuple(sorted(frame.get_column(column).cast(pl.String).drop_nulls().unique().to_list()))
+            for column in spec.features.categorical
+        }
+        kinds = ("numeric",) * len(spec.features.numeric) + ("categorical",) * len(spec.features.categorical)
+        return cls(features=tuple(spec.features.all), kinds=kinds, categories=categories)
+
+    @property
+    def feature_types(self) -> list[str]:
+        """XGBoost feature types: 'q' numeric, 'c' categorical."""
+        return ["c" if kind == "categorical" else "q" for kind in self.kinds]
+
+    @property
+    def booster_names(self) -> list[str]:
+        """Feature names given to XGBoost: the column names, with ``[``, ``]`` and ``<`` replaced."""
+        return list(_booster_names(self.features))
+
+    def encode(self, frame: pl.DataFrame) -> np.ndarray:
+        """The (rows x features) float32 C-ordered matrix of ``frame``; extra columns are ignored.
+
+        Raises:
+            InputError: a feature column is missing or a numeric one is not numeric.
+        """
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise InputError(f"frame lacks feature column(s) {', '.join(repr(c) for c in missing)}")
+        expressions = []
+        for column, kind in zip(self.features, self.kinds, strict=True):
+            if kind == "categorical":
+                known = list(self.categories[column])
+                expressions.append(
+                    pl.col(column)
+                    .cast(pl.String)
+                    .replace_strict(known, list(range(len(known))), default=None, return_dtype=pl.Float32)
+                    .fill_null(np.nan)
+                    .alias(column)
+                )
+            else:
+                expressions.append(_numeric_expression(column, frame.schema[column]).alias(column))
+        if frame.height == 0:
+            return np.empty((0, len(self.features)), dtype=np.float32)
+        matrix = frame.select(expressions).to_numpy()
+        return np.ascontiguousarray(matrix, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (stored in a model version's metadata)."""
+        return {
+            "format": ENCODER_FORMAT,
+            "features": [
+                {
+                    "name": name,
+                    "kind": kind,
+                    "booster_name": booster_name,
+                    **({"categories": list(self.categories[name])} if kind == "categorical" else {}),
+                }
+                for name, kind, booster_name in zip(self.features, self.kinds, self.booster_names, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
+        """Rebuild an encoder from ``to_dict`` output.
+
+        Raises:
+            InputError: the dict is not an encoder of a known format.
+        """
+        try:
+            if data["format"] != ENCODER_FORMAT:
+                raise InputError(f"feature encoder format {data['format']!r} is not supported ({ENCODER_FORMAT} is)")
+            features = tuple(str(item["name"]) for item in data["features"])
+            kinds = tuple(str(item["kind"]) for item in data["features"])
+            categories = {
+                str(item["name"]): tuple(str(value) for value in item["categories"])
+                for item in data["features"]
+                if item["kind"] == "categorical"
+            }
+        except (KeyError, TypeError) as error:
+            raise InputError(f"not a feature encoder: missing or malformed {error}") from error
+        unknown = sorted(set(kinds) - {"numeric", "categorical"})
+        if unknown:
+            raise InputError(f"feature encoder has unknown feature kind(s) {unknown}")
+        return cls(features=features, kinds=kinds, categories=categories)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A booster cut to its best iteration, with what is needed to use and judge it."""
+
+    booster: xgboost.Booster
+    encoder: FeatureEncoder
+    best_iteration: int
+    rounds: int  # boosting rounds run before early stopping ended training
+    metrics: dict[str, float]  # on the holdout: binary auc, logloss; regression rmse, mae
+    importances: dict[str, float]  # total gain share per feature (0.0 if unused), summing to 1
+    train_seconds: float
+    params: dict[str, Any]  # as passed to xgboost.train
+
+
+def training_params(spec: ModelSpec, nthread: int) -> dict[str, Any]:
+    """xgboost.train params: the task's objective and metric unless the spec sets them, seed and threads."""
+    return {**_TASK_DEFAULTS[spec.task], **spec.xgboost.params, "seed": spec.xgboost.seed, "nthread": nthread}
+
+
+def _labels(frame: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
+    return frame.get_column(spec.target).cast(pl.Float32).to_numpy()
+
+
+def _gain_importances(booster: xgboost.Booster, encoder: FeatureEncoder) -> dict[str, float]:
+    scores = booster.get_score(importance_type="total_gain")
+    gains = {
+        name: float(scores.get(booster_name, 0.0))
+        for name, booster_name in zip(encoder.features, encoder.booster_names, strict=True)
+    }
+    total = sum(gains.values())
+    if total <= 0:
+        return dict.fromkeys(encoder.features, 0.0)
+    return {name: gain / total for name, gain in gains.items()}
+
+
+def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None = None) -> TrainedModel:
+    """Train an XGBoost model on the training rows, stopping early on the early-stopping rows.
+
+    The booster is cut to its best iteration before it is returned, so saving and predicting need no
+    iteration range. Holdout metrics are computed with the cut booster.
+
+    Args:
+        split: rows split by time (``time_split``).
+        spec: the model's spec (task, features, xgboost section).
+        nthread: XGBoost threads; the model bytes do not depend on it.
+        progress: called with a short message at each step (rows, best iteration, metrics).
+
+    Returns:
+        The trained model with holdout metrics and gain importances.
+
+    Raises:
+        InputError: the holdout cannot be scored (a binary holdout with a single class).
+    """
+    say = progress or (lambda message: None)
+    started = time.perf_counter()
+    encoder = FeatureEncoder.fit(split.train, spec)
+    params = training_params(spec, nthread)
+    say(
+        f"training {spec.name}: {split.train.height} train, {split.early_stop.height} early-stop, "
+        f"{split.holdout.height} holdout rows; {len(encoder.features)} features"
+    )
+    matrix_options = {
+        "feature_names": encoder.booster_names,
+        "feature_types": encoder.feature_types,
+        "enable_categorical": True,
+        "missing": np.nan,
+    }
+    train_matrix = xgboost.QuantileDMatrix(
+        encoder.encode(split.train), label=_labels(split.train, spec), nthread=nthread, **matrix_options
+    )
+    early_matrix = xgboost.QuantileDMatrix(
+        encoder.encode(split.early_stop),
+        label=_labels(split.early_stop, spec),
+        ref=train_matrix,
+        nthread=nthread,
+        **matrix_options,
+    )
+    full = xgboost.train(
+        params,
+        train_matrix,
+        num_boost_round=spec.xgboost.num_boost_round,
+        evals=[(early_matrix, "early_stop")],
+        early_stopping_rounds=spec.xgboost.early_stopping_rounds,
+        verbose_eval=False,
+    )
+    rounds = full.num_boosted_rounds()
+    best_iteration = full.best_iteration if "best_iteration" in full.attributes() else rounds - 1
+    booster = full[: best_iteration + 1]
+    train_seconds = time.perf_counter() - started
+    say(f"best iteration {best_iteration} of {rounds} rounds ({train_seconds:.2f} s)")
+    holdout_predictions = predict(booster, encoder, split.holdout)
+    metrics = evaluate(spec.task, _labels(split.holdout, spec), holdout_predictions)
+    say("holdout " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
+    return TrainedModel(
+        booster=booster,
+        encoder=encoder,
+        best_iteration=best_iteration,
+        rounds=rounds,
+        metrics=metrics,
+        importances=_gain_importances(booster, encoder),
+        train_seconds=train_seconds,
+        params=params,
+    )
+
+
+def model_bytes(booster: xgboost.Booster) -> bytes:
+    """The booster as UBJ bytes (what ``models/<model>/versions/<version>/model.ubj`` holds)."""
+    return bytes(booster.save_raw("ubj"))
+
+
+def load_booster(data: bytes) -> xgboost.Booster:
+    """A booster from UBJ bytes.
+
+    Raises:
+        InputError: the bytes are not an XGBoost model.
+    """
+    booster = xgboost.Booster()
+    try:
+        booster.load_model(bytearray(data))
+    except xgboost.core.XGBoostError as error:
+        raise InputError(f"not an XGBoost UBJ model ({len(data)} bytes): {str(error).splitlines()[0]}") from error
+    return booster
+
+
+def predict(
+    booster: xgboost.Booster, encoder: FeatureEncoder, frame: pl.DataFrame, nthread: int | None = None
+) -> np.ndarray:
+    """Predictions for ``frame``: probabilities of class 1 for binary models, values for regression.
+
+    Uses every tree of the booster: boosters from ``train`` (and their saved bytes) are already cut to
+    the best iteration.
+
+    Args:
+        booster: a trained or loaded booster.
+        encoder: the encoder it was trained with.
+        frame: rows with (at least) the feature columns.
+        nthread: threads for prediction; None keeps the booster's setting.
+    """
+    if nthread is not None:
+        booster.set_param({"nthread": nthread})
+    matrix = encoder.encode(frame)
+    if matrix.shape[0] == 0:
+        return np.empty(0, dtype=np.float32)
+    return np.asarray(booster.inplace_predict(matrix, missing=np.nan))
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def per_row_loss(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Loss of each row: log loss (probabilities clipped to [1e-7, 1-1e-7]) for binary, squared error for
+    regression. The shadow test compares these, row by row, between two models.
+    """
+    truth = np.asarray(y_true, dtype=np.float64)
+    predicted = np.asarray(y_pred, dtype=np.float64)
+    if truth.shape != predicted.shape:
+        raise InputError(f"{truth.shape[0]} labels but {predicted.shape[0]} predictions")
+    if task == "binary":
+        p = np.clip(predicted, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+        return -(truth * np.log(p) + (1 - truth) * np.log1p(-p))
+    return (truth - predicted) ** 2
+
+
+def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Area under the ROC curve from ranks (ties share their average rank).
+
+    Raises:
+        InputError: only one class is present.
+    """
+    truth = np.asarray(y_true, dtype=np.float64)
+    positives = int(np.sum(truth == 1))
+    negatives = int(np.sum(truth == 0))
+    if positives == 0 or negatives == 0:
+        raise InputError(f"AUC needs both classes; got {positives} positive and {negatives} negative row(s)")
+    ranks = rankdata(np.asarray(y_score, dtype=np.float64), method="average")
+    return float((ranks[truth == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def evaluate(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Metrics of predictions: binary ``auc`` and ``logloss``; regression ``rmse`` and ``mae``.
+
+    Raises:
+        InputError: no rows, mismatched lengths, or (binary) a single class.
+    """
+    truth = np.asarray(y_true, dtype=np.float64)
+    predicted = np.asarray(y_pred, dtype=np.float64)
+    if truth.size == 0:
+        raise InputError("no rows to evaluate")
+    losses = per_row_loss(task, truth, predicted)
+    if task == "binary":
+        return {"auc": auc(truth, predicted), "logloss": float(losses.mean())}
+    return {"rmse": float(np.sqrt(losses.mean())), "mae": float(np.abs(truth - predicted).mean())}

@@ -1,0 +1,591 @@
+"""Training on seeded synthetic data whose truth is known: window assembly, time split, encoder,
+deterministic XGBoost models and the metrics the gates and the shadow test use.
+
+Column names are deliberately awkward (spaces, dots, capitals): they are the user's and must survive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+import xgboost
+
+from driftline import layout, training
+from driftline.errors import InputError, ObjectNotFoundError
+from driftline.spec import ModelSpec, parse_spec
+from driftline.store import MemoryStore
+
+SEED = 20_261_126
+ROWS_PER_BATCH = 800
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+SPEC_YAML = """
+name: churn
+task: {task}
+target: Churned
+id_column: row id
+time_column: event.ts
+features:
+  numeric: ["Tenure Months", "spend.total", "Is Active"]
+  categorical: ["Plan Type"]
+xgboost:
+  num_boost_round: 80
+  early_stopping_rounds: 10
+window:
+  min_labelled_rows: 500
+  holdout_fraction: 0.25
+  early_stop_fraction: 0.2
+"""
+PLANS = ["gold", "basic", "Plus Plan", "free"]
+
+
+def _spec(task: str = "binary", **sections: dict) -> ModelSpec:
+    spec = parse_spec(SPEC_YAML.format(task=task))
+    if not sections:
+        return spec
+    data = spec.model_dump()
+    for name, values in sections.items():
+        data[name] = {**data[name], **values}
+    return ModelSpec.model_validate(data)
+
+
+def _batch(
+    index: int, task: str = "binary", rows: int = ROWS_PER_BATCH, learnable: bool = True
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Features and labels of batch ``index``; its events follow those of batch ``index - 1``.
+
+    Truth: the target depends on tenure (+), spend (-), the plan and activity; with ``learnable`` False
+    the labels are permuted, so no feature carries information about them.
+    """
+    rng = np.random.default_rng(SEED + index)
+    tenure = rng.normal(24, 10, rows)
+    spend = rng.lognormal(3, 0.5, rows)
+    active = rng.random(rows) < 0.6
+    plan = rng.choice(PLANS, rows, p=[0.2, 0.4, 0.25, 0.15])
+    signal = (
+        0.15 * (tenure - 24)
+        - 1.5 * (np.log(spend) - 3)
+        + 1.2 * (plan == "gold")
+        - 1.0 * (plan == "free")
+        + 0.6 * active
+    )
+    if task == "binary":
+        target = (rng.random(rows) < 1 / (1 + np.exp(-signal))).astype(np.int64)
+    else:
+        target = 10 + 2 * signal + rng.normal(0, 0.5, rows)
+    if not learnable:
+        target = rng.permutation(target)
+    ids = np.arange(rows) + index * 100_000
+    seconds = np.sort(rng.uniform(0, 86_400, rows))  # one day per batch
+    times = [START + timedelta(days=index, seconds=float(s)) for s in seconds]
+    features = pl.DataFrame(
+        {
+            "row id": ids,
+            "event.ts": times,
+            "Tenure Months": tenure,
+            "spend.total": spend,
+            "Is Active": active,
+            "Plan Type": plan,
+        }
+    )
+    labels = pl.DataFrame({"row id": ids, "Churned": target})
+    return features, labels
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    frame.write_parquet(sink)
+    return sink.getvalue()
+
+
+def _store_batches(
+    spec: ModelSpec,
+    batches: int,
+    *,
+    labelled: set[int] | None = None,
+    shuffle: bool = False,
+    learnable: bool = True,
+    rows: int = ROWS_PER_BATCH,
+) -> tuple[MemoryStore, list[str]]:
+    store = MemoryStore()
+    batch_ids = []
+    for index in range(batches):
+        batch_id = f"b{index:03d}"
+        features, labels = _batch(index, spec.task, rows=rows, learnable=learnable)
+        if shuffle:
+            features = features.sample(fraction=1.0, shuffle=True, seed=index)
+            labels = labels.sample(fraction=1.0, shuffle=True, seed=index + 1)
+        store.create(layout.batch_data(spec.name, batch_id), _parquet(features))
+        if labelled is None or index in labelled:
+            store.create(layout.batch_labels(spec.name, batch_id), _parquet(labels))
+        batch_ids.append(batch_id)
+    return store, batch_ids
+
+
+def _sha256(trained: training.TrainedModel) -> str:
+    return hashlib.sha256(training.model_bytes(trained.booster)).hexdigest()
+
+
+def _train_window(spec: ModelSpec, batches: int = 4, nthread: int = 2, **options: object) -> training.TrainedModel:
+    store, batch_ids = _store_batches(spec, batches, **options)
+    data = training.assemble_window(store, spec, batch_ids)
+    return training.train(training.time_split(data.frame, spec), spec, nthread=nthread)
+
+
+@pytest.fixture(scope="module")
+def binary_spec() -> ModelSpec:
+    return _spec()
+
+
+@pytest.fixture(scope="module")
+def binary_window(binary_spec: ModelSpec) -> training.TrainingData:
+    store, batch_ids = _store_batches(binary_spec, 4)
+    return training.assemble_window(store, binary_spec, batch_ids)
+
+
+@pytest.fixture(scope="module")
+def binary_model(binary_spec: ModelSpec, binary_window: training.TrainingData) -> training.TrainedModel:
+    return training.train(training.time_split(binary_window.frame, binary_spec), binary_spec, nthread=2)
+
+
+# --- window assembly --------------------------------------------------------------------------
+
+
+def test_window_joins_sorts_and_records_etags(binary_spec: ModelSpec) -> None:
+    store, batch_ids = _store_batches(binary_spec, 3, shuffle=True)
+    data = training.assemble_window(store, binary_spec, list(reversed(batch_ids)))
+    assert data.frame.columns == [
+        "row id",
+        "event.ts",
+        "Tenure Months",
+        "spend.total",
+        "Is Active",
+        "Plan Type",
+        "Churned",
+    ]
+    assert data.rows == 3 * ROWS_PER_BATCH
+    assert data.frame.get_column("event.ts").is_sorted()
+    assert [b.batch_id for b in data.batches] == list(reversed(batch_ids))
+    for used in data.batches:
+        assert used.rows == ROWS_PER_BATCH
+        assert used.features_etag == store.info(layout.batch_data("churn", used.batch_id)).etag
+        assert used.labels_etag == store.info(layout.batch_labels("churn", used.batch_id)).etag
+    assert data.unlabelled == []
+
+
+def test_unlabelled_batches_are_skipped_and_listed(binary_spec: ModelSpec) -> None:
+    store, batch_ids = _store_batches(binary_spec, 4, labelled={0, 2})
+    data = training.assemble_window(store, binary_spec, batch_ids)
+    assert [b.batch_id for b in data.batches] == ["b000", "b002"]
+    assert data.unlabelled == ["b001", "b003"]
+    assert data.rows == 2 * ROWS_PER_BATCH
+
+
+def test_labels_for_part_of_a_batch_join_only_those_rows(binary_spec: ModelSpec) -> None:
+    store = MemoryStore()
+    features, labels = _batch(0)
+    store.create(layout.batch_data("churn", "b0"), _parquet(features))
+    store.create(layout.batch_labels("churn", "b0"), _parquet(labels.head(600)))
+    data = training.assemble_window(store, binary_spec, ["b0"])
+    assert data.batches[0].rows == 600
+    assert set(data.frame.get_column("row id")) == set(labels.head(600).get_column("row id"))
+
+
+def test_too_few_labelled_rows_names_the_counts(binary_spec: ModelSpec) -> None:
+    store, batch_ids = _store_batches(binary_spec, 3, labelled={1}, rows=300)
+    with pytest.raises(InputError) as raised:
+        training.assemble_window(store, binary_spec, batch_ids)
+    message = str(raised.value)
+    assert "'churn'" in message
+    assert "300 labelled row(s)" in message
+    assert "2 of 3 without labels" in message
+    assert "min_labelled_rows 500" in message
+
+
+def test_a_missing_batch_is_named(binary_spec: ModelSpec) -> None:
+    store, batch_ids = _store_batches(binary_spec, 2)
+    with pytest.raises(ObjectNotFoundError, match="no batch 'b999'"):
+        training.assemble_window(store, binary_spec, [*batch_ids, "b999"])
+
+
+def test_binary_target_outside_zero_one_is_rejected(binary_spec: ModelSpec) -> None:
+    store = MemoryStore()
+    features, labels = _batch(0)
+    store.create(layout.batch_data("churn", "b0"), _parquet(features))
+    store.create(layout.batch_labels("churn", "b0"), _parquet(labels.with_columns(pl.col("Churned") * 2)))
+    with pytest.raises(InputError, match="must be 0 or 1"):
+        training.assemble_window(store, binary_spec, ["b0"])
+
+
+def test_integer_epoch_time_column_works(binary_spec: ModelSpec) -> None:
+    store = MemoryStore()
+    for index in range(2):
+        features, labels = _batch(index)
+        features = features.with_columns(pl.col("event.ts").dt.epoch("s"))
+        store.create(layout.batch_data("churn", f"b{index}"), _parquet(features))
+        store.create(layout.batch_labels("churn", f"b{index}"), _parquet(labels))
+    data = training.assemble_window(store, binary_spec, ["b0", "b1"])
+    assert data.frame.schema["event.ts"] == pl.Int64
+    split = training.time_split(data.frame, binary_spec)
+    assert split.train.get_column("event.ts").max() < split.holdout.get_column("event.ts").min()
+
+
+# --- time split -------------------------------------------------------------------------------
+
+
+def test_time_split_orders_parts_and_follows_the_fractions(
+    binary_spec: ModelSpec, binary_window: training.TrainingData
+) -> None:
+    shuffled = binary_window.frame.sample(fraction=1.0, shuffle=True, seed=1)
+    split = training.time_split(shuffled, binary_spec)
+    rows = binary_window.rows
+    assert split.train.height + split.early_stop.height + split.holdout.height == rows
+    assert split.holdout.height == round(rows * 0.25)
+    assert split.early_stop.height == round((rows - split.holdout.height) * 0.2)
+    assert split.train.get_column("event.ts").max() < split.early_stop.get_column("event.ts").min()
+    assert split.early_stop.get_column("event.ts").max() < split.holdout.get_column("event.ts").min()
+
+
+def test_time_split_never_separates_equal_times(binary_spec: ModelSpec) -> None:
+    # 10 rows per timestamp: a count-based cut would fall inside a run of equal times.
+    frame = pl.DataFrame({"row id": np.arange(1000), "event.ts": np.arange(1000) // 10, "Churned": np.zeros(1000)})
+    split = training.time_split(frame, binary_spec)
+    assert split.train.get_column("event.ts").max() < split.early_stop.get_column("event.ts").min()
+    assert split.early_stop.get_column("event.ts").max() < split.holdout.get_column("event.ts").min()
+    assert split.holdout.height % 10 == 0 and split.early_stop.height % 10 == 0
+    assert abs(split.holdout.height - 250) <= 10
+
+
+@pytest.mark.parametrize(
+    ("times", "problem"),
+    [
+        ([0, 1], "cannot be split"),
+        ([5] * 50, "same event time"),
+        ([0] * 40 + [1] * 10, "same event time"),  # the holdout takes time 1, nothing is left to stop early on
+    ],
+)
+def test_time_split_with_an_empty_part_raises(binary_spec: ModelSpec, times: list[int], problem: str) -> None:
+    frame = pl.DataFrame({"row id": np.arange(len(times)), "event.ts": times, "Churned": np.zeros(len(times))})
+    with pytest.raises(InputError, match=problem):
+        training.time_split(frame, binary_spec)
+
+
+# --- encoder ----------------------------------------------------------------------------------
+
+
+def test_categories_are_sorted_from_training_rows_and_unseen_become_nan(binary_spec: ModelSpec) -> None:
+    train_rows = pl.DataFrame(
+        {
+            "Tenure Months": [1.0, 2.0, 3.0, 4.0],
+            "spend.total": [1, 2, 3, None],
+            "Is Active": [True, False, None, True],
+            "Plan Type": ["gold", "basic", None, "Plus Plan"],
+        }
+    )
+    encoder = training.FeatureEncoder.fit(train_rows, binary_spec)
+    assert encoder.categories == {"Plan Type": ("Plus Plan", "basic", "gold")}
+    assert encoder.feature_types == ["q", "q", "q", "c"]
+    later = pl.DataFrame(
+        {
+            "Plan Type": pl.Series(["gold", "platinum", None], dtype=pl.Categorical),  # another dtype is fine
+            "Is Active": [False, True, None],
+            "spend.total": [float("inf"), 2.5, None],
+            "Tenure Months": [7, 8, 9],
+            "extra": ["ignored", "ignored", "ignored"],
+        }
+    )
+    matrix = encoder.encode(later)
+    assert matrix.dtype == np.float32 and matrix.flags.c_contiguous and matrix.shape == (3, 4)
+    expected = np.array(
+        [[7, np.nan, 0, 2], [8, 2.5, 1, np.nan], [9, np.nan, np.nan, np.nan]],
+        dtype=np.float32,
+    )
+    np.testing.assert_array_equal(matrix, expected)
+
+
+def test_temporal_numeric_features_are_epoch_seconds() -> None:
+    spec = ModelSpec.model_validate(
+        {
+            "name": "m",
+            "task": "regression",
+            "target": "y",
+            "id_column": "id",
+            "time_column": "ts",
+            "features": {"numeric": ["signup", "day", "wait"], "categorical": ["code"]},
+        }
+    )
+    frame = pl.DataFrame(
+        {
+            "signup": [datetime(1970, 1, 1, 0, 1, tzinfo=UTC)],
+            "day": [datetime(1970, 1, 2).date()],
+            "wait": [timedelta(seconds=90)],
+            "code": [7],  # integer categories are compared as strings
+        }
+    )
+    encoder = training.FeatureEncoder.fit(frame, spec)
+    assert encoder.categories == {"code": ("7",)}
+    np.testing.assert_array_equal(encoder.encode(frame), np.array([[60, 86_400, 90, 0]], dtype=np.float32))
+
+
+def test_encoder_round_trips_through_json(
+    binary_model: training.TrainedModel, binary_window: training.TrainingData
+) -> None:
+    encoder = binary_model.encoder
+    restored = training.FeatureEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    assert restored == encoder
+    np.testing.assert_array_equal(restored.encode(binary_window.frame), encoder.encode(binary_window.frame))
+
+
+def test_encoder_from_a_foreign_dict_is_an_input_error() -> None:
+    with pytest.raises(InputError):
+        training.FeatureEncoder.from_dict({"format": 1, "features": [{"kind": "numeric"}]})
+    with pytest.raises(InputError, match="format 9"):
+        training.FeatureEncoder.from_dict({"format": 9, "features": []})
+
+
+def test_a_missing_feature_column_is_named(binary_model: training.TrainedModel) -> None:
+    with pytest.raises(InputError, match="'Plan Type'"):
+        binary_model.encoder.encode(pl.DataFrame({"Tenure Months": [1.0], "spend.total": [1.0], "Is Active": [True]}))
+
+
+def test_booster_feature_names_are_the_column_names(binary_model: training.TrainedModel) -> None:
+    assert binary_model.booster.feature_names == ["Tenure Months", "spend.total", "Is Active", "Plan Type"]
+    assert binary_model.booster.feature_types == ["q", "q", "q", "c"]
+
+
+def test_names_xgboost_refuses_are_mapped_and_still_train() -> None:
+    spec = ModelSpec.model_validate(
+        {
+            "name": "m",
+            "task": "regression",
+            "target": "y",
+            "id_column": "id",
+            "time_column": "ts",
+            "features": {"numeric": ["x[0]", "x(0)", "a<b"], "categorical": []},
+            "xgboost": {"num_boost_round": 5},
+        }
+    )
+    rng = np.random.default_rng(SEED)
+    rows = 400
+    frame = pl.DataFrame(
+        {"id": np.arange(rows), "ts": np.arange(rows), "x[0]": rng.normal(size=rows), "x(0)": rng.normal(size=rows)}
+    ).with_columns((pl.col("x[0]") * 3).alias("a<b"), (pl.col("x[0]") * 2 + pl.col("x(0)")).alias("y"))
+    trained = training.train(training.time_split(frame, spec), spec, nthread=1)
+    assert trained.encoder.booster_names == ["x(0)~1", "x(0)", "a\u2039b"]
+    assert set(trained.importances) == {"x[0]", "x(0)", "a<b"}
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_same_data_and_spec_give_byte_identical_models(
+    binary_spec: ModelSpec, binary_model: training.TrainedModel
+) -> None:
+    again = _train_window(binary_spec)
+    from_shuffled_rows = _train_window(binary_spec, shuffle=True)
+    assert _sha256(again) == _sha256(binary_model)
+    assert _sha256(from_shuffled_rows) == _sha256(binary_model)
+
+
+def test_thread_count_does_not_change_the_model(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, binary_model: training.TrainedModel
+) -> None:
+    split = training.time_split(binary_window.frame, binary_spec)
+    single = training.train(split, binary_spec, nthread=1)
+    assert _sha256(single) == _sha256(binary_model)
+
+
+def test_a_different_seed_gives_a_different_model(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, binary_model: training.TrainedModel
+) -> None:
+    reseeded = _spec(xgboost={"seed": 7})
+    other = training.train(training.time_split(binary_window.frame, reseeded), reseeded, nthread=2)
+    assert _sha256(other) != _sha256(binary_model)
+
+
+def test_learnable_binary_problem_reaches_high_auc(binary_model: training.TrainedModel) -> None:
+    assert binary_model.metrics["auc"] > 0.8
+    assert set(binary_model.metrics) == {"auc", "logloss"}
+    assert binary_model.params["objective"] == "binary:logistic"
+    assert binary_model.params["eval_metric"] == "logloss"
+    assert binary_model.params["seed"] == 0
+
+
+def test_shuffled_labels_stay_near_chance(binary_spec: ModelSpec) -> None:
+    trained = _train_window(binary_spec, learnable=False)
+    assert abs(trained.metrics["auc"] - 0.5) < 0.08
+
+
+def test_regression_rmse_is_below_the_target_sd() -> None:
+    spec = _spec("regression")
+    store, batch_ids = _store_batches(spec, 4)
+    data = training.assemble_window(store, spec, batch_ids)
+    split = training.time_split(data.frame, spec)
+    trained = training.train(split, spec, nthread=2)
+    target_sd = float(split.holdout.get_column("Churned").std())
+    assert set(trained.metrics) == {"rmse", "mae"}
+    assert trained.params["objective"] == "reg:squarederror"
+    assert trained.metrics["rmse"] < 0.5 * target_sd
+
+
+def test_spec_params_override_the_task_defaults(binary_spec: ModelSpec, binary_window: training.TrainingData) -> None:
+    spec = _spec(xgboost={"params": {"tree_method": "hist", "max_depth": 3, "eval_metric": "auc"}})
+    trained = training.train(training.time_split(binary_window.frame, spec), spec, nthread=2)
+    assert trained.params["eval_metric"] == "auc"
+    assert trained.params["max_depth"] == 3
+
+
+def test_importances_cover_every_feature_and_sum_to_one(binary_model: training.TrainedModel) -> None:
+    importances = binary_model.importances
+    assert list(importances) == ["Tenure Months", "spend.total", "Is Active", "Plan Type"]
+    assert math.isclose(sum(importances.values()), 1.0)
+    assert all(value >= 0 for value in importances.values())
+    # spend and tenure drive the truth most.
+    assert max(importances, key=importances.get) in {"spend.total", "Tenure Months"}
+
+
+def test_an_unused_feature_has_zero_importance(binary_spec: ModelSpec, binary_window: training.TrainingData) -> None:
+    frame = binary_window.frame.with_columns(pl.lit(1.0).alias("Tenure Months"))
+    trained = training.train(training.time_split(frame, binary_spec), binary_spec, nthread=2)
+    assert trained.importances["Tenure Months"] == 0.0
+    assert math.isclose(sum(trained.importances.values()), 1.0)
+
+
+def test_progress_reports_rows_and_best_iteration(binary_spec: ModelSpec, binary_window: training.TrainingData) -> None:
+    messages: list[str] = []
+    split = training.time_split(binary_window.frame, binary_spec)
+    trained = training.train(split, binary_spec, nthread=2, progress=messages.append)
+    assert f"{split.train.height} train" in messages[0]
+    assert any(f"best iteration {trained.best_iteration}" in m for m in messages)
+    assert any("holdout auc" in m for m in messages)
+
+
+def test_single_class_holdout_is_an_input_error(binary_spec: ModelSpec, binary_window: training.TrainingData) -> None:
+    split = training.time_split(binary_window.frame, binary_spec)
+    one_class = training.Split(split.train, split.early_stop, split.holdout.with_columns(pl.lit(1).alias("Churned")))
+    with pytest.raises(InputError, match="both classes"):
+        training.train(one_class, binary_spec, nthread=2)
+
+
+# --- saved models and prediction --------------------------------------------------------------
+
+
+def test_saved_ubj_round_trip_predicts_the_same(
+    binary_model: training.TrainedModel, binary_window: training.TrainingData
+) -> None:
+    data = training.model_bytes(binary_model.booster)
+    assert data[:1] == b"{"  # UBJ object
+    loaded = training.load_booster(data)
+    before = training.predict(binary_model.booster, binary_model.encoder, binary_window.frame)
+    after = training.predict(loaded, binary_model.encoder, binary_window.frame, nthread=1)
+    np.testing.assert_array_equal(before, after)
+    assert ((after > 0) & (after < 1)).all()
+    assert training.model_bytes(loaded) == data
+
+
+def test_unseen_category_at_predict_time_does_not_crash(binary_model: training.TrainedModel) -> None:
+    frame = pl.DataFrame(
+        {"Tenure Months": [24.0, 24.0], "spend.total": [20.0, 20.0], "Is Active": [True, True]}
+    ).with_columns(pl.Series("Plan Type", ["never seen", None]))
+    predictions = training.predict(binary_model.booster, binary_model.encoder, frame)
+    assert predictions.shape == (2,) and np.isfinite(predictions).all()
+    assert predictions[0] == predictions[1]  # both are simply missing
+
+
+def test_saved_model_predicts_at_the_best_iteration() -> None:
+    # Noisy labels and a large step: validation loss turns up early, well before the round limit.
+    spec = _spec(xgboost={"num_boost_round": 200, "early_stopping_rounds": 5, "params": {"eta": 0.6, "max_depth": 6}})
+    store, batch_ids = _store_batches(spec, 3)
+    data = training.assemble_window(store, spec, batch_ids)
+    split = training.time_split(data.frame, spec)
+    trained = training.train(split, spec, nthread=2)
+    assert trained.best_iteration + 1 < trained.rounds < 200
+    loaded = training.load_booster(training.model_bytes(trained.booster))
+    assert loaded.num_boosted_rounds() == trained.best_iteration + 1
+
+    # The full booster, rebuilt the way train builds it, predicts the same only when limited to the best iteration.
+    encoder = trained.encoder
+    options = {"feature_names": encoder.booster_names, "feature_types": encoder.feature_types}
+    options |= {"enable_categorical": True, "missing": np.nan}
+    train_matrix = xgboost.QuantileDMatrix(
+        encoder.encode(split.train), label=split.train.get_column("Churned").to_numpy(), **options
+    )
+    early = xgboost.QuantileDMatrix(
+        encoder.encode(split.early_stop),
+        label=split.early_stop.get_column("Churned").to_numpy(),
+        ref=train_matrix,
+        **options,
+    )
+    full = xgboost.train(
+        trained.params, train_matrix, 200, evals=[(early, "e")], early_stopping_rounds=5, verbose_eval=False
+    )
+    assert full.num_boosted_rounds() == trained.rounds
+    holdout = encoder.encode(split.holdout)
+    at_best = full.inplace_predict(holdout, iteration_range=(0, trained.best_iteration + 1))
+    from_loaded = training.predict(loaded, encoder, split.holdout)
+    np.testing.assert_array_equal(from_loaded, at_best)
+    assert not np.array_equal(from_loaded, full.inplace_predict(holdout))
+
+
+def test_bytes_that_are_not_a_model_are_an_input_error() -> None:
+    with pytest.raises(InputError, match="not an XGBoost UBJ model"):
+        training.load_booster(b"definitely not a model")
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_score", "expected"),
+    [
+        ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.75),  # 3 of 4 pairs ordered
+        ([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9], 0.875),  # a tie counts half: (0.5 + 1 + 1 + 1) / 4
+        ([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], 0.0),
+        ([0, 1, 0, 1], [0.3, 0.3, 0.3, 0.3], 0.5),
+    ],
+)
+def test_auc_matches_hand_counted_pairs(y_true: list[int], y_score: list[float], expected: float) -> None:
+    assert training.auc(np.array(y_true), np.array(y_score)) == pytest.approx(expected)
+
+
+def test_binary_metrics_match_hand_computed_values() -> None:
+    y_true = np.array([0, 0, 1, 1])
+    y_pred = np.array([0.1, 0.4, 0.35, 0.8])
+    losses = training.per_row_loss("binary", y_true, y_pred)
+    expected = [-math.log(0.9), -math.log(0.6), -math.log(0.35), -math.log(0.8)]
+    np.testing.assert_allclose(losses, expected)
+    metrics = training.evaluate("binary", y_true, y_pred)
+    assert metrics == pytest.approx({"auc": 0.75, "logloss": sum(expected) / 4})
+
+
+def test_log_loss_clips_certain_wrong_predictions() -> None:
+    losses = training.per_row_loss("binary", np.array([1, 0, 1]), np.array([0.0, 1.0, 1.0]))
+    np.testing.assert_allclose(losses, [-math.log(1e-7), -math.log(1e-7), -math.log(1 - 1e-7)])
+
+
+def test_regression_metrics_match_hand_computed_values() -> None:
+    y_true = np.array([1.0, 2.0, 3.0])
+    y_pred = np.array([1.5, 2.0, 1.0])
+    np.testing.assert_allclose(training.per_row_loss("regression", y_true, y_pred), [0.25, 0.0, 4.0])
+    metrics = training.evaluate("regression", y_true, y_pred)
+    assert metrics == pytest.approx({"rmse": math.sqrt(4.25 / 3), "mae": 2.5 / 3})
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "problem"),
+    [
+        ([1, 1, 1], [0.2, 0.5, 0.9], "both classes"),
+        ([], [], "no rows"),
+        ([0, 1], [0.5], "2 labels but 1 predictions"),
+    ],
+)
+def test_metrics_refuse_what_cannot_be_scored(y_true: list, y_pred: list, problem: str) -> None:
+    with pytest.raises(InputError, match=problem):
+        training.evaluate("binary", np.array(y_true), np.array(y_pred))
