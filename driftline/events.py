@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -59,10 +60,26 @@ def stack_check_resource_id(nonce: str) -> str:
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_ulid_lock = threading.Lock()
+_ulid_last: list[int] = [0, 0]  # millisecond, random part of the last ULID made by this process
+
+
 def new_ulid(now: datetime | None = None) -> str:
-    """A lowercase ULID: 48-bit millisecond time + 80 random bits, lexicographically time-ordered."""
+    """A lowercase ULID: 48-bit millisecond time + 80 random bits, lexicographically time-ordered.
+
+    Monotonic within a process: a second ULID in the same millisecond increments the random part, so
+    records written in quick succession (audit, outbox) list in the order they were made.
+    """
     moment = now or datetime.now(UTC)
-    value = (int(moment.timestamp() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    millisecond = int(moment.timestamp() * 1000)
+    with _ulid_lock:
+        if now is None and millisecond <= _ulid_last[0]:
+            millisecond, random_part = _ulid_last[0], (_ulid_last[1] + 1) % (1 << 80)
+        else:
+            random_part = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+        if now is None:
+            _ulid_last[:] = [millisecond, random_part]
+    value = (millisecond << 80) | random_part
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])
