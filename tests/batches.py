@@ -47,3 +47,20 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
 def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
     frame.write_parquet(path)
     return path
+
+
+def example_labels(frame: pl.DataFrame, seed: int, concept: float = 0.0) -> pl.DataFrame:
+    """Default labels with a known rule: risk rises with debt ratio, utilization and late payments and falls
+    with income; ``concept`` flips the role of utilization (a concept drift the features do not show)."""
+    rng = np.random.default_rng(seed + 1000)
+    utilization = frame.get_column("utilization").to_numpy()
+    logit = (
+        -1.0
+        + 3.0 * frame.get_column("debt_ratio").to_numpy()
+        + (2.0 - 4.0 * concept) * utilization
+        + 0.8 * frame.get_column("late_payments").to_numpy()
+        - 0.8 * (np.log(frame.get_column("income").to_numpy()) - 10.0)
+        + np.where(frame.get_column("employment").to_numpy() == "none", 0.7, 0.0)
+    )
+    label = (rng.random(frame.height) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
+    return pl.DataFrame({"id": frame.get_column("id"), "default": label})

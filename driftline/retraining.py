@@ -1,0 +1,309 @@
+"""Building a candidate: window -> train -> gates -> register -> place (shadow, champion or rejected).
+
+Every step is a plain function over the store; the ``retrain`` flow orders them and acts on the results.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import polars as pl
+
+from driftline import layout, profiling, registry, training, validation
+from driftline.cooldown import RetrainRequest
+from driftline.errors import ConflictError, InputError, ObjectNotFoundError
+from driftline.spec import ModelSpec
+from driftline.store import ObjectStore
+
+Decision = Literal["shadow", "champion", "rejected"]
+
+
+def labelled_batch_ids(store: ObjectStore, model: str) -> list[str]:
+    """Batches that have both features and labels, in id order (default ids sort by arrival time)."""
+    features = {layout.batch_id_from_key(k) for k in store.list(layout.batches_prefix(model))}
+    labelled = {
+        key.rsplit("/", 1)[-1].removesuffix(".parquet")
+        for key in store.list(layout.labels_prefix(model))
+        if key.endswith(".parquet")
+    }
+    return sorted(b for b in labelled if b in features)
+
+
+def select_window(batch_ids: list[str], spec: ModelSpec) -> list[str]:
+    """The most recent ``window.last_batches`` labelled batches (all when unset)."""
+    if spec.window.last_batches is None:
+        return list(batch_ids)
+    return list(batch_ids)[-spec.window.last_batches :]
+
+
+def restrict_days(frame: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
+    """Keep rows within ``window.last_days`` of the newest event time (no-op when unset)."""
+    if spec.window.last_days is None or frame.height == 0:
+        return frame
+    column = pl.col(spec.time_column)
+    newest = frame.select(column.max()).item()
+    if isinstance(newest, int | float):
+        return frame.filter(column >= newest - spec.window.last_days * 86400)
+    return frame.filter(column >= newest - timedelta(days=spec.window.last_days))
+
+
+def rows_since(frame: pl.DataFrame, spec: ModelSpec, onset: str | None) -> int:
+    """Labelled rows whose event time is at or after ``onset`` (all rows when unknown)."""
+    if onset is None:
+        return frame.height
+    column = frame.get_column(spec.time_column)
+    if column.dtype.is_temporal():
+        moment = datetime.fromisoformat(onset)
+        if column.dtype.time_zone is None and moment.tzinfo is not None:  # type: ignore[union-attr]
+            moment = moment.replace(tzinfo=None)
+        return int((column >= moment).sum())
+    return int((column >= float(onset)).sum())
+
+
+def decide_placement(report: validation.GateReport, has_champion: bool) -> tuple[Decision, list[str]]:
+    """Where a new candidate goes (pure).
+
+    With a champion: every gate must pass, then the candidate enters shadow. Without one (bootstrap),
+    the absolute gates suffice and the candidate becomes champion directly: there is nothing to compare
+    it with in shadow.
+    """
+    if has_champion:
+        if report.passed:
+            return "shadow", ["every gate passed: candidate enters shadow beside the champion"]
+        return "rejected", [report.summary()]
+    if report.absolute_passed():
+        return "champion", ["no champion yet: the absolute gates passed, the candidate becomes champion (bootstrap)"]
+    return "rejected", [report.summary()]
+
+
+@dataclass(frozen=True)
+class PreparedWindow:
+    """The assembled training window and whether a drift-triggered retrain may use it yet."""
+
+    data: training.TrainingData
+    frame: pl.DataFrame
+    rows_since_onset: int
+
+
+def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest) -> PreparedWindow:
+    """Assemble the labelled window the spec asks for."""
+    ids = select_window(labelled_batch_ids(store, spec.name), spec)
+    if not ids:
+        raise InputError(
+            f"model {spec.name!r} has no labelled batches yet; store labels with "
+            f"`driftline labels {spec.name} <file.parquet> --batch-id <id>`"
+        )
+    data = training.assemble_window(store, spec, ids)
+    frame = restrict_days(data.frame, spec)
+    return PreparedWindow(data, frame, rows_since(frame, spec, request.drift_onset))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained, validated and registered candidate, before any alias moved."""
+
+    model: str
+    version: str
+    decision: Decision
+    reasons: list[str]
+    gate_report: validation.GateReport
+    metrics: dict[str, float]
+    reference_key: str
+    training_rows: int
+    parent_champion: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def event_payload(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "decision": self.decision,
+            "metrics": self.metrics,
+            "gates_passed": self.gate_report.passed,
+            "gate_summary": self.gate_report.summary(),
+            "parent_champion": self.parent_champion,
+            "metadata_key": layout.model_metadata(self.model, self.version),
+        }
+
+
+def _champion_predictor(store: ObjectStore, model: str) -> tuple[str | None, Callable[[pl.DataFrame], Any] | None]:
+    state = registry.read_alias(store, model, "champion")
+    if state is None or state.version is None:
+        return None, None
+    booster_bytes, metadata = registry.load_model(store, model, state.version)
+    booster = training.load_booster(booster_bytes)
+    encoder = training.FeatureEncoder.from_dict(metadata["encoder"])
+    return state.version, lambda frame: training.predict(booster, encoder, frame)
+
+
+def build_candidate(
+    store: ObjectStore,
+    spec: ModelSpec,
+    request: RetrainRequest,
+    window: PreparedWindow,
+    *,
+    nthread: int,
+    environment: dict[str, Any],
+    progress: Callable[[str], None] = lambda _: None,
+) -> Candidate:
+    """Train on the window, run every gate, and register the version with its lineage and reference.
+
+    Args:
+        environment: lineage facts the domain cannot know (git commit, package versions, flow run id).
+    """
+    model = spec.name
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    split = training.time_split(window.frame, spec)
+    progress(f"training on {split.train.height} rows, early stopping on {split.early_stop.height}")
+    trained = training.train(split, spec, nthread)
+    timings["train_seconds"] = round(time.monotonic() - started, 3)
+    booster_bytes = training.model_bytes(trained.booster)
+
+    mark = time.monotonic()
+    parent, champion = _champion_predictor(store, model)
+    progress(f"gates on {split.holdout.height} holdout rows (champion: {parent or 'none'})")
+    report = validation.evaluate_gates(
+        spec=spec,
+        holdout=split.holdout,
+        candidate=lambda frame: training.predict(trained.booster, trained.encoder, frame),
+        champion=champion,
+        candidate_features=list(trained.encoder.features),
+        model_bytes=len(booster_bytes),
+        seed=spec.xgboost.seed,
+    )
+    timings["gates_seconds"] = round(time.monotonic() - mark, 3)
+    decision, reasons = decide_placement(report, has_champion=parent is not None)
+
+    version = registry.new_version_id()
+    mark = time.monotonic()
+    reference_key = layout.reference_profile(model, version)
+    store.create(reference_key, profiling.serialize(_reference_profile(store, spec, window)))
+    metadata = {
+        "task": spec.task,
+        "trigger": request.lineage_trigger,
+        "decision": decision,
+        "decision_reasons": reasons,
+        "request": request.to_dict(),
+        "lineage": {
+            "training_batches": [asdict(batch) for batch in window.data.batches],
+            "unlabelled_batches": list(window.data.unlabelled),
+            "training_rows": window.frame.height,
+            "reference_profile": reference_key,
+            "drift_event_id": request.drift_event_id,
+            "parent_champion": parent,
+            "spec_hash": spec.content_hash(),
+            **environment,
+        },
+        "params": trained.params,
+        "best_iteration": trained.best_iteration,
+        "metrics": trained.metrics,
+        "importances": trained.importances,
+        "encoder": trained.encoder.to_dict(),
+        "feature_names": list(trained.encoder.features),
+        "gate_report": report.to_dict(),
+        "timings": {**timings, "total_seconds": round(time.monotonic() - started, 3)},
+    }
+    registry.register_version(store, model, version, booster_bytes, metadata)
+    timings["register_seconds"] = round(time.monotonic() - mark, 3)
+    return Candidate(
+        model=model,
+        version=version,
+        decision=decision,
+        reasons=reasons,
+        gate_report=report,
+        metrics=trained.metrics,
+        reference_key=reference_key,
+        training_rows=window.frame.height,
+        parent_champion=parent,
+        timings=timings,
+    )
+
+
+def _reference_profile(store: ObjectStore, spec: ModelSpec, window: PreparedWindow):
+    """Merge of the training batches' stored profiles; the window's own rows when one is missing."""
+    keys = [layout.batch_profile(spec.name, batch.batch_id) for batch in window.data.batches]
+    try:
+        return profiling.merge(profiling.deserialize(store.get(key), key) for key in keys)
+    except ObjectNotFoundError:
+        return profiling.profile_frame(window.frame.select(spec.batch_columns))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What alias moves a candidate caused."""
+
+    decision: Decision
+    moved: list[str]
+    reasons: list[str]
+
+
+def place_candidate(store: ObjectStore, spec: ModelSpec, candidate: Candidate) -> Placement:
+    """Move the alias the decision calls for, by compare-and-swap.
+
+    Raises:
+        ConflictError: another writer moved the alias meanwhile (the version stays registered, unnamed).
+    """
+    model, version = spec.name, candidate.version
+    if candidate.decision == "rejected":
+        return Placement("rejected", [], candidate.reasons)
+    if candidate.decision == "champion":
+        current = registry.read_alias(store, model, "champion")
+        if current is not None and current.version is not None:
+            raise ConflictError(
+                f"model {model!r} got champion {current.version} while {version} was training; "
+                f"{version} stays registered without an alias"
+            )
+        registry.move_alias(store, model, "champion", version, expected=current, reason=candidate.reasons[0])
+        return Placement("champion", ["champion"], candidate.reasons)
+    shadow = registry.read_alias(store, model, "shadow")
+    if shadow is not None and shadow.version is not None and not spec.cooldown.supersede_shadow:
+        raise ConflictError(
+            f"candidate {shadow.version} entered shadow while {version} was training and "
+            "cooldown.supersede_shadow is false"
+        )
+    reason = candidate.reasons[0]
+    if shadow is not None and shadow.version is not None:
+        reason += f"; supersedes {shadow.version}"
+    registry.move_alias(store, model, "shadow", version, expected=shadow, reason=reason)
+    return Placement("shadow", ["shadow"], candidate.reasons)
+
+
+def lineage(store: ObjectStore, model: str, version: str) -> dict[str, Any]:
+    """The chain from drift event to the version's aliases (`driftline lineage`)."""
+    metadata = registry.read_metadata(store, model, version)
+    trail = [r for r in registry.audit_trail(store, model) if version in (r.get("to"), r.get("from"))]
+    drift = None
+    request = metadata.get("request") or {}
+    if request.get("drift_batch_id"):
+        try:
+            drift = json.loads(store.get(layout.drift_report(model, request["drift_batch_id"])))
+        except ObjectNotFoundError:
+            drift = None
+    return {
+        "model": model,
+        "version": version,
+        "created_at": metadata.get("created_at"),
+        "trigger": metadata.get("trigger"),
+        "decision": metadata.get("decision"),
+        "drift": {
+            "event_id": request.get("drift_event_id"),
+            "batch_id": request.get("drift_batch_id"),
+            "score": drift.get("score") if drift else None,
+            "drifted_features": drift.get("drifted_features") if drift else None,
+        },
+        "lineage": metadata.get("lineage"),
+        "metrics": metadata.get("metrics"),
+        "gates": (metadata.get("gate_report") or {}).get("passed"),
+        "gate_summary": metadata.get("decision_reasons"),
+        "alias_moves": trail,
+        "model_sha256": metadata.get("model_sha256"),
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()

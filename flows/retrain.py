@@ -1,0 +1,72 @@
+"""retrain: drift (or a person) asks for a new candidate; storm control, train, gates, register, place."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from driftline.cooldown import enough_labels_since_onset
+from driftline.events import CANDIDATE_REGISTERED, CANDIDATE_REJECTED, MODEL_PROMOTED
+from tasks.batches import load_spec
+from tasks.events import publish
+from tasks.retrain import (
+    admit_retrain,
+    build_candidate,
+    build_request,
+    clear_pending,
+    place_candidate,
+    prepare_window,
+    publish_gate_report,
+    wait_for_labels,
+)
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    model: str,
+    trigger: str = "manual",
+    drift_event_id: str | None = None,
+    drift_batch_id: str | None = None,
+    drift_onset: str | None = None,
+    reference_version: str | None = None,
+) -> dict:
+    """Train and validate a candidate for `model`; trigger is manual, drift (an event) or labels (re-check)."""
+    spec = load_spec(model)
+    request = build_request(model, trigger, drift_event_id, drift_batch_id, drift_onset, reference_version)
+    if request is None:
+        print("no retrain is waiting for labels: nothing to do")
+        return {"model": model, "outcome": "nothing-pending"}
+
+    admission = admit_retrain(spec, request, rechecking=trigger == "labels")
+    for reason in admission.reasons:
+        print(reason)
+    if not admission.proceed:
+        return {"model": model, "outcome": admission.outcome, "reasons": admission.reasons}
+
+    window = prepare_window(spec, request)
+    if request.trigger == "drift":
+        ready, reason = enough_labels_since_onset(window.rows_since_onset, spec.window.min_rows_since_drift)
+        print(reason)
+        if not ready:
+            wait_for_labels(request, reason)
+            return {"model": model, "outcome": "waiting-for-labels", "reasons": [reason]}
+        clear_pending(model)
+
+    candidate = build_candidate(spec, request, window)
+    publish_gate_report(candidate)
+    if candidate.decision == "rejected":
+        publish(model, CANDIDATE_REJECTED, candidate.event_payload())
+        print(f"{candidate.version} rejected: {'; '.join(candidate.reasons)}")
+        return {"model": model, "outcome": "rejected", "version": candidate.version, "reasons": candidate.reasons}
+
+    placement = place_candidate(spec, candidate)
+    publish(model, CANDIDATE_REGISTERED, candidate.event_payload())
+    if placement.decision == "champion":
+        publish(model, MODEL_PROMOTED, {"version": candidate.version, "previous": None, "reason": "bootstrap"})
+    print(f"{candidate.version} -> {placement.decision}: {'; '.join(candidate.reasons)}")
+    return {
+        "model": model,
+        "outcome": placement.decision,
+        "version": candidate.version,
+        "metrics": candidate.metrics,
+        "reasons": candidate.reasons,
+    }
