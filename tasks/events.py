@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
+from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
 from driftline.cli import prefect_api
@@ -31,8 +32,11 @@ def emit(name: str, resource_id: str, payload: dict[str, Any]) -> str | None:
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def publish(model: str, name: str, payload: dict[str, Any]) -> str:
-    """Write a model event to the outbox, then emit it; return its id."""
-    return prefect_api.publish(store(), new_event(model, name, payload))
+    """Write a model event to the outbox, then send it, related to this flow run; return its id."""
+    related = []
+    if (run_id := flow_run.get_id()) is not None:
+        related.append({"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"})
+    return prefect_api.publish(store(), new_event(model, name, payload), PREFECT_API_URL.value(), related)
 
 
 @task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)

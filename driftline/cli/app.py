@@ -236,10 +236,7 @@ def ingest(
         ) from error
     console.print(f"uploaded {file} -> {store.location(key)}")
     started = datetime.now(UTC)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        event_id = prefect_api.publish(store, new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key}))
+    event_id = prefect_api.publish(store, new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key}), api_url)
     console.print(f"announced driftline.batch.arrived ({event_id})")
     outcome: dict = {"model": model, "batch_id": batch_id, "key": key, "event_id": event_id}
     if wait:
@@ -337,11 +334,8 @@ def labels(
     share = frame.height / max(batch.height, 1)
     console.print(f"stored {frame.height} labels ({share:.0%} of the batch) -> {store.location(key)}")
     api_url = prefect_api.check_server(settings.prefect_api_url)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
-        prefect_api.publish(store, new_event(model, LABELS_ARRIVED, payload))
+    payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
+    prefect_api.publish(store, new_event(model, LABELS_ARRIVED, payload), api_url)
     console.print("announced driftline.labels.arrived")
 
 

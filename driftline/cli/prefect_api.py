@@ -120,33 +120,54 @@ def wait_for_event(
 
 
 # --------------------------------------------------------------------------------------------- events
-def emit_record(record: EventRecord, timeout: float = 10.0) -> bool:
-    """Emit an outbox record as a Prefect event with the record's own id; False if Prefect dropped it."""
-    from uuid import UUID
+def _headers() -> dict[str, str]:
+    import os
 
-    from prefect.events import emit_event
-    from prefect.events.worker import EventsWorker
-
-    event = emit_event(
-        event=record.name,
-        resource={"prefect.resource.id": record.resource_id, "prefect.resource.name": record.model},
-        payload=record.payload,
-        id=UUID(record.event_id),
-        occurred=datetime.fromisoformat(record.occurred),
-    )
-    # emit_event only queues; drain so the event left this process before we report success.
-    EventsWorker.drain_all(timeout=timeout)
-    return event is not None
+    key = os.environ.get("PREFECT_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def publish(store: ObjectStore, record: EventRecord) -> str:
-    """Write the event to the S3 outbox first, then emit it; return the event id.
+def emit_records(api_url: str | None, records: list[EventRecord], related: list[dict[str, str]] | None = None) -> None:
+    """Send outbox records to the server as Prefect events, synchronously, each with the record's own id.
 
-    Prefect drops events silently when its server is unreachable; the outbox copy is what
-    ``reconcile`` re-emits later.
+    ``POST /api/events`` rather than ``emit_event``: the latter queues to a background websocket worker
+    that may not have connected before a short-lived process exits (events were lost that way), and it
+    silently drops events when the server is down. Here a failure is an ``InfrastructureError``.
+    """
+    url = _require(api_url)
+    body = [
+        {
+            "id": record.event_id,
+            "occurred": record.occurred,
+            "event": record.name,
+            "resource": {"prefect.resource.id": record.resource_id, "prefect.resource.name": record.model},
+            "related": related or [],
+            "payload": record.payload,
+        }
+        for record in records
+    ]
+    try:
+        response = httpx.post(f"{url}/events", json=body, headers=_headers(), timeout=10)
+    except httpx.HTTPError as error:
+        raise InfrastructureError(f"Prefect API {url} is unreachable ({error}); the event stays in the outbox") from (
+            error
+        )
+    if response.status_code >= 300:
+        raise InfrastructureError(f"Prefect API {url}/events answered {response.status_code}: {response.text[:300]}")
+
+
+def publish(
+    store: ObjectStore,
+    record: EventRecord,
+    api_url: str | None,
+    related: list[dict[str, str]] | None = None,
+) -> str:
+    """Write the event to the S3 outbox first, then send it; return the event id.
+
+    If sending fails, the outbox copy is what ``reconcile`` re-emits later (same id, so never twice).
     """
     write_outbox(store, record)
-    emit_record(record)
+    emit_records(api_url, [record], related)
     return record.event_id
 
 
@@ -176,18 +197,26 @@ def seen_event_ids(api_url: str | None, event_ids: list[str], since: datetime) -
     return seen
 
 
+RECONCILE_GRACE = timedelta(seconds=60)
+
+
 def reconcile(store: ObjectStore, model: str, api_url: str | None, lookback: timedelta) -> list[str]:
-    """Re-emit outbox events of the last ``lookback`` that the server has not stored; return their ids."""
+    """Re-emit outbox events of the last ``lookback`` that the server has not stored; return their ids.
+
+    Events younger than ``RECONCILE_GRACE`` are left alone: the server persists events in batches
+    (~5 s), and re-sending one its triggers already saw would count it twice.
+    """
     since = datetime.now(UTC) - lookback
-    records = read_outbox(store, model, since)
+    settled = datetime.now(UTC) - RECONCILE_GRACE
+    records = [r for r in read_outbox(store, model, since) if datetime.fromisoformat(r.occurred) < settled]
     if not records:
         return []
     seen = seen_event_ids(
         api_url, [r.event_id for r in records], since=min(datetime.fromisoformat(r.occurred) for r in records)
     )
     missing = [r for r in records if r.event_id not in seen]
-    for record in missing:
-        emit_record(record)
+    if missing:
+        emit_records(api_url, missing)
     return [r.event_id for r in missing]
 
 

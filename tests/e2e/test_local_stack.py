@@ -1,4 +1,5 @@
-"""The local stack end to end: `driftline up` -> stack-check through the worker -> its event -> `driftline down`."""
+"""The local stack end to end, in order: `driftline up` -> deployments through the worker, triggered by real
+events and automations -> `driftline down` leaves nothing behind. One stack for the module (it takes ~25 s)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from driftline import layout, registry
 from driftline.cli import prefect_api
-from driftline.cli.stack import _alive
-from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, STACK_CHECKED, model_resource_id
-from tests.batches import example_batch, write_parquet
+from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _alive
+from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, STACK_CHECKED, model_resource_id, new_event
+from driftline.store import S3Store
+from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
 from tests.support import REPO, TELEMETRY_OFF, free_port
 
 DRIFTLINE = str(Path(sys.executable).parent / "driftline")
+ACTIVE_STATES = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"]
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +38,45 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "DRIFTLINE_PREFECT_PORT": str(free_port()),
         "DRIFTLINE_WORK_POOL": "driftline-process",
     }
+    started = time.monotonic()
+    up = _run(env, "up")
+    assert up.returncode == 0, up.stderr + up.stdout
+    print(f"driftline up took {time.monotonic() - started:.1f} s")
     yield env
     # Whatever happened, leave nothing running.
     subprocess.run([DRIFTLINE, "down"], env=env, cwd=REPO, timeout=120, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def api_url(stack_env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{stack_env['DRIFTLINE_PREFECT_PORT']}/api"
+
+
+@pytest.fixture(scope="module")
+def s3(stack_env: dict[str, str]) -> S3Store:
+    return S3Store(
+        "driftline",
+        endpoint_url=f"http://127.0.0.1:{stack_env['DRIFTLINE_S3_PORT']}",
+        access_key_id=LOCAL_ACCESS_KEY_ID,
+        secret_access_key=LOCAL_SECRET_ACCESS_KEY,
+    )
 
 
 def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DRIFTLINE, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def test_up_deep_status_event_and_down_leave_nothing_behind(
-    stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    started = time.monotonic()
-    up = _run(stack_env, "up")
-    up_seconds = time.monotonic() - started
-    assert up.returncode == 0, up.stderr + up.stdout
-    print(f"driftline up took {up_seconds:.1f} s")
-
-    pids = {
-        part: json.loads((Path(stack_env["DRIFTLINE_STATE_DIR"]) / "pids" / f"{part}.json").read_text())["pid"]
-        for part in ("s3", "prefect-server", "worker")
+def _pids(env: dict[str, str]) -> dict[str, int]:
+    folder = Path(env["DRIFTLINE_STATE_DIR"]) / "pids"
+    return {
+        part: json.loads((folder / f"{part}.json").read_text())["pid"] for part in ("s3", "prefect-server", "worker")
     }
-    assert all(_alive(pid) for pid in pids.values())
 
+
+def test_1_up_is_idempotent_and_the_deep_status_runs_a_flow_through_the_worker(
+    stack_env: dict[str, str], api_url: str
+) -> None:
+    assert all(_alive(pid) for pid in _pids(stack_env).values())
     again = _run(stack_env, "up")
     assert again.returncode == 0, again.stderr
     assert "s3 already running" in again.stderr and "worker already running" in again.stderr
@@ -65,20 +84,114 @@ def test_up_deep_status_event_and_down_leave_nothing_behind(
     status = _run(stack_env, "status", "--json", "--deep")
     assert status.returncode == 0, status.stderr + status.stdout
     report = json.loads(status.stdout)
-    assert report["healthy"] is True
     assert {name: part["healthy"] for name, part in report["parts"].items()} == {
         "s3": True,
         "prefect-server": True,
         "worker": True,
     }
     assert report["deep"]["state"] == "COMPLETED"
-
-    api_url = f"http://127.0.0.1:{stack_env['DRIFTLINE_PREFECT_PORT']}/api"
     events = prefect_api.find_events(api_url, [STACK_CHECKED])
     assert report["deep"]["event_id"] in {event["id"] for event in events}
 
-    _ingest_through_the_automation_reaches_drift_detected(stack_env, api_url, tmp_path_factory.mktemp("batches"))
 
+def test_2_ingest_through_the_automation_reaches_drift_detected(
+    stack_env: dict[str, str], api_url: str, tmp_path: Path
+) -> None:
+    """model create -> ingest (event -> automation -> profile-batch on the worker) -> drift.detected."""
+    created = _run(stack_env, "model", "create", "configs/example.yaml")
+    assert created.returncode == 0, created.stderr
+    reference = write_parquet(example_batch(1, rows=5_000), tmp_path / "reference.parquet")
+    shifted = write_parquet(example_batch(2, rows=5_000, income_shift=0.3), tmp_path / "shifted.parquet")
+    broken = write_parquet(example_batch(3, rows=100).drop("income"), tmp_path / "broken.parquet")
+
+    refused = _run(stack_env, "ingest", "example", str(broken), "--batch-id", "broken")
+    assert refused.returncode == 2 and "missing column(s): 'income'" in refused.stderr
+
+    first = _run(stack_env, "ingest", "example", str(reference), "--batch-id", "b1", "--json", timeout=180)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["outcome"] == BATCH_PROFILED
+
+    second = _run(stack_env, "ingest", "example", str(shifted), "--batch-id", "b2", "--json", timeout=180)
+    assert second.returncode == 1, second.stderr  # exit 1: the batch drifted
+    assert json.loads(second.stdout)["payload"]["drift"] is True
+
+    detected = prefect_api.find_events(api_url, [DRIFT_DETECTED], [model_resource_id("example")])
+    assert [event["payload"]["batch_id"] for event in detected] == ["b2"]
+    assert detected[0]["payload"]["top_features"] == ["income"]
+    runs = httpx.post(f"{api_url}/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["driftline"]}}}).json()
+    assert any((run.get("created_by") or {}).get("type") == "AUTOMATION" for run in runs)
+    artifacts = httpx.post(f"{api_url}/artifacts/filter", json={"artifacts": {"key": {"any_": ["drift-example"]}}})
+    assert any("income" in str(artifact["data"]) for artifact in artifacts.json())
+
+
+def _labelled_model(s3: S3Store, name: str) -> None:
+    spec = example_spec(name)
+    spec = spec.model_copy(
+        update={
+            "gates": spec.gates.model_copy(update={"max_p99_latency_ms": 1000.0, "min_throughput_rows_per_s": 100.0})
+        }
+    )
+    s3.put(layout.model_spec(name), spec.to_yaml().encode())
+    for i in range(1, 4):
+        frame = example_batch(i, rows=3_000)
+        s3.create(layout.batch_data(name, f"b{i:03d}"), parquet_bytes(frame))
+        s3.create(layout.batch_labels(name, f"b{i:03d}"), parquet_bytes(example_labels(frame, i)))
+
+
+def _wait_until_retrains_settle(api_url: str, timeout: float = 300) -> None:
+    deployment = httpx.get(f"{api_url}/deployments/name/retrain/retrain").json()["id"]
+    query = {
+        "deployments": {"id": {"any_": [deployment]}},
+        "flow_runs": {"state": {"type": {"any_": ACTIVE_STATES}}},
+    }
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        active = httpx.post(f"{api_url}/flow_runs/filter", json=query).json()
+        if active:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 5:
+            return
+        time.sleep(1)
+    raise AssertionError(f"retrain runs still active after {timeout} s")
+
+
+def test_3_retrain_bootstraps_by_hand_and_a_drift_storm_builds_one_candidate_per_model(
+    stack_env: dict[str, str], api_url: str, s3: S3Store
+) -> None:
+    _labelled_model(s3, "storm-a")
+    _labelled_model(s3, "storm-b")
+    manual = _run(stack_env, "retrain", "storm-a", "--wait", "--json", timeout=400)
+    assert manual.returncode == 0, manual.stderr + manual.stdout
+    outcome = json.loads(manual.stdout)
+    assert outcome["candidate"]["decision"] == "champion"
+    champion = outcome["candidate"]["version"]
+    _wait_until_retrains_settle(api_url)  # the example model's drift from test 2 may still be retraining
+
+    for _ in range(5):
+        for model, reference in (("storm-a", champion), ("storm-b", None)):
+            payload = {"batch_id": "b003", "score": 0.5, "reference_version": reference}
+            prefect_api.publish(s3, new_event(model, DRIFT_DETECTED, payload), api_url)
+    time.sleep(3)  # let the automations create their runs
+    _wait_until_retrains_settle(api_url)
+
+    a = registry.describe_model(s3, "storm-a")
+    b = registry.describe_model(s3, "storm-b")
+    assert [v["status"] for v in a["versions"]] == ["champion", "shadow"], a
+    assert a["versions"][1]["trigger"].startswith("drift:")
+    assert [v["status"] for v in b["versions"]] == ["champion"], b  # no champion yet: bootstrap
+    models = _run(stack_env, "models", "storm-a", "--json")
+    assert json.loads(models.stdout)["aliases"]["shadow"] == a["versions"][1]["version"]
+    lineage = _run(stack_env, "lineage", "storm-a", a["versions"][1]["version"], "--json")
+    assert json.loads(lineage.stdout)["lineage"]["parent_champion"] == champion
+    doctor = _run(stack_env, "doctor", "storm-a", "--json")
+    assert doctor.returncode == 0 and json.loads(doctor.stdout)["healthy"] is True
+
+
+def test_9_down_stops_every_process_and_is_safe_twice(stack_env: dict[str, str]) -> None:
+    pids = _pids(stack_env)
     down = _run(stack_env, "down", timeout=120)
     assert down.returncode == 0, down.stderr
     assert "worker stopped" in down.stderr or "worker killed" in down.stderr
@@ -88,33 +201,3 @@ def test_up_deep_status_event_and_down_leave_nothing_behind(
     assert not any(_alive(pid) for pid in pids.values())
     assert _run(stack_env, "down").returncode == 0
     assert _run(stack_env, "status").returncode == 3
-
-
-def _ingest_through_the_automation_reaches_drift_detected(env: dict[str, str], api_url: str, folder: Path) -> None:
-    """model create -> ingest (event -> automation -> profile-batch on the worker) -> drift.detected."""
-    created = _run(env, "model", "create", "configs/example.yaml")
-    assert created.returncode == 0, created.stderr
-    reference = write_parquet(example_batch(1, rows=5_000), folder / "reference.parquet")
-    shifted = write_parquet(example_batch(2, rows=5_000, income_shift=0.3), folder / "shifted.parquet")
-    broken = write_parquet(example_batch(3, rows=100).drop("income"), folder / "broken.parquet")
-
-    refused = _run(env, "ingest", "example", str(broken), "--batch-id", "broken")
-    assert refused.returncode == 2 and "missing column(s): 'income'" in refused.stderr
-
-    first = _run(env, "ingest", "example", str(reference), "--batch-id", "b1", "--json", timeout=180)
-    assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["outcome"] == BATCH_PROFILED
-
-    second = _run(env, "ingest", "example", str(shifted), "--batch-id", "b2", "--json", timeout=180)
-    assert second.returncode == 1, second.stderr  # exit 1: the batch drifted
-    outcome = json.loads(second.stdout)
-    assert outcome["payload"]["drift"] is True
-
-    detected = prefect_api.find_events(api_url, [DRIFT_DETECTED], [model_resource_id("example")])
-    assert [event["payload"]["batch_id"] for event in detected] == ["b2"]
-    assert detected[0]["payload"]["top_features"] == ["income"]
-    # The run was created by the automation from prefect.yaml, and published its artifacts.
-    runs = httpx.post(f"{api_url}/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["driftline"]}}}).json()
-    assert any((run.get("created_by") or {}).get("type") == "AUTOMATION" for run in runs)
-    artifacts = httpx.post(f"{api_url}/artifacts/filter", json={"artifacts": {"key": {"any_": ["drift-example"]}}})
-    assert any("income" in str(artifact["data"]) for artifact in artifacts.json())

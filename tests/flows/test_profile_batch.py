@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -154,12 +154,21 @@ def test_reconcile_re_emits_outbox_events_the_server_never_saw(
     from tasks.events import reconcile_outbox
 
     # As if the emit had been lost (server down): written to the outbox, never emitted.
-    lost = new_event(model, DRIFT_DETECTED, {"batch_id": "lost", "score": 0.5})
+    five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+    lost = new_event(model, DRIFT_DETECTED, {"batch_id": "lost", "score": 0.5}, now=five_minutes_ago)
+    fresh = new_event(model, DRIFT_DETECTED, {"batch_id": "fresh", "score": 0.5})  # may still be in flight
+    write_outbox(store, fresh)
     write_outbox(store, lost)
-    assert prefect_api.seen_event_ids(prefect_api_url, [lost.event_id], datetime.now(UTC)) == set()
+    assert prefect_api.seen_event_ids(prefect_api_url, [lost.event_id], five_minutes_ago) == set()
     assert reconcile_outbox.fn(model) == [lost.event_id]
     event = prefect_api.wait_for_payload(
-        prefect_api_url, [DRIFT_DETECTED], model_resource_id(model), "batch_id", "lost", 20, datetime.now(UTC)
+        prefect_api_url,
+        [DRIFT_DETECTED],
+        model_resource_id(model),
+        "batch_id",
+        "lost",
+        20,
+        five_minutes_ago,
     )
     assert event is not None and event["id"] == lost.event_id
     assert reconcile_outbox.fn(model) == []
