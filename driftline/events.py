@@ -121,16 +121,18 @@ class EventRecord:
 
 
 def new_event(model: str, name: str, payload: dict[str, Any], now: datetime | None = None) -> EventRecord:
-    """Build a model event; the payload always carries the model name."""
+    """Build a model event; the payload always carries the model name and the event id."""
     if name not in MODEL_EVENTS:
         raise ValueError(f"unknown event {name!r}")
     moment = now or datetime.now(UTC)
+    ulid = new_ulid(moment if now is not None else None)
     return EventRecord(
-        ulid=new_ulid(moment),
+        ulid=ulid,
         name=name,
         model=model,
         resource_id=model_resource_id(model),
-        payload={"model": model, **payload},
+        # The id is in the payload too: Prefect 3.9 cannot template `{{ event.id }}` (a UUID) into parameters.
+        payload={"model": model, "event_id": ulid_to_uuid(ulid), **payload},
         occurred=moment.isoformat(),
     )
 

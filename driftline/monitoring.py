@@ -36,6 +36,8 @@ class DriftCheck:
             "report_key": self.report_key,
             "reference_key": self.reference.key,
             "reference_version": self.reference.version,
+            # Every key the retrain trigger templates must be present: a missing one breaks the automation.
+            "drift_onset": None,
         }
 
 

@@ -85,20 +85,31 @@ def decide_placement(report: validation.GateReport, has_champion: bool) -> tuple
 class PreparedWindow:
     """The assembled training window and whether a drift-triggered retrain may use it yet."""
 
-    data: training.TrainingData
+    data: training.TrainingData | None  # None: not enough labelled data yet (see ``shortfall``)
     frame: pl.DataFrame
     rows_since_onset: int
+    shortfall: str | None = None
 
 
 def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest) -> PreparedWindow:
-    """Assemble the labelled window the spec asks for."""
-    ids = select_window(labelled_batch_ids(store, spec.name), spec)
-    if not ids:
-        raise InputError(
-            f"model {spec.name!r} has no labelled batches yet; store labels with "
-            f"`driftline labels {spec.name} <file.parquet> --batch-id <id>`"
-        )
-    data = training.assemble_window(store, spec, ids)
+    """Assemble the labelled window the spec asks for.
+
+    Raises:
+        InputError: too little labelled data for a manual retrain. A drift-triggered one gets an empty
+            window with the ``shortfall`` instead, so that it waits for labels rather than failing.
+    """
+    try:
+        ids = select_window(labelled_batch_ids(store, spec.name), spec)
+        if not ids:
+            raise InputError(
+                f"model {spec.name!r} has no labelled batches yet; store labels with "
+                f"`driftline labels {spec.name} <file.parquet> --batch-id <id>`"
+            )
+        data = training.assemble_window(store, spec, ids)
+    except InputError as error:
+        if request.trigger == "manual":
+            raise
+        return PreparedWindow(None, pl.DataFrame(), 0, shortfall=str(error))
     frame = restrict_days(data.frame, spec)
     return PreparedWindow(data, frame, rows_since(frame, spec, request.drift_onset))
 

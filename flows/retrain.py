@@ -45,6 +45,8 @@ def retrain(
     window = prepare_window(spec, request)
     if request.trigger == "drift":
         ready, reason = enough_labels_since_onset(window.rows_since_onset, spec.window.min_rows_since_drift)
+        if window.shortfall:
+            ready, reason = False, f"{window.shortfall}; waiting for labels"
         print(reason)
         if not ready:
             wait_for_labels(request, reason)

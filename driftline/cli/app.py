@@ -370,10 +370,16 @@ def retrain(
     )
     from driftline.events import CANDIDATE_REGISTERED, CANDIDATE_REJECTED
 
-    events = prefect_api.events_of_flow_run(
-        settings.prefect_api_url, run.id, [CANDIDATE_REGISTERED, CANDIDATE_REJECTED]
-    )
-    outcome = events[-1] if events else None
+    outcome = None
+    deadline = time.monotonic() + (15 if run.ok else 0)  # the server persists events every ~5 s
+    while True:
+        events = prefect_api.events_of_flow_run(
+            settings.prefect_api_url, run.id, [CANDIDATE_REGISTERED, CANDIDATE_REJECTED]
+        )
+        outcome = events[-1] if events else None
+        if outcome is not None or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     document = {
         "flow_run": run.id,
         "state": run.state,

@@ -172,7 +172,7 @@ def test_3_retrain_bootstraps_by_hand_and_a_drift_storm_builds_one_candidate_per
 
     for _ in range(5):
         for model, reference in (("storm-a", champion), ("storm-b", None)):
-            payload = {"batch_id": "b003", "score": 0.5, "reference_version": reference}
+            payload = {"batch_id": "b003", "score": 0.5, "reference_version": reference, "drift_onset": None}
             prefect_api.publish(s3, new_event(model, DRIFT_DETECTED, payload), api_url)
     time.sleep(3)  # let the automations create their runs
     _wait_until_retrains_settle(api_url)

@@ -108,3 +108,12 @@ def test_without_labelled_batches_the_error_says_how_to_add_them(store: ObjectSt
     store.put(layout.model_spec(name), example_spec(name).to_yaml().encode())
     with pytest.raises(Exception, match="driftline labels"):
         retrain.with_options(retries=0)(name)
+
+
+def test_a_drift_retrain_without_any_labels_waits_instead_of_failing(store: ObjectStore) -> None:
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    store.put(layout.model_spec(name), example_spec(name).to_yaml().encode())
+    outcome = retrain(name, trigger="drift", drift_event_id=str(uuid.uuid4()))
+    assert outcome["outcome"] == "waiting-for-labels"
+    assert "no labelled batches" in outcome["reasons"][0]
+    assert store.exists(layout.retrain_pending(name))

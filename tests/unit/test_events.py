@@ -23,7 +23,7 @@ def test_outbox_write_is_idempotent_and_read_back_by_time() -> None:
         events.write_outbox(store, record)
     assert events.read_outbox(store, "m") == [old, new]
     assert events.read_outbox(store, "m", since=datetime.now(UTC) - timedelta(days=1)) == [new]
-    assert new.payload == {"model": "m", "batch_id": "b1"}
+    assert new.payload == {"model": "m", "event_id": new.event_id, "batch_id": "b1"}
     assert new.resource_id == "driftline.model.m"
 
 
