@@ -146,7 +146,7 @@ class GatesSpec(BaseModel):
         default=0.1, gt=0, le=2, description="Robustness: Gaussian noise added to numeric features, in feature sds."
     )
     max_noise_drop: float | None = Field(
-        default=0.05, gt=0, description="Largest allowed metric drop (AUC points or relative RMSE) under that noise."
+        default=0.05, gt=0, description="Largest metric drop under that noise (AUC points; RMSE rise in target sds)."
     )
     max_p99_latency_ms: float | None = Field(default=50.0, gt=0, description="p99 single-row prediction latency.")
     min_throughput_rows_per_s: float | None = Field(default=20_000, gt=0, description="Batch prediction throughput.")

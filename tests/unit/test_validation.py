@@ -471,11 +471,14 @@ def test_regression_champion_gate_uses_rmse_difference(
         assert result.measurements["difference"] == pytest.approx(-0.2, abs=0.03)
 
 
-def test_regression_robustness_is_relative_rmse_increase(regression_frame: pl.DataFrame) -> None:
-    result = gate(evaluate(regression_spec(max_noise_drop=0.05), regression_frame, linear()), "robustness")
-    # noise of 0.1 sd on x0 adds 2 * 0.1 = 0.2 sd of error: sqrt(0.25 + 0.04) / 0.5 - 1 ~ 0.077
-    assert not result.passed and result.value == pytest.approx(0.077, abs=0.02)
-    assert result.detail.startswith("relative rmse increase 0.0") and "> 0.050 " in result.detail
+def test_regression_robustness_is_the_rmse_increase_in_target_sds(regression_frame: pl.DataFrame) -> None:
+    # noise of 0.1 sd on x0 adds 2 * 0.1 = 0.2 (in x0 sds) of error: rmse 0.5 -> sqrt(0.25 + 0.04) = 0.539,
+    # an increase of 0.039 / sd(y) = 0.039 / sqrt(4 + 0.25) ~ 0.019 target sds.
+    passed = gate(evaluate(regression_spec(max_noise_drop=0.05), regression_frame, linear()), "robustness")
+    assert passed.passed and passed.value == pytest.approx(0.019, abs=0.006)
+    failed = gate(evaluate(regression_spec(max_noise_drop=0.01), regression_frame, linear()), "robustness")
+    assert not failed.passed
+    assert failed.detail.startswith("rmse increase in target sds 0.0") and "> 0.010 " in failed.detail
 
 
 # ------------------------------------------------------------------------------------------- schema, size, timing
@@ -561,8 +564,9 @@ def test_noise_on_a_perfect_regression_fit_fails_robustness_without_dividing_by_
     report = evaluate(regression_spec(), frame, linear())
 
     robustness = gate(report, "robustness")
-    assert not robustness.passed and robustness.value is None
-    assert robustness.detail.startswith("rmse 0.000 -> 0.") and robustness.detail.endswith("from a perfect fit")
+    # rmse 0 -> 2 * 0.1 sd(x0) = 0.1 sd(y): a finite increase in target sds, above the 0.05 default.
+    assert not robustness.passed and robustness.value == pytest.approx(0.1, abs=0.02)
+    assert robustness.detail.startswith("rmse increase in target sds 0.1")
     assert gate(report, "slice region=north").passed  # 0 vs 0 overall: no gap
     assert json.dumps(report.to_dict(), allow_nan=False)
 
