@@ -168,6 +168,47 @@ class CooldownSpec(BaseModel):
     )
 
 
+class ShadowSpec(BaseModel):
+    """The sequential shadow test of a candidate against the champion on the same rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="Error level of the anytime-valid confidence sequence (checked every batch).",
+    )
+    min_rows: int = Field(default=1000, ge=30, description="No verdict before this many labelled paired rows.")
+    max_rows: int = Field(
+        default=200_000, ge=100, description="Budget: inconclusive once this many rows were compared."
+    )
+    max_days: float = Field(default=14.0, gt=0, description="Budget: inconclusive after this many days in shadow.")
+    equivalence_margin: float | None = Field(
+        default=None,
+        gt=0,
+        description="Promote when the mean loss difference is proven within +-margin (per-row loss units); "
+        "None: promote only a proven better candidate.",
+    )
+    planned_rows: int = Field(
+        default=10_000, ge=100, description="Rows at which the confidence sequence is tuned to be tightest."
+    )
+    max_latency_ratio: float | None = Field(
+        default=1.5, gt=0, description="Candidate p99 scoring latency may be at most this multiple of the champion's."
+    )
+
+
+class GuardSpec(BaseModel):
+    """Post-promotion guard: the previous champion keeps scoring in shadow; roll back if proven better."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Watch a new champion against the previous one.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Error level of the guard's confidence sequence.")
+    min_rows: int = Field(default=1000, ge=30, description="No rollback decision before this many labelled rows.")
+    max_rows: int = Field(default=50_000, ge=100, description="The guard ends (champion kept) after this many rows.")
+
+
 class ModelSpec(BaseModel):
     """A model's contract: its columns, task and policies."""
 
@@ -184,6 +225,11 @@ class ModelSpec(BaseModel):
     window: WindowSpec = Field(default_factory=WindowSpec, description="Training window and time splits.")
     gates: GatesSpec = Field(default_factory=GatesSpec, description="Validation gates.")
     cooldown: CooldownSpec = Field(default_factory=CooldownSpec, description="Retrain storm control.")
+    shadow: ShadowSpec = Field(default_factory=ShadowSpec, description="Sequential shadow test.")
+    promotion: Literal["auto", "manual"] = Field(
+        default="auto", description="auto: a promote verdict promotes; manual: waits for `driftline promote`."
+    )
+    guard: GuardSpec = Field(default_factory=GuardSpec, description="Post-promotion guard and rollback.")
     slices: list[str] = Field(
         default_factory=list, description="Categorical feature columns whose values are judged as slices by the gates."
     )
