@@ -134,6 +134,23 @@ def predictions(model: str, batch_id: str, version: str) -> str:
     )
 
 
+def predictions_prefix(model: str, batch_id: str) -> str:
+    return f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/"
+
+
+def scoring_failure(model: str, batch_id: str, version: str) -> str:
+    """Why a model failed to score a batch (the champion's output is unaffected)."""
+    return (
+        f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/"
+        f"{validate_name(version, 'version')}.failed.json"
+    )
+
+
+def guard_state(model: str, version: str) -> str:
+    """The post-promotion guard of champion ``version`` against the champion it replaced."""
+    return f"guard/{_model(model)}/{validate_name(version, 'version')}/state.json"
+
+
 def shadow_state(model: str, version: str) -> str:
     return f"shadow/{_model(model)}/{validate_name(version, 'version')}/state.json"
 
