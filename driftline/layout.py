@@ -146,6 +146,11 @@ def scoring_failure(model: str, batch_id: str, version: str) -> str:
     )
 
 
+def scoring_summary(model: str, batch_id: str) -> str:
+    """Per-version scoring facts of a batch (rows, seconds, single-row p99) written by score-batch."""
+    return f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/_summary.json"
+
+
 def guard_state(model: str, version: str) -> str:
     """The post-promotion guard of champion ``version`` against the champion it replaced."""
     return f"guard/{_model(model)}/{validate_name(version, 'version')}/state.json"

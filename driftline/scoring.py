@@ -134,3 +134,11 @@ def paired_outcomes(
         joined.get_column("first").to_numpy(),
         joined.get_column("second").to_numpy(),
     )
+
+
+def write_summary(store: ObjectStore, model: str, batch_id: str, scored: list[ScoredBatch]) -> str:
+    """version -> scoring facts for the batch (read by the shadow test for its latency check)."""
+    key = layout.scoring_summary(model, batch_id)
+    body = {s.version: {"role": s.role, "rows": s.rows, "seconds": s.seconds, "p99_ms": s.p99_ms} for s in scored}
+    store.put(key, json.dumps(body).encode(), content_type="application/json")
+    return key

@@ -518,6 +518,122 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command("shadow")
+def shadow_status(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    json_output: JsonOption = False,
+) -> None:
+    """The running shadow test: candidate, paired rows, estimate and anytime-valid bounds, verdict.
+
+    The estimate is the mean per-row loss difference (candidate minus champion): negative is better.
+
+    Example:  driftline shadow example --json
+    """
+    from driftline import evaluation, layout, registry, shadow
+    from driftline.layout import validate_name
+    from driftline.spec import parse_spec
+
+    settings, store = _remote()
+    model = validate_name(model, "model")
+    candidate = registry.read_alias(store, model, "shadow")
+    document: dict = {"candidate": None, "n": 0, "estimate": None, "lower": None, "upper": None, "verdict": None}
+    if candidate is not None and candidate.version is not None:
+        document["candidate"] = candidate.version
+        state = evaluation.read_shadow_state(store, model, candidate.version)
+        if state is None:
+            document.update(verdict="continue", reasons=["no labelled rows scored by both models yet"])
+        else:
+            spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
+            verdict = shadow.decide(state, spec.shadow, datetime.now(UTC))
+            document.update(verdict.to_dict())
+            document.update(
+                candidate=state.candidate,
+                champion=state.champion,
+                started_at=state.started_at,
+                history=state.history,
+                latency_p99_ms=state.latency_p99_ms,
+            )
+    if json_output:
+        out.print_json(json.dumps(document, default=str))
+        return
+    if document["candidate"] is None:
+        out.print(f"{model}: no candidate in shadow")
+        return
+
+    def fmt(value):
+        return "-" if value is None else f"{value:.5f}"
+
+    out.print(
+        f"{model}: candidate {document['candidate']} vs champion {document.get('champion', '?')}: "
+        f"[bold]{document['verdict']}[/bold] after {document['n']:,} paired rows"
+    )
+    out.print(
+        f"  mean loss difference {fmt(document['estimate'])}, "
+        f"anytime-valid interval [{fmt(document['lower'])}, {fmt(document['upper'])}]"
+    )
+    for reason in document.get("reasons", []):
+        out.print(f"  - {reason}")
+
+
+@app.command("promote")
+def promote_command(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to make champion (see `driftline models`).")],
+) -> None:
+    """Make a version champion now (compare-and-swap); the replaced champion becomes `previous`.
+
+    Needed when the spec says `promotion: manual`; also lets a person overrule the shadow test.
+
+    Example:  driftline promote example v20261126t101500-3fa2
+    """
+    from driftline import evaluation, layout
+    from driftline.cli import prefect_api
+    from driftline.events import MODEL_PROMOTED, new_event
+    from driftline.layout import validate_name
+    from driftline.promotion import promote
+    from driftline.spec import parse_spec
+
+    settings, store = _remote()
+    model, version = validate_name(model, "model"), validate_name(version, "version")
+    spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
+    switch = promote(store, model, version, "manual: driftline promote")
+    evaluation.start_guard(store, spec, switch.champion, switch.previous, datetime.now(UTC))
+    console.print(f"{model}: champion {switch.previous or '-'} -> [bold]{switch.champion}[/bold]")
+    _announce(settings, store, new_event(model, MODEL_PROMOTED, switch.to_dict()), prefect_api)
+
+
+@app.command("rollback")
+def rollback_command(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    to: Annotated[str | None, typer.Option("--to", help="Version to restore (default: the previous champion).")] = None,
+) -> None:
+    """Restore the previous champion (or --to VERSION); the demoted one becomes `previous`.
+
+    Example:  driftline rollback example
+    """
+    from driftline.cli import prefect_api
+    from driftline.events import MODEL_ROLLED_BACK, new_event
+    from driftline.layout import validate_name
+    from driftline.promotion import rollback
+
+    settings, store = _remote()
+    model = validate_name(model, "model")
+    switch = rollback(store, model, "manual: driftline rollback", to=validate_name(to, "version") if to else None)
+    console.print(f"{model}: champion {switch.previous} -> [bold]{switch.champion}[/bold] (rolled back)")
+    _announce(settings, store, new_event(model, MODEL_ROLLED_BACK, switch.to_dict()), prefect_api)
+
+
+def _announce(settings, store, record, prefect_api) -> None:
+    """Send an event; the alias already moved, so an unreachable server only delays the announcement."""
+    try:
+        prefect_api.publish(store, record, prefect_api.check_server(settings.prefect_api_url))
+    except InfrastructureError as error:
+        from driftline.events import write_outbox
+
+        write_outbox(store, record)
+        console.print(f"[yellow]event kept in the outbox, not sent[/yellow]: {error}")
+
+
 @app.command()
 def profile(
     file: Annotated[Path, typer.Argument(help="Parquet file to profile.")],

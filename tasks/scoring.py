@@ -1,0 +1,41 @@
+"""Tasks of score-batch: who scores (champion, shadow, guarded previous champion) and the scoring itself."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from driftline import registry, scoring
+from driftline.settings import Settings
+from driftline.spec import ModelSpec
+from tasks.common import store
+
+
+@task(cache_policy=NO_CACHE)
+def scoring_roles(model: str) -> dict[str, str]:
+    """role -> version for this batch: the champion, a shadow candidate, and a previous champion under guard."""
+    roles: dict[str, str] = {}
+    for alias in ("champion", "shadow", "previous"):
+        state = registry.read_alias(store(), model, alias)
+        if state is not None and state.version is not None:
+            roles[alias] = state.version
+    return roles
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def score_version(spec: ModelSpec, batch_id: str, version: str, role: str) -> scoring.ScoredBatch:
+    """Predict the batch with one version and store the predictions."""
+    batch = scoring.read_batch(store(), spec, batch_id)
+    return scoring.score(store(), spec, batch, batch_id, version, role, Settings().nthread)
+
+
+@task(cache_policy=NO_CACHE)
+def record_scoring_failure(model: str, batch_id: str, version: str, role: str, error: str) -> str:
+    """Keep the failure of a non-champion model; the champion's output stands."""
+    return scoring.record_failure(store(), model, batch_id, version, role, error)
+
+
+@task(cache_policy=NO_CACHE)
+def write_scoring_summary(model: str, batch_id: str, scored: list[scoring.ScoredBatch]) -> str:
+    """Scoring facts per version, read by the shadow test's latency check."""
+    return scoring.write_summary(store(), model, batch_id, scored)

@@ -1,0 +1,56 @@
+"""Tasks of shadow-evaluate and promote: thin wrappers over driftline.evaluation / promotion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from driftline import evaluation, promotion, registry
+from driftline.spec import ModelSpec
+from tasks.common import artifact_key, store
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_labelled_batch(spec: ModelSpec, batch_id: str) -> evaluation.Evaluation:
+    """Fold the batch into the running shadow test and guard."""
+    return evaluation.evaluate_batch(store(), spec, batch_id, datetime.now(UTC))
+
+
+@task(cache_policy=NO_CACHE)
+def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
+    """Running estimate and bounds of the shadow test (table over batches, markdown summary)."""
+    state, verdict = result.shadow_state, result.shadow_verdict
+    if state is None or verdict is None:
+        return
+    title = f"Shadow test of {state.candidate} vs {state.champion} ({state.model}): {verdict.verdict}"
+    markdown = (
+        f"# {title}\n\n{verdict.n:,} paired rows; mean loss difference (candidate - champion) "
+        f"{verdict.estimate:.5f}, anytime-valid interval [{verdict.lower:.5f}, {verdict.upper:.5f}]\n\n"
+        + "\n".join(f"- {reason}" for reason in verdict.reasons)
+    )
+    create_markdown_artifact(key=artifact_key("shadow", state.model), markdown=markdown, description=title)
+    rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
+    create_table_artifact(key=artifact_key("shadow-bounds", state.model), table=rows, description=title)
+
+
+@task(cache_policy=NO_CACHE)
+def promote_version(spec: ModelSpec, version: str, reason: str) -> promotion.Switchover:
+    """Compare-and-swap the champion alias, then open the guard against the replaced champion."""
+    switch = promotion.promote(store(), spec.name, version, reason)
+    evaluation.start_guard(store(), spec, switch.champion, switch.previous, datetime.now(UTC))
+    return switch
+
+
+@task(cache_policy=NO_CACHE)
+def roll_back(spec: ModelSpec, reason: str) -> promotion.Switchover:
+    """Restore the previous champion."""
+    return promotion.rollback(store(), spec.name, reason)
+
+
+@task(cache_policy=NO_CACHE)
+def current_shadow(model: str) -> str | None:
+    state = registry.read_alias(store(), model, "shadow")
+    return state.version if state else None
