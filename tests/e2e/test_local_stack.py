@@ -174,7 +174,14 @@ def test_3_retrain_bootstraps_by_hand_and_a_drift_storm_builds_one_candidate_per
         for model, reference in (("storm-a", champion), ("storm-b", None)):
             payload = {"batch_id": "b003", "score": 0.5, "reference_version": reference, "drift_onset": None}
             prefect_api.publish(s3, new_event(model, DRIFT_DETECTED, payload), api_url)
-    time.sleep(3)  # let the automations create their runs
+    # Automations create runs within seconds, slower when SQLite is busy: wait for the outcome, then
+    # for every queued duplicate to finish, and only then count.
+    _wait_for(
+        lambda: (
+            len(registry.list_version_ids(s3, "storm-a")) >= 2 and len(registry.list_version_ids(s3, "storm-b")) >= 1
+        ),
+        "one candidate per model",
+    )
     _wait_until_retrains_settle(api_url)
 
     a = registry.describe_model(s3, "storm-a")
@@ -188,6 +195,82 @@ def test_3_retrain_bootstraps_by_hand_and_a_drift_storm_builds_one_candidate_per
     assert json.loads(lineage.stdout)["lineage"]["parent_champion"] == champion
     doctor = _run(stack_env, "doctor", "storm-a", "--json")
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["healthy"] is True
+
+
+def test_4_drift_candidate_shadow_promote_runs_by_events_alone_and_rollback_restores(
+    stack_env: dict[str, str], api_url: str, s3: S3Store, tmp_path: Path
+) -> None:
+    """Concept change (known truth): the candidate trained after it is better; events drive every step."""
+    name = "chain"
+    spec = example_spec(name)
+    spec = spec.model_copy(
+        update={
+            "gates": spec.gates.model_copy(update={"max_p99_latency_ms": 1000.0, "min_throughput_rows_per_s": 100.0}),
+            "window": spec.window.model_copy(update={"last_batches": 4}),
+            "shadow": spec.shadow.model_copy(update={"min_rows": 500, "planned_rows": 3000}),
+        }
+    )
+    s3.put(layout.model_spec(name), spec.to_yaml().encode())
+
+    def add(first: int, last: int, concept: float) -> None:
+        for i in range(first, last + 1):
+            frame = example_batch(i, rows=3_000)
+            s3.create(layout.batch_data(name, f"b{i:03d}"), parquet_bytes(frame))
+            s3.create(layout.batch_labels(name, f"b{i:03d}"), parquet_bytes(example_labels(frame, i, concept)))
+
+    add(1, 4, concept=0.0)  # the old rule: the champion is bootstrapped by hand, as a user would
+    manual = _run(stack_env, "retrain", name, "--wait", "--json", timeout=400)
+    assert manual.returncode == 0, manual.stderr + manual.stdout
+    old = json.loads(manual.stdout)["candidate"]["version"]
+    add(5, 8, concept=1.0)  # the rule changes (the features do not show it)
+
+    # From here on only events: a drift event -> retrain automation -> candidate in shadow.
+    payload = {"batch_id": "b008", "score": 0.5, "reference_version": old, "drift_onset": None}
+    prefect_api.publish(s3, new_event(name, DRIFT_DETECTED, payload), api_url)
+    candidate = _wait_for(lambda: registry.read_alias(s3, name, "shadow"), "a candidate in shadow")
+    new = candidate.version
+
+    # A new batch arrives (ingest -> profile-batch -> score-batch), then its labels (-> shadow-evaluate ->
+    # shadow.decided -> promote).
+    frame = example_batch(9, rows=3_000)
+    _run(
+        stack_env,
+        "ingest",
+        name,
+        str(write_parquet(frame, tmp_path / "b009.parquet")),
+        "--batch-id",
+        "b009",
+        timeout=180,
+    )
+    _wait_for(lambda: s3.exists(layout.predictions(name, "b009", new)) or None, "shadow predictions of b009")
+    labelled = _run(
+        stack_env,
+        "labels",
+        name,
+        str(write_parquet(example_labels(frame, 9, 1.0), tmp_path / "l.parquet")),
+        "--batch-id",
+        "b009",
+    )
+    assert labelled.returncode == 0, labelled.stderr
+    _wait_for(lambda: (registry.read_alias(s3, name, "champion").version == new) or None, "the promotion")
+    described = registry.describe_model(s3, name)
+    assert described["aliases"] == {"champion": new, "shadow": None, "previous": old}
+    decided = prefect_api.find_events(api_url, ["driftline.shadow.decided"], [model_resource_id(name)])
+    assert decided and decided[-1]["payload"]["verdict"] == "promote" and decided[-1]["payload"]["upper"] < 0
+
+    rolled = _run(stack_env, "rollback", name)
+    assert rolled.returncode == 0, rolled.stderr
+    assert registry.read_alias(s3, name, "champion").version == old
+
+
+def _wait_for(probe, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_9_down_stops_every_process_and_is_safe_twice(stack_env: dict[str, str]) -> None:
