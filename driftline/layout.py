@@ -156,6 +156,10 @@ def guard_state(model: str, version: str) -> str:
     return f"guard/{_model(model)}/{validate_name(version, 'version')}/state.json"
 
 
+def shadow_plot(model: str, version: str) -> str:
+    return f"shadow/{_model(model)}/{validate_name(version, 'version')}/bounds.png"
+
+
 def shadow_state(model: str, version: str) -> str:
     return f"shadow/{_model(model)}/{validate_name(version, 'version')}/state.json"
 

@@ -114,3 +114,35 @@ def drift_png(report: DriftReport, max_curves: int = 3) -> bytes:
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def bounds_png(history: list[dict], title: str) -> bytes:
+    """PNG of a sequential test's running estimate and anytime-valid bounds over labelled rows."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    points = [p for p in history if p.get("lower") is not None and p.get("upper") is not None]
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    if points:
+        rows = [p["n"] for p in points]
+        axis.fill_between(
+            rows,
+            [p["lower"] for p in points],
+            [p["upper"] for p in points],
+            alpha=0.25,
+            color="#2c7fb8",
+            label="anytime-valid bounds",
+        )
+        axis.plot(rows, [p["estimate"] for p in points], color="#2c7fb8", marker="o", label="estimate")
+    axis.axhline(0.0, color="black", linewidth=1, linestyle="--")
+    axis.set_xlabel("paired labelled rows")
+    axis.set_ylabel("loss(candidate) - loss(champion)")
+    axis.set_title(title, fontsize=10)
+    axis.legend(loc="upper right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline import evaluation, promotion, registry
+from driftline import evaluation, layout, promotion, registry, reports
 from driftline.spec import ModelSpec
 from tasks.common import artifact_key, store
 
@@ -31,6 +32,10 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
         f"{verdict.estimate:.5f}, anytime-valid interval [{verdict.lower:.5f}, {verdict.upper:.5f}]\n\n"
         + "\n".join(f"- {reason}" for reason in verdict.reasons)
     )
+    png = reports.bounds_png(state.history, title)
+    store().put(layout.shadow_plot(state.model, state.candidate), png, content_type="image/png")
+    # Inline, so the plot shows in the UI without access to the bucket.
+    markdown += f"\n\n![bounds over rows](data:image/png;base64,{base64.b64encode(png).decode()})\n"
     create_markdown_artifact(key=artifact_key("shadow", state.model), markdown=markdown, description=title)
     rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
     create_table_artifact(key=artifact_key("shadow-bounds", state.model), table=rows, description=title)

@@ -205,3 +205,11 @@ def test_table_rows_keep_names_and_put_the_most_severe_first(drifted_report: Dri
     assert sorted(row["feature"] for row in rows) == sorted(drifted_report.features)
     assert [row["feature"] for row in rows[:2]] == drifted_report.drifted_features
     assert {row["verdict"] for row in rows[2:]} == {"none"}
+
+
+def test_bounds_png_draws_history_and_survives_an_empty_one() -> None:
+    from driftline.reports import bounds_png
+
+    history = [{"n": 500 * i, "estimate": -0.02, "lower": -0.02 - 1 / i, "upper": -0.02 + 1 / i} for i in range(1, 6)]
+    assert bounds_png(history, "shadow").startswith(b"\x89PNG")
+    assert bounds_png([{"n": 1, "estimate": None, "lower": None, "upper": None}], "empty").startswith(b"\x89PNG")
