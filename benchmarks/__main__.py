@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_drift, bench_profiling, bench_retrain, bench_store
+from benchmarks import bench_drift, bench_profiling, bench_retrain, bench_scoring, bench_store
 
 BENCHMARKS: dict[str, Callable[[], dict[str, dict]]] = {
     "profiling": bench_profiling.main,
     "drift": bench_drift.main,
     "store": bench_store.main,
     "retrain": bench_retrain.main,
+    "scoring": bench_scoring.main,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
