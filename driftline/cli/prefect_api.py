@@ -75,6 +75,17 @@ def run_deployment_and_wait(
     )
 
 
+def _filter_events(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """One page (<= 50) of ``POST /api/events/filter``."""
+    try:
+        response = httpx.post(f"{url}/events/filter", json=body, headers=_headers(), timeout=10)
+    except httpx.HTTPError as error:
+        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
+    if response.status_code != 200:
+        raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
+    return list(response.json().get("events", []))
+
+
 def find_events(
     api_url: str | None,
     names: list[str],
@@ -96,13 +107,7 @@ def find_events(
     }
     if resource_ids:
         body["filter"]["resource"] = {"id": resource_ids}
-    try:
-        response = httpx.post(f"{url}/events/filter", json=body, timeout=10)
-    except httpx.HTTPError as error:
-        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
-    if response.status_code != 200:
-        raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
-    return list(response.json().get("events", []))
+    return _filter_events(url, body)
 
 
 def wait_for_event(
@@ -187,13 +192,7 @@ def seen_event_ids(api_url: str | None, event_ids: list[str], since: datetime) -
             },
             "limit": 50,
         }
-        try:
-            response = httpx.post(f"{url}/events/filter", json=body, timeout=10)
-        except httpx.HTTPError as error:
-            raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
-        if response.status_code != 200:
-            raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}")
-        seen.update(str(event["id"]) for event in response.json().get("events", []))
+        seen.update(str(event["id"]) for event in _filter_events(url, body))
     return seen
 
 
@@ -256,10 +255,4 @@ def events_of_flow_run(api_url: str | None, flow_run_id: str, names: list[str]) 
         },
         "limit": 50,
     }
-    try:
-        response = httpx.post(f"{url}/events/filter", json=body, timeout=10)
-    except httpx.HTTPError as error:
-        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
-    if response.status_code != 200:
-        raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
-    return list(response.json().get("events", []))
+    return _filter_events(url, body)
