@@ -229,6 +229,8 @@ def test_4_drift_candidate_shadow_promote_runs_by_events_alone_and_rollback_rest
     prefect_api.publish(s3, new_event(name, DRIFT_DETECTED, payload), api_url)
     candidate = _wait_for(lambda: registry.read_alias(s3, name, "shadow"), "a candidate in shadow")
     new = candidate.version
+    shadow = json.loads(_run(stack_env, "shadow", name, "--json").stdout)
+    assert (shadow["candidate"], shadow["n"], shadow["verdict"]) == (new, 0, "continue")
 
     # A new batch arrives (ingest -> profile-batch -> score-batch), then its labels (-> shadow-evaluate ->
     # shadow.decided -> promote).
@@ -255,7 +257,11 @@ def test_4_drift_candidate_shadow_promote_runs_by_events_alone_and_rollback_rest
     _wait_for(lambda: (registry.read_alias(s3, name, "champion").version == new) or None, "the promotion")
     described = registry.describe_model(s3, name)
     assert described["aliases"] == {"champion": new, "shadow": None, "previous": old}
-    decided = prefect_api.find_events(api_url, ["driftline.shadow.decided"], [model_resource_id(name)])
+    decided = _wait_for(
+        lambda: prefect_api.find_events(api_url, ["driftline.shadow.decided"], [model_resource_id(name)]),
+        "the shadow.decided event to be stored",
+        timeout=30,
+    )
     assert decided and decided[-1]["payload"]["verdict"] == "promote" and decided[-1]["payload"]["upper"] < 0
 
     rolled = _run(stack_env, "rollback", name)
