@@ -6,7 +6,7 @@ import contextlib
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -203,10 +203,6 @@ def default_batch_id(now: datetime | None = None) -> str:
 
     moment = now or datetime.now(UTC)
     return f"{moment.strftime('%Y%m%dt%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def batch_check_dict(check: BatchCheck) -> dict:
-    return asdict(check)
 
 
 def pending_batches(store: ObjectStore, model: str | None = None) -> dict[str, list[str]]:

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -292,8 +291,3 @@ def clear_alias_if(store: ObjectStore, model: str, alias: Alias, version: str, r
         move_alias(store, model, alias, None, expected=state, reason=reason)
         return True
     return False
-
-
-def versions_with_status(store: ObjectStore, model: str, statuses: Iterable[Status]) -> list[str]:
-    wanted = set(statuses)
-    return [v["version"] for v in describe_model(store, model)["versions"] if v["status"] in wanted]

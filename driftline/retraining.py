@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import polars as pl
@@ -314,7 +314,3 @@ def lineage(store: ObjectStore, model: str, version: str) -> dict[str, Any]:
         "alias_moves": trail,
         "model_sha256": metadata.get("model_sha256"),
     }
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
