@@ -8,7 +8,6 @@ another's rows, and a repeated batch is ignored by the state itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,33 +15,7 @@ from typing import Any
 from driftline import guard, layout, registry, scoring, shadow
 from driftline.errors import ConflictError, ObjectNotFoundError
 from driftline.spec import ModelSpec
-from driftline.store import ObjectStore
-
-
-def cas_update(
-    store: ObjectStore,
-    key: str,
-    initial: Callable[[], dict[str, Any]],
-    mutate: Callable[[dict[str, Any]], dict[str, Any]],
-) -> dict[str, Any]:
-    """Read-modify-write a JSON object with conditional writes, retrying when another writer got there first."""
-    for _ in range(20):
-        try:
-            stored = store.read(key)
-            current, etag = json.loads(stored.data), stored.etag
-        except ObjectNotFoundError:
-            current, etag = initial(), None
-        updated = mutate(current)
-        body = json.dumps(updated, allow_nan=False).encode()
-        try:
-            if etag is None:
-                store.create(key, body, content_type="application/json")
-            else:
-                store.replace(key, body, etag, content_type="application/json")
-            return updated
-        except ConflictError:
-            continue
-    raise ConflictError(f"{key}: 20 concurrent updates in a row; giving up")
+from driftline.store import ObjectStore, update_json
 
 
 @dataclass(frozen=True)
@@ -121,7 +94,7 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
                 state = shadow.ShadowState.from_dict(current)
                 return shadow.fold_batch(state, differences, batch_id, policy=spec.shadow, now=now, **latency).to_dict()
 
-            stored = cas_update(
+            stored = update_json(
                 store, key, lambda: shadow.start_shadow(model, candidate, champion, now=now).to_dict(), fold
             )
             shadow_state = shadow.ShadowState.from_dict(stored)
@@ -140,7 +113,7 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
                 state = guard.GuardState.from_dict(current)
                 return guard.fold_batch(state, differences, batch_id, policy=spec.guard, now=now).to_dict()
 
-            stored = cas_update(store, layout.guard_state(model, champion), lambda: guarded.to_dict(), fold_guard)
+            stored = update_json(store, layout.guard_state(model, champion), lambda: guarded.to_dict(), fold_guard)
             guard_state = guard.GuardState.from_dict(stored)
             guard_verdict = guard.decide_rollback(guard_state, spec.guard)
     return Evaluation(model, batch_id, shadow_state, shadow_verdict, guard_state, guard_verdict, tuple(notes))

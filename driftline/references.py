@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from driftline import layout
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.store import ObjectStore
+from driftline.store import ObjectStore, update_json
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,11 @@ def record_verdict(store: ObjectStore, model: str, batch_id: str, drifted: bool,
 
     Recording the same batch twice keeps its first verdict, so a retried run does not count twice.
     """
-    key = layout.drift_history(model)
-    for _ in range(20):
-        try:
-            stored = store.read(key)
-            history, etag = json.loads(stored.data), stored.etag
-        except ObjectNotFoundError:
-            history, etag = [], None
-        if not any(entry["batch_id"] == batch_id for entry in history):
-            history = [*history, {"batch_id": batch_id, "drift": drifted}][-max(keep, 1) :]
-        payload = json.dumps(history).encode()
-        try:
-            if etag is None:
-                store.create(key, payload, content_type="application/json")
-            else:
-                store.replace(key, payload, etag, content_type="application/json")
-            return [bool(entry["drift"]) for entry in history]
-        except ConflictError:
-            continue  # another batch recorded its verdict first: read again and retry
-    raise ConflictError(f"could not record the drift verdict of {batch_id!r} after 20 attempts ({key})")
+
+    def append(history: list[dict]) -> list[dict]:
+        if any(entry["batch_id"] == batch_id for entry in history):
+            return history
+        return [*history, {"batch_id": batch_id, "drift": drifted}][-max(keep, 1) :]
+
+    history = update_json(store, layout.drift_history(model), list, append)
+    return [bool(entry["drift"]) for entry in history]

@@ -13,8 +13,9 @@ Both implementations honour the same contract (tests/unit/test_store.py runs it 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -492,6 +493,41 @@ class S3Store:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as error:
             raise self._translate(error, key) from error
+
+
+def update_json(
+    store: ObjectStore,
+    key: str,
+    initial: Callable[[], Any],
+    mutate: Callable[[Any], Any],
+    attempts: int = 20,
+) -> Any:
+    """Read-modify-write a JSON object with conditional writes, retrying when another writer got there first.
+
+    Args:
+        initial: the value to start from when the object does not exist yet (then created with IfNoneMatch).
+        mutate: the new value from the current one; must be safe to call again after a conflict.
+
+    Raises:
+        ConflictError: ``attempts`` conflicts in a row.
+    """
+    for _ in range(attempts):
+        try:
+            stored = store.read(key)
+            current, etag = json.loads(stored.data), stored.etag
+        except ObjectNotFoundError:
+            current, etag = initial(), None
+        updated = mutate(current)
+        body = json.dumps(updated, allow_nan=False).encode()
+        try:
+            if etag is None:
+                store.create(key, body, content_type="application/json")
+            else:
+                store.replace(key, body, etag, content_type="application/json")
+            return updated
+        except ConflictError:
+            continue
+    raise ConflictError(f"{key}: {attempts} concurrent updates in a row; giving up")
 
 
 def open_store(settings: Settings) -> S3Store:

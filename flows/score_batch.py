@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.batches import load_spec
-from tasks.scoring import record_scoring_failure, score_version, scoring_roles, write_scoring_summary
+from tasks.scoring import load_batch, record_scoring_failure, score_version, scoring_roles, write_scoring_summary
 
 
 @flow(name="score-batch", log_prints=True)
@@ -16,14 +16,15 @@ def score_batch(model: str, batch_id: str) -> dict:
     if "champion" not in roles:
         print(f"{model} has no champion yet: nothing scores batch {batch_id}")
         return {"batch_id": batch_id, "scored": {}}
-    champion = score_version(spec, batch_id, roles["champion"], "champion")
+    batch = load_batch(spec, batch_id)
+    champion = score_version(spec, batch, batch_id, roles["champion"], "champion")
     results = [champion]
     failures = {}
     for role in ("shadow", "previous"):
         if role not in roles or roles[role] == roles["champion"]:
             continue
         # A side model's failure must never touch the champion's output: run it as its own state.
-        state = score_version(spec, batch_id, roles[role], role, return_state=True)
+        state = score_version(spec, batch, batch_id, roles[role], role, return_state=True)
         if state.is_completed():
             results.append(state.result())
         else:

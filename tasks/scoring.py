@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -23,9 +24,14 @@ def scoring_roles(model: str) -> dict[str, str]:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def score_version(spec: ModelSpec, batch_id: str, version: str, role: str) -> scoring.ScoredBatch:
+def load_batch(spec: ModelSpec, batch_id: str) -> pl.DataFrame:
+    """Read the batch once for every model that scores it."""
+    return scoring.read_batch(store(), spec, batch_id)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def score_version(spec: ModelSpec, batch: pl.DataFrame, batch_id: str, version: str, role: str) -> scoring.ScoredBatch:
     """Predict the batch with one version and store the predictions."""
-    batch = scoring.read_batch(store(), spec, batch_id)
     return scoring.score(store(), spec, batch, batch_id, version, role, Settings().nthread)
 
 
