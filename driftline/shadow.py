@@ -420,20 +420,23 @@ class ShadowVerdict:
 
 
 def latency_check(
-    candidate_ms: float | None, champion_ms: float | None, max_ratio: float | None
+    candidate_ms: float | None, champion_ms: float | None, max_ratio: float | None, slack_ms: float = 0.0
 ) -> tuple[bool | None, str | None]:
-    """Whether the candidate's p99 latency is within ``max_ratio`` times the champion's.
+    """Whether the candidate's p99 latency is within ``max_ratio`` times the champion's plus ``slack_ms``.
+
+    The slack keeps sub-millisecond timings (where one scheduler hiccup doubles a p99) from rejecting
+    a better model.
 
     Returns:
         ``(ok, reason)``: ``ok`` is None when either latency or the ratio is unknown.
     """
     if max_ratio is None or candidate_ms is None or champion_ms is None:
         return None, None
-    limit = max_ratio * champion_ms
+    limit = max_ratio * champion_ms + slack_ms
     if candidate_ms > limit:
         return False, (
-            f"candidate p99 latency {candidate_ms:.1f} ms > {max_ratio:g} x champion p99 {champion_ms:.1f} ms "
-            f"= {limit:.1f} ms"
+            f"candidate p99 latency {candidate_ms:.2f} ms > {max_ratio:g} x champion p99 {champion_ms:.2f} ms "
+            f"+ {slack_ms:g} ms slack = {limit:.2f} ms"
         )
     return True, None
 
@@ -457,7 +460,7 @@ def decide(state: ShadowState, policy: ShadowSpec, now: datetime) -> ShadowVerdi
     * otherwise continue.
 
     A promote verdict becomes reject when the candidate's p99 latency exceeds ``max_latency_ratio``
-    times the champion's (when both are known and the ratio is set).
+    times the champion's plus ``latency_slack_ms`` (when both are known and the ratio is set).
 
     Raises:
         InputError: ``now`` is not timezone-aware.
@@ -467,7 +470,10 @@ def decide(state: ShadowState, policy: ShadowSpec, now: datetime) -> ShadowVerdi
     level = f"{100 * (1 - policy.alpha):g}% CS"
     margin = policy.equivalence_margin
     latency_ok, latency_reason = latency_check(
-        state.latency_p99_ms.get("candidate_ms"), state.latency_p99_ms.get("champion_ms"), policy.max_latency_ratio
+        state.latency_p99_ms.get("candidate_ms"),
+        state.latency_p99_ms.get("champion_ms"),
+        policy.max_latency_ratio,
+        policy.latency_slack_ms,
     )
     days = (now - datetime.fromisoformat(state.started_at)).total_seconds() / SECONDS_PER_DAY
     out_of_rows = state.n >= policy.max_rows

@@ -196,6 +196,11 @@ class ShadowSpec(BaseModel):
     max_latency_ratio: float | None = Field(
         default=1.5, gt=0, description="Candidate p99 scoring latency may be at most this multiple of the champion's."
     )
+    latency_slack_ms: float = Field(
+        default=1.0,
+        ge=0,
+        description="Latency excesses below this many milliseconds are noise (timer, scheduler), never a reject.",
+    )
 
 
 class GuardSpec(BaseModel):

@@ -207,7 +207,8 @@ def test_4_drift_candidate_shadow_promote_runs_by_events_alone_and_rollback_rest
         update={
             "gates": spec.gates.model_copy(update={"max_p99_latency_ms": 1000.0, "min_throughput_rows_per_s": 100.0}),
             "window": spec.window.model_copy(update={"last_batches": 4}),
-            "shadow": spec.shadow.model_copy(update={"min_rows": 500, "planned_rows": 3000}),
+            # Latency is not this test's subject (unit-tested); a loaded CI machine must not decide the verdict.
+            "shadow": spec.shadow.model_copy(update={"min_rows": 500, "planned_rows": 3000, "max_latency_ratio": None}),
         }
     )
     s3.put(layout.model_spec(name), spec.to_yaml().encode())

@@ -330,13 +330,18 @@ def test_day_budget_ends_inconclusive(rows: int) -> None:
 def test_slow_candidate_is_rejected_instead_of_promoted() -> None:
     policy = POLICY.model_copy(update={"max_latency_ratio": 1.5})
     better = np.random.default_rng(11).normal(-0.2, 0.5, 3_000)
-    slow = decide(_state_with(better, policy, candidate_p99_ms=16.0, champion_p99_ms=10.0), policy, T0)
+    slow = decide(_state_with(better, policy, candidate_p99_ms=16.5, champion_p99_ms=10.0), policy, T0)
     assert slow.verdict == "reject" and slow.latency_ok is False
-    assert slow.reasons[-1] == "but candidate p99 latency 16.0 ms > 1.5 x champion p99 10.0 ms = 15.0 ms"
-    fast = decide(_state_with(better, policy, candidate_p99_ms=14.0, champion_p99_ms=10.0), policy, T0)
+    assert slow.reasons[-1] == (
+        "but candidate p99 latency 16.50 ms > 1.5 x champion p99 10.00 ms + 1 ms slack = 16.00 ms"
+    )
+    fast = decide(_state_with(better, policy, candidate_p99_ms=15.5, champion_p99_ms=10.0), policy, T0)
     assert fast.verdict == "promote" and fast.latency_ok is True
     unknown = decide(_state_with(better, policy, candidate_p99_ms=14.0), policy, T0)
     assert unknown.verdict == "promote" and unknown.latency_ok is None
+    # Sub-millisecond p99s: a 3x ratio inside the slack is timer noise, not a slower model.
+    tiny = decide(_state_with(better, policy, candidate_p99_ms=0.9, champion_p99_ms=0.3), policy, T0)
+    assert tiny.verdict == "promote" and tiny.latency_ok is True
 
 
 def test_latest_latency_is_kept_when_a_batch_has_none() -> None:
