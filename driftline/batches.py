@@ -228,3 +228,31 @@ def pending_batches(store: ObjectStore, model: str | None = None) -> dict[str, l
         if waiting:
             pending[name] = waiting
     return pending
+
+
+def check_labels(frame: pl.DataFrame, spec: ModelSpec, batch_ids: pl.Series, source: str) -> pl.DataFrame:
+    """Validate a labels frame against the spec and its batch's ids; return it reduced to the label columns.
+
+    Raises:
+        InputError: listing every problem (missing columns, null or non-0/1 targets, duplicate or unknown ids).
+    """
+    missing = [c for c in spec.labels_columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {missing}; a labels file has {spec.labels_columns}")
+    frame = frame.select(spec.labels_columns)
+    target = frame.get_column(spec.target)
+    problems = []
+    if target.null_count():
+        problems.append(f"{target.null_count()} row(s) have no {spec.target!r}")
+    if frame.get_column(spec.id_column).is_duplicated().any():
+        problems.append(f"duplicate ids in {spec.id_column!r}")
+    if spec.task == "binary":
+        values = set(target.drop_nulls().unique().to_list())
+        if not values <= {0, 1}:
+            problems.append(f"binary target {spec.target!r} has values {sorted(map(str, values))[:5]} (need 0/1)")
+    unknown = frame.join(batch_ids.to_frame(spec.id_column), on=spec.id_column, how="anti").height
+    if unknown:
+        problems.append(f"{unknown} id(s) are not in the batch")
+    if problems:
+        raise InputError(f"{source}: labels rejected: " + "; ".join(problems))
+    return frame

@@ -205,38 +205,26 @@ def ingest(
 
     Example:  driftline ingest example data/batch-001.parquet --batch-id b001
     """
-    from driftline import layout
     from driftline.batches import check_batch_file, default_batch_id
     from driftline.cli import prefect_api
-    from driftline.errors import ConflictError, ObjectNotFoundError
-    from driftline.events import BATCH_ARRIVED, BATCH_PROFILED, BATCH_REJECTED, model_resource_id, new_event
+    from driftline.cli.uploads import read_spec, submit_batch
+    from driftline.events import BATCH_PROFILED, BATCH_REJECTED, model_resource_id
     from driftline.layout import validate_name
-    from driftline.spec import parse_spec
 
     validate_name(model, "model")
     batch_id = validate_name(batch_id, "batch id") if batch_id else default_batch_id()
     if not file.is_file():
         raise InputError(f"{file}: no such file")
     settings, store = _remote()
-    try:
-        spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
-    except ObjectNotFoundError as error:
-        raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
+    spec = read_spec(store, model)
     if check:
         result = check_batch_file(file, spec)
         if not result.ok:
             raise InputError(result.message() + "\n(use --no-check to upload anyway and let the flow quarantine it)")
     api_url = prefect_api.check_server(settings.prefect_api_url)
-    key = layout.batch_data(model, batch_id)
-    try:
-        store.create(key, file.read_bytes(), content_type="application/vnd.apache.parquet")
-    except ConflictError as error:
-        raise InputError(
-            f"batch {batch_id!r} of model {model!r} already exists ({key}); choose another --batch-id"
-        ) from error
-    console.print(f"uploaded {file} -> {store.location(key)}")
     started = datetime.now(UTC)
-    event_id = prefect_api.publish(store, new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key}), api_url)
+    key, event_id = submit_batch(store, api_url, model, batch_id, file.read_bytes())
+    console.print(f"uploaded {file} -> {store.location(key)}")
     console.print(f"announced driftline.batch.arrived ({event_id})")
     outcome: dict = {"model": model, "batch_id": batch_id, "key": key, "event_id": event_id}
     if wait:
@@ -280,62 +268,23 @@ def labels(
     """
     import polars as pl
 
-    from driftline import layout
     from driftline.cli import prefect_api
-    from driftline.errors import ConflictError, ObjectNotFoundError
-    from driftline.events import LABELS_ARRIVED, new_event
+    from driftline.cli.uploads import read_spec, submit_labels
     from driftline.layout import validate_name
-    from driftline.spec import parse_spec
 
     validate_name(model, "model")
     validate_name(batch_id, "batch id")
     settings, store = _remote()
-    try:
-        spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
-    except ObjectNotFoundError as error:
-        raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
+    spec = read_spec(store, model)
     try:
         frame = pl.read_parquet(file)
     except FileNotFoundError as error:
         raise InputError(f"{file}: no such file") from error
     except Exception as error:
         raise InputError(f"{file}: not a readable parquet file ({error})") from error
-    missing = [c for c in spec.labels_columns if c not in frame.columns]
-    if missing:
-        raise InputError(f"{file}: missing column(s) {missing}; a labels file has {spec.labels_columns}")
-    frame = frame.select(spec.labels_columns)
-    problems = []
-    if frame.get_column(spec.target).null_count():
-        problems.append(f"{frame.get_column(spec.target).null_count()} row(s) have no {spec.target!r}")
-    if frame.get_column(spec.id_column).is_duplicated().any():
-        problems.append(f"duplicate ids in {spec.id_column!r}")
-    if spec.task == "binary":
-        values = set(frame.get_column(spec.target).drop_nulls().unique().to_list())
-        if not values <= {0, 1}:
-            problems.append(f"binary target {spec.target!r} has values {sorted(map(str, values))[:5]} (need 0/1)")
-    try:
-        batch = pl.read_parquet(store.get(layout.batch_data(model, batch_id)), columns=[spec.id_column])
-    except ObjectNotFoundError as error:
-        raise InputError(f"batch {batch_id!r} of model {model!r} does not exist; ingest it first") from error
-    unknown = frame.join(batch, on=spec.id_column, how="anti").height
-    if unknown:
-        problems.append(f"{unknown} id(s) are not in batch {batch_id!r}")
-    if problems:
-        raise InputError(f"{file}: labels rejected: " + "; ".join(problems))
-    import io
-
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    key = layout.batch_labels(model, batch_id)
-    try:
-        store.create(key, buffer.getvalue(), content_type="application/vnd.apache.parquet")
-    except ConflictError as error:
-        raise InputError(f"labels for batch {batch_id!r} already exist ({key})") from error
-    share = frame.height / max(batch.height, 1)
-    console.print(f"stored {frame.height} labels ({share:.0%} of the batch) -> {store.location(key)}")
     api_url = prefect_api.check_server(settings.prefect_api_url)
-    payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
-    prefect_api.publish(store, new_event(model, LABELS_ARRIVED, payload), api_url)
+    key, rows, share = submit_labels(store, api_url, spec, batch_id, frame, str(file))
+    console.print(f"stored {rows} labels ({share:.0%} of the batch) -> {store.location(key)}")
     console.print("announced driftline.labels.arrived")
 
 

@@ -1,0 +1,61 @@
+"""Putting a batch or its labels on S3 and announcing it: shared by `ingest`, `labels` and `demo`.
+
+Objects first (conditional create), event last through the S3 outbox, so a lost event is re-sent by
+reconcile and a repeated upload is refused instead of overwriting what flows already read.
+"""
+
+from __future__ import annotations
+
+import io
+
+import polars as pl
+
+from driftline import layout
+from driftline.batches import check_labels
+from driftline.cli import prefect_api
+from driftline.errors import ConflictError, InputError, ObjectNotFoundError
+from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event
+from driftline.spec import ModelSpec, parse_spec
+from driftline.store import ObjectStore
+
+
+def read_spec(store: ObjectStore, model: str) -> ModelSpec:
+    key = layout.model_spec(model)
+    try:
+        return parse_spec(store.get(key), key)
+    except ObjectNotFoundError as error:
+        raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
+
+
+def submit_batch(store: ObjectStore, api_url: str, model: str, batch_id: str, data: bytes) -> tuple[str, str]:
+    """Store a features batch and announce ``driftline.batch.arrived``; return (key, event id)."""
+    key = layout.batch_data(model, batch_id)
+    try:
+        store.create(key, data, content_type="application/vnd.apache.parquet")
+    except ConflictError as error:
+        raise InputError(
+            f"batch {batch_id!r} of model {model!r} already exists ({key}); choose another --batch-id"
+        ) from error
+    event_id = prefect_api.publish(store, new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key}), api_url)
+    return key, event_id
+
+
+def submit_labels(
+    store: ObjectStore, api_url: str, spec: ModelSpec, batch_id: str, frame: pl.DataFrame, source: str
+) -> tuple[str, int, float]:
+    """Validate, store and announce a batch's labels; return (key, rows, share of the batch labelled)."""
+    try:
+        batch = pl.read_parquet(io.BytesIO(store.get(layout.batch_data(spec.name, batch_id))), columns=[spec.id_column])
+    except ObjectNotFoundError as error:
+        raise InputError(f"batch {batch_id!r} of model {spec.name!r} does not exist; ingest it first") from error
+    frame = check_labels(frame, spec, batch.get_column(spec.id_column), source)
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    key = layout.batch_labels(spec.name, batch_id)
+    try:
+        store.create(key, buffer.getvalue(), content_type="application/vnd.apache.parquet")
+    except ConflictError as error:
+        raise InputError(f"labels for batch {batch_id!r} already exist ({key})") from error
+    payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
+    prefect_api.publish(store, new_event(spec.name, LABELS_ARRIVED, payload), api_url)
+    return key, frame.height, frame.height / max(batch.height, 1)
