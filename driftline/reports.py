@@ -146,3 +146,80 @@ def bounds_png(history: list[dict], title: str) -> bytes:
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def history_png(history: dict[str, Any]) -> bytes:
+    """PNG of a model over its batches (a ``ModelHistory.to_dict()``): drift scores, served metric with the
+    performance monitor's bounds, p99 latency; switchovers as vertical markers."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    batches = history["batches"]
+    xs = list(range(len(batches)))
+    labels = [b["batch_id"] for b in batches]
+    figure, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+    drift_axis, metric_axis, latency_axis = axes
+
+    def series(key: str, source: list[dict]) -> list[float]:
+        return [b.get(key) if b.get(key) is not None else float("nan") for b in source]
+
+    drift_axis.plot(xs, series("input_score", batches), marker="o", color="#34495e", label="input drift score")
+    drift_axis.plot(xs, series("prediction_score", batches), marker="s", color="#8e44ad", label="prediction drift")
+    drifted = [x for x, b in zip(xs, batches, strict=True) if b.get("input_drift") or b.get("prediction_drift")]
+    if drifted:
+        drift_axis.scatter(drifted, [0] * len(drifted), marker="^", color="#c0392b", label="drift declared", zorder=3)
+    drift_axis.set_ylabel("drift score")
+    drift_axis.legend(loc="upper left", fontsize=8)
+
+    metric_axis.plot(xs, series("metric", batches), marker="o", color="#2c7fb8", label=f"served {history['metric']}")
+    metric_axis.set_ylabel(history["metric"])
+    performance = [(x, b["performance"]) for x, b in zip(xs, batches, strict=True) if b.get("performance")]
+    if performance:
+        twin = metric_axis.twinx()
+        px = [x for x, _ in performance]
+        twin.fill_between(
+            px,
+            [p.get("lower") or float("nan") for _, p in performance],
+            [p.get("upper") or float("nan") for _, p in performance],
+            alpha=0.2,
+            color="#e67e22",
+            label="loss increase vs holdout (bounds)",
+        )
+        twin.plot(px, [p.get("estimate") or float("nan") for _, p in performance], color="#e67e22", linewidth=1)
+        twin.axhline(0.0, color="#e67e22", linewidth=0.8, linestyle=":")
+        twin.set_ylabel("loss increase", color="#e67e22")
+        twin.legend(loc="lower right", fontsize=8)
+    metric_axis.legend(loc="lower left", fontsize=8)
+
+    latency = [b.get("latency_ms") or {} for b in batches]
+    for name, colour in (("p50", "#95a5a6"), ("p95", "#7f8c8d"), ("p99", "#2c3e50")):
+        latency_axis.plot(xs, series(name, latency), marker=".", color=colour, label=f"{name} ms")
+    latency_axis.set_ylabel("single-row latency (ms)")
+    latency_axis.legend(loc="upper left", fontsize=8)
+
+    colours = {"promotion": "#27ae60", "rollback": "#c0392b", "bootstrap": "#7f8c8d"}
+    for switch in history["switches"]:
+        if switch.get("batch_id") not in labels:
+            continue
+        x = labels.index(switch["batch_id"]) - 0.5
+        for axis in axes:
+            axis.axvline(x, color=colours.get(switch["kind"], "black"), linestyle="--", linewidth=1)
+        drift_axis.annotate(
+            f"{switch['kind']} {switch['version'][-4:]}",
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            rotation=90,
+            va="top",
+            ha="right",
+        )
+    latency_axis.set_xticks(xs)
+    latency_axis.set_xticklabels(labels, rotation=90, fontsize=7)
+    figure.suptitle(f"{history['model']}: drift, served {history['metric']}, latency, switchovers", fontsize=11)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    plt.close(figure)
+    return buffer.getvalue()

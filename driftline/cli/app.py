@@ -694,6 +694,105 @@ def drift(
         raise typer.Exit(1)
 
 
+@app.command()
+def monitor(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    last: Annotated[int | None, typer.Option(min=1, help="Only the last N batches.")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Also write the plot to this PNG file.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """One view of a model over its batches: input and prediction drift, the served metric with the
+    performance monitor's bounds, latency p50/p95/p99, failures, and promotions/rollbacks as markers.
+
+    Read from S3 only (drift reports, predictions joined to labels, scoring summaries, the audit trail);
+    no Prefect server needed.
+
+    Example:  driftline monitor example --last 30 --png monitor.png
+    """
+    from driftline import reports
+    from driftline.cli.uploads import read_spec
+    from driftline.layout import validate_name
+    from driftline.model_history import collect_history
+
+    validate_name(model, "model")
+    _, store = _remote()
+    spec = read_spec(store, model)
+    history = collect_history(store, spec, last=last)
+    document = history.to_dict()
+    if png is not None:
+        png.write_bytes(reports.history_png(document))
+        console.print(f"wrote {png}")
+    if json_output:
+        out.print_json(json.dumps(document, default=str))
+        return
+    switches = {s.batch_id: s for s in history.switches if s.batch_id}
+    table = Table(title=f"{model}: {len(history.batches)} batches")
+    for column in ("batch", "rows", "input drift", "pred drift", "champion", history.metric, "loss +", "p99 ms"):
+        table.add_column(column)
+
+    def score(flag: bool | None, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"[red]{value:.2f}[/red]" if flag else f"{value:.2f}"
+
+    for point in history.batches:
+        if point.batch_id in switches:
+            switch = switches[point.batch_id]
+            table.add_row(f"[bold]{switch.kind}[/bold]", "", "", "", switch.version, "", "", "", style="green")
+        perf = point.performance or {}
+        loss = perf.get("estimate")
+        table.add_row(
+            point.batch_id,
+            str(point.rows or "-"),
+            score(point.input_drift, point.input_score),
+            score(point.prediction_drift, point.prediction_score),
+            point.champion or "-",
+            f"{point.metric:.4f}" if point.metric is not None else "-",
+            f"{loss:+.4f} [{perf.get('lower'):+.4f}, {perf.get('upper'):+.4f}]" if loss is not None else "-",
+            f"{point.latency_ms.get('p99'):.2f}" if point.latency_ms.get("p99") is not None else "-",
+        )
+    out.print(table)
+
+
+@app.command()
+def demo(
+    fast: Annotated[bool, typer.Option("--fast", help="A short scenario (fewer, smaller batches; ~3 min).")] = False,
+    batches: Annotated[int | None, typer.Option(min=6, help="Number of batches (default: the scenario's).")] = None,
+    rows: Annotated[int | None, typer.Option(min=500, help="Rows per batch (default: the scenario's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic stream (same seed, same data).")] = 7,
+    model: Annotated[
+        str | None, typer.Option(help="Model name (default: the spec's name, or name-2, -3 ... if it has data).")
+    ] = None,
+    spec: Annotated[Path, typer.Option(help="Spec the demo model starts from.")] = Path("configs/example.yaml"),
+    settle_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait after the stream for the loop to reach a promotion.")
+    ] = 600.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Run the whole loop on the local stack and print a live timeline of its events.
+
+    Brings the stack up if needed, creates a model from the example spec, bootstraps a champion, then
+    streams synthetic batches (covariate drift, then a concept drift the features do not show) and
+    their labels one batch late. Everything after each upload happens through Prefect automations:
+    profile -> drift -> retrain -> gates -> shadow test -> promotion. Exit 0 when a candidate was
+    promoted after the drift, 1 otherwise. The stack stays up: `driftline down` stops it.
+
+    Example:  driftline demo --fast
+    """
+    from driftline.cli.demo import DemoOptions, print_summary, run_demo
+
+    options = DemoOptions(
+        spec_path=spec, model=model, fast=fast, batches=batches, rows=rows, seed=seed, settle_timeout=settle_timeout
+    )
+    summary = run_demo(options, console, progress=lambda message: console.print(f"[dim]·[/dim] {message}"))
+    if json_output:
+        out.print_json(json.dumps(summary.to_dict(), default=str))
+    else:
+        print_summary(summary, out)
+    if not summary.promoted:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point: map driftline errors to their exit codes and a one-line message."""
     try:

@@ -256,3 +256,26 @@ def events_of_flow_run(api_url: str | None, flow_run_id: str, names: list[str]) 
         "limit": 50,
     }
     return _filter_events(url, body)
+
+
+def flow_runs_since(api_url: str | None, since: datetime, limit: int = 200) -> list[dict[str, Any]]:
+    """Flow runs started at or after ``since``, oldest first: name, flow, state, seconds and UI URL."""
+    url = _require(api_url)
+    body = {"flow_runs": {"start_time": {"after_": since.isoformat()}}, "sort": "START_TIME_ASC", "limit": limit}
+    try:
+        runs = httpx.post(f"{url}/flow_runs/filter", json=body, headers=_headers(), timeout=10).json()
+        flows = httpx.post(f"{url}/flows/filter", json={"limit": 200}, headers=_headers(), timeout=10).json()
+    except httpx.HTTPError as error:
+        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
+    names = {flow["id"]: flow["name"] for flow in flows}
+    ui = url.removesuffix("/api")
+    return [
+        {
+            "name": run["name"],
+            "flow": names.get(run["flow_id"], run["flow_id"]),
+            "state": run.get("state_type"),
+            "seconds": run.get("total_run_time"),
+            "url": f"{ui}/runs/flow-run/{run['id']}",
+        }
+        for run in runs
+    ]

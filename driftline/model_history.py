@@ -1,0 +1,173 @@
+"""A model's life over its batches, read back from S3: drift, served metric, latency, switchovers.
+
+What `driftline monitor` and the demo's summary show. Nothing here is recomputed from raw features:
+drift comes from the stored reports, the served metric from the champion's stored predictions joined to
+the labels, latency from the scoring summaries, switchovers from the registry's audit trail. Batches are
+ordered by id (default ids are UTC times, so this is arrival order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from driftline import layout, registry, scoring, training
+from driftline.errors import ObjectNotFoundError
+from driftline.spec import ModelSpec
+from driftline.store import ObjectStore
+
+
+@dataclass(frozen=True)
+class BatchPoint:
+    """One batch: what drifted, which version served it, how well, how fast."""
+
+    batch_id: str
+    rows: int | None = None
+    input_drift: bool | None = None
+    input_score: float | None = None
+    prediction_drift: bool | None = None
+    prediction_score: float | None = None
+    champion: str | None = None
+    metric: float | None = None
+    labelled_rows: int = 0
+    performance: dict[str, float | None] | None = None  # the performance monitor's loss increase and bounds
+    latency_ms: dict[str, float | None] = field(default_factory=dict)  # the champion's p50/p95/p99
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A champion change, placed before the first batch the new champion served."""
+
+    kind: str  # promotion | rollback | bootstrap
+    version: str
+    previous: str | None
+    at: str
+    reason: str
+    batch_id: str | None
+
+
+@dataclass(frozen=True)
+class ModelHistory:
+    model: str
+    metric: str
+    batches: list[BatchPoint]
+    switches: list[Switch]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def metric_name(spec: ModelSpec) -> str:
+    return "auc" if spec.task == "binary" else "rmse"
+
+
+def _json(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(store.get(key))
+    except ObjectNotFoundError:
+        return None
+
+
+def served_metric(store: ObjectStore, spec: ModelSpec, batch_id: str, summary: dict[str, Any] | None = None):
+    """(champion version, metric, labelled rows) of a batch from stored predictions and labels; None if unknown."""
+    summary = summary if summary is not None else _json(store, layout.scoring_summary(spec.name, batch_id))
+    if not summary:
+        return None
+    champion = next(
+        (v for v, facts in summary.items() if isinstance(facts, dict) and facts.get("role") == "champion"), None
+    )
+    if champion is None:
+        return None
+    labels = scoring.read_labels(store, spec, batch_id)
+    predictions = scoring.read_predictions(store, spec, batch_id, champion)
+    if labels is None or predictions is None:
+        return champion, None, 0
+    joined = predictions.join(labels, on=spec.id_column, how="inner")
+    if joined.height == 0:
+        return champion, None, 0
+    y = joined.get_column(spec.target).to_numpy()
+    p = joined.get_column("prediction").to_numpy()
+    if spec.task == "binary" and len(set(y.tolist())) < 2:
+        return champion, None, joined.height
+    value = training.evaluate(spec.task, y, p)[metric_name(spec)]
+    return champion, round(float(value), 5), joined.height
+
+
+def _batch_ids(store: ObjectStore, model: str) -> list[str]:
+    ids = {layout.batch_id_from_key(key) for key in store.list(layout.batches_prefix(model))}
+    return sorted(b for b in ids if b)
+
+
+def _latency(facts: dict[str, Any] | None) -> dict[str, float | None]:
+    facts = facts or {}
+    return {name: facts.get(f"{name}_ms") for name in ("p50", "p95", "p99")}
+
+
+def collect_history(
+    store: ObjectStore,
+    spec: ModelSpec,
+    last: int | None = None,
+    performance_points: dict[str, dict[str, float | None]] | None = None,
+) -> ModelHistory:
+    """Everything stored about the model's last ``last`` batches (all when None), oldest first.
+
+    Args:
+        performance_points: batch id -> {estimate, lower, upper} of the performance monitor, when known.
+    """
+    model = spec.name
+    batch_ids = _batch_ids(store, model)
+    if last is not None:
+        batch_ids = batch_ids[-last:]
+    points = []
+    for batch_id in batch_ids:
+        report = _json(store, layout.drift_report(model, batch_id)) or {}
+        prediction = report.get("prediction") or {}
+        summary = _json(store, layout.scoring_summary(model, batch_id))
+        served = served_metric(store, spec, batch_id, summary) if summary else None
+        champion, metric, labelled = served if served else (None, None, 0)
+        facts = (summary or {}).get(champion) if champion else None
+        failures = sum(1 for _ in store.list(layout.predictions_prefix(model, batch_id)) if _.endswith(".failed.json"))
+        points.append(
+            BatchPoint(
+                batch_id=batch_id,
+                rows=(facts or {}).get("rows") or report.get("current_rows"),
+                input_drift=report.get("drift"),
+                input_score=report.get("score"),
+                prediction_drift=prediction.get("drift"),
+                prediction_score=prediction.get("score"),
+                champion=champion,
+                metric=metric,
+                labelled_rows=labelled,
+                performance=(performance_points or {}).get(batch_id),
+                latency_ms=_latency(facts),
+                failures=failures,
+            )
+        )
+    return ModelHistory(model, metric_name(spec), points, _switches(store, model, points))
+
+
+def _switches(store: ObjectStore, model: str, points: list[BatchPoint]) -> list[Switch]:
+    """Champion moves from the audit trail, each placed at the first batch the new champion served after it."""
+    moves = [r for r in registry.audit_trail(store, model) if r.get("alias") == "champion" and r.get("to")]
+    changes: list[tuple[str, str]] = []
+    serving = None
+    for point in points:
+        if point.champion and point.champion != serving:
+            changes.append((point.batch_id, point.champion))
+            serving = point.champion
+    switches, cursor = [], 0
+    for record in moves:
+        reason = str(record.get("reason", ""))
+        if reason.startswith("rollback"):
+            kind = "rollback"
+        else:
+            kind = "bootstrap" if record.get("from") is None else "promotion"
+        batch_id = None
+        for index in range(cursor, len(changes)):
+            if changes[index][1] == record["to"]:
+                batch_id, cursor = changes[index][0], index + 1
+                break
+        switches.append(Switch(kind, record["to"], record.get("from"), str(record.get("at", "")), reason, batch_id))
+    return switches
