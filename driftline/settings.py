@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,23 @@ class Settings(BaseSettings):
         description="Work pool the local stack creates and its worker polls (prefect.yaml uses the same name).",
     )
 
+    # --- alerts -------------------------------------------------------------------------------
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Where alert notifications go (drift, performance drop, rejected candidate, promotion, rollback): "
+            "any HTTP(S) endpoint taking JSON, a Slack incoming webhook or a Teams Workflows URL, see "
+            "DRIFTLINE_ALERT_WEBHOOK_KIND. Unset means no alerts: `driftline alerts apply` removes them."
+        ),
+    )
+    alert_webhook_kind: Literal["json", "slack", "teams"] = Field(
+        default="json",
+        description=(
+            "Format of the alert webhook: 'json' POSTs {subject, body, text, source} (also accepted by Slack, "
+            "Mattermost and most chat webhooks), 'slack' and 'teams' use Prefect's Slack / Microsoft Teams blocks."
+        ),
+    )
+
     # --- local stack --------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address the local stack binds to; loopback only by design.")
     s3_port: int = Field(default=5250, ge=1, le=65535, description="Port of the local moto S3 server.")
@@ -107,6 +125,16 @@ class Settings(BaseSettings):
     def _no_parent_segments(cls, value: str) -> str:
         if any(segment in (".", "..") for segment in value.split("/")):
             raise ValueError(f"DRIFTLINE_S3_PREFIX={value!r}: '.' and '..' segments are not allowed")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_secret_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            # The URL may carry a token (Slack, Teams): name the setting, never echo the value.
+            raise ValueError("DRIFTLINE_ALERT_WEBHOOK_URL is not an http(s) URL")
         return value
 
     @field_validator("s3_endpoint_url", "prefect_api_url")

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from driftline.errors import StackError
+from driftline.errors import InfrastructureError, InputError, StackError
 from driftline.settings import Settings
 from driftline.store import S3Store
 
@@ -299,12 +299,18 @@ class LocalStack:
         Raises:
             StackError: a port is taken, a part does not start, or the deployment fails.
         """
+        from driftline.cli.alerts import check_alerts
+
         started = time.monotonic()
         if not (self.project_dir / "prefect.yaml").is_file():
             raise StackError(
                 f"no prefect.yaml in {self.project_dir}; run from the driftline project directory or set "
                 "DRIFTLINE_PROJECT_DIR"
             )
+        try:
+            check_alerts(self.settings, self._alerts_dir)  # before starting anything: a bad setting fails fast
+        except InputError as error:
+            raise InputError(f"alerts: {error}") from error
         self.state_dir.mkdir(parents=True, exist_ok=True)
         actions: dict[str, str] = {}
         processes: dict[str, subprocess.Popen | None] = {}
@@ -328,6 +334,7 @@ class LocalStack:
             self.progress(f"work pool {self.settings.work_pool} ready")
             self._prefect_cli(["--no-prompt", "deploy", "--all"])
             self.progress("deployments applied from prefect.yaml")
+            actions["alerts"] = self._apply_alerts()
             if self.running_pid("worker") is not None:
                 actions["worker"] = "already running"
             else:
@@ -345,6 +352,25 @@ class LocalStack:
         self._write_state()
         actions["seconds"] = f"{time.monotonic() - started:.1f}"
         return actions
+
+    @property
+    def _alerts_dir(self) -> Path:
+        return self.project_dir / "deployments" / "automations"
+
+    def _apply_alerts(self) -> str:
+        """Alert block and automations from deployments/automations/ (none without DRIFTLINE_ALERT_WEBHOOK_URL)."""
+        from driftline.cli.alerts import apply_alerts
+
+        try:
+            report = apply_alerts(self.api_url, self.settings, self._alerts_dir)
+        except InputError as error:
+            raise InputError(f"alerts: {error}; fix it and run `driftline up` again") from error
+        except InfrastructureError as error:
+            raise StackError(f"alerts: applying them to {self.api_url} failed: {error}") from error
+        self.progress(report.summary())
+        if not report.enabled:
+            return "off (DRIFTLINE_ALERT_WEBHOOK_URL unset, no alert automations)"
+        return f"on ({len(report.automations)} automations -> {report.kind} webhook)"
 
     def _prefect_cli(self, args: list[str]) -> None:
         log_path = self._log_file("deploy")
