@@ -115,6 +115,11 @@ def model_metadata(model: str, version: str) -> str:
     return f"models/{_model(model)}/versions/{validate_name(version, 'version')}/metadata.json"
 
 
+def holdout_prediction_profile(model: str, version: str) -> str:
+    """whylogs profile of a version's predictions on its own holdout (the prediction-drift reference)."""
+    return f"models/{_model(model)}/versions/{validate_name(version, 'version')}/holdout_predictions.bin"
+
+
 def versions_prefix(model: str) -> str:
     return f"models/{_model(model)}/versions/"
 
@@ -147,8 +152,18 @@ def scoring_failure(model: str, batch_id: str, version: str) -> str:
 
 
 def scoring_summary(model: str, batch_id: str) -> str:
-    """Per-version scoring facts of a batch (rows, seconds, single-row p99) written by score-batch."""
+    """Operational facts of a scored batch per version: rows, seconds, latency p50/p95/p99, failures."""
     return f"predictions/{_model(model)}/{validate_name(batch_id, 'batch id')}/_summary.json"
+
+
+def prediction_drift(model: str, batch_id: str) -> str:
+    """Prediction drift of a batch scored before its drift report existed ('_' cannot start a batch id)."""
+    return f"drift/{_model(model)}/_prediction/{validate_name(batch_id, 'batch id')}.json"
+
+
+def performance_state(model: str, version: str) -> str:
+    """The performance monitor of champion ``version`` (its loss against its holdout loss)."""
+    return f"performance/{_model(model)}/{validate_name(version, 'version')}/state.json"
 
 
 def guard_state(model: str, version: str) -> str:

@@ -16,6 +16,7 @@ Minimal form::
     window: {...}                # WindowSpec: last_batches / last_days, minimum rows, time splits
     gates: {...}                 # GatesSpec: floors, champion non-inferiority, slices, noise, latency, size
     cooldown: {...}              # CooldownSpec: retrain cooldown, whether a candidate supersedes shadow
+    performance: {...}           # PerformanceSpec: champion loss monitor, prediction drift
     slices: [region]             # categorical features judged as slices
 
 Unknown keys are rejected with their path (``drift.treshold``), so a typo never silently falls back to
@@ -214,6 +215,53 @@ class GuardSpec(BaseModel):
     max_rows: int = Field(default=50_000, ge=100, description="The guard ends (champion kept) after this many rows.")
 
 
+class PredictionDriftSpec(BaseModel):
+    """Drift of the champion's predictions on a batch against its predictions on its own holdout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True, description="Profile the champion's predictions of every scored batch and compare them."
+    )
+    trigger_retrain: bool = Field(
+        default=False,
+        description="Publish driftline.drift.detected (kind prediction), which the retrain trigger acts on, when "
+        "the predictions drift. Off by default: a prediction shift without input drift is usually a change in "
+        "the mix of easy and hard rows, which is recorded in the drift report either way.",
+    )
+
+
+class PerformanceSpec(BaseModel):
+    """The champion's performance monitor: its per-row loss on labelled batches against its holdout loss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Watch the champion's loss whenever labels arrive.")
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="Chance of ever announcing a champion degraded while it is not (over its whole life): half "
+        "covers the holdout baseline's own sampling error, half the confidence sequences.",
+    )
+    min_rows: int = Field(
+        default=500, ge=30, description="Labelled rows a stretch of batches needs before it can show a drop."
+    )
+    planned_rows: int = Field(
+        default=5_000, ge=100, description="Rows at which the confidence sequences are tuned to be tightest."
+    )
+    relative_margin: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Rise of the mean per-row loss, as a share of the holdout loss, that is tolerated on top of "
+        "the baseline's sampling error (0.02: a loss 2% above the holdout's is not a degradation).",
+    )
+    prediction_drift: PredictionDriftSpec = Field(
+        default_factory=PredictionDriftSpec, description="Prediction drift, checked by score-batch."
+    )
+
+
 class ModelSpec(BaseModel):
     """A model's contract: its columns, task and policies."""
 
@@ -235,6 +283,9 @@ class ModelSpec(BaseModel):
         default="auto", description="auto: a promote verdict promotes; manual: waits for `driftline promote`."
     )
     guard: GuardSpec = Field(default_factory=GuardSpec, description="Post-promotion guard and rollback.")
+    performance: PerformanceSpec = Field(
+        default_factory=PerformanceSpec, description="Champion monitoring: performance and prediction drift."
+    )
     slices: list[str] = Field(
         default_factory=list, description="Categorical feature columns whose values are judged as slices by the gates."
     )
