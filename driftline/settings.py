@@ -129,13 +129,10 @@ class Settings(BaseSettings):
 
     @field_validator("alert_webhook_url")
     @classmethod
-    def _http_secret_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        if not value.get_secret_value().startswith(("http://", "https://")):
-            # The URL may carry a token (Slack, Teams): name the setting, never echo the value.
-            raise ValueError("DRIFTLINE_ALERT_WEBHOOK_URL is not an http(s) URL")
-        return value
+    def _empty_means_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        # No scheme check here: pydantic's error would echo the URL and its token. driftline.cli.alerts
+        # checks it, naming the setting only.
+        return value if value is not None and value.get_secret_value().strip() else None
 
     @field_validator("s3_endpoint_url", "prefect_api_url")
     @classmethod

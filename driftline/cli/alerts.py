@@ -188,8 +188,11 @@ def build_block(settings: Settings) -> NotificationBlock:
 
     if settings.alert_webhook_url is None:
         raise InputError("DRIFTLINE_ALERT_WEBHOOK_URL is not set")
-    url = settings.alert_webhook_url.get_secret_value()
+    url = settings.alert_webhook_url.get_secret_value().strip()
     kind = settings.alert_webhook_kind
+    if not re.match(r"^https?://[^/\s]+", url):
+        # The URL may carry a token (Slack, Teams): name the setting, never echo the value.
+        raise InputError("DRIFTLINE_ALERT_WEBHOOK_URL is not an http(s) URL")
     if kind == "json":
         # The URL goes into the block's secrets (stored obfuscated, hidden in the UI) and the block's url
         # refers to it: generic webhooks often carry a token in the URL.

@@ -47,6 +47,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "lower": 0.032,
         "upper": 0.13,
         "n": 1500,
+        "verdict": "degraded",
     },
     "driftline.candidate.rejected": {
         "version": "v20261101t120000-ab12",
@@ -68,7 +69,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 # What a reader must find in the body, beyond the model, the event name and the event id.
 KEY_FIELDS = {
     "driftline.drift.detected": ["b-0042", "0.4213", "income, age"],
-    "driftline.performance.degraded": ["b-0050", "auc", "0.081", "0.032", "0.13"],
+    "driftline.performance.degraded": ["b-0050", "auc", "0.081", "0.032", "0.13", "verdict: degraded"],
     "driftline.candidate.rejected": ["v20261101t120000-ab12", "gate failed: auc 0.71 < 0.75", "auc=0.7123"],
     "driftline.model.promoted": ["v2", "v1", "shadow verdict: promote"],
     "driftline.model.rolled_back": ["v1", "v2", "rollback: guard", "2000"],
@@ -239,3 +240,9 @@ def test_a_url_that_does_not_fit_the_kind_names_both_settings(kind: str) -> None
     with pytest.raises(InputError, match="DRIFTLINE_ALERT_WEBHOOK_URL.*DRIFTLINE_ALERT_WEBHOOK_KIND=json") as raised:
         build_block(settings)
     assert "s3cr3t" not in str(raised.value)
+
+
+def test_a_url_that_is_not_http_is_refused_without_echoing_it() -> None:
+    with pytest.raises(InputError, match="DRIFTLINE_ALERT_WEBHOOK_URL is not an http") as raised:
+        build_block(Settings(alert_webhook_url="hooks.slack.com/services/T0/B0/t0k3n"))
+    assert "t0k3n" not in str(raised.value)

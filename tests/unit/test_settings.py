@@ -37,6 +37,7 @@ def test_environment_variables_with_the_prefix_are_read(monkeypatch: pytest.Monk
         ("DRIFTLINE_S3_BUCKET", "Bad_Bucket", "s3_bucket"),
         ("DRIFTLINE_S3_ENDPOINT_URL", "localhost:9000", "http"),
         ("DRIFTLINE_S3_PREFIX", "../up", "s3_prefix"),
+        ("DRIFTLINE_ALERT_WEBHOOK_KIND", "email", "alert_webhook_kind"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(
@@ -50,3 +51,12 @@ def test_bad_settings_are_refused_naming_the_field(
 def test_every_field_is_described() -> None:
     undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
     assert undocumented == []
+
+
+def test_alert_webhook_url_is_a_secret_and_empty_means_no_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLINE_ALERT_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/t0k3n")
+    settings = Settings()
+    assert settings.alert_webhook_url is not None and "t0k3n" not in repr(settings)
+    assert settings.alert_webhook_kind == "json"
+    monkeypatch.setenv("DRIFTLINE_ALERT_WEBHOOK_URL", "")
+    assert Settings().alert_webhook_url is None

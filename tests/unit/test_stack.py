@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from driftline.cli.stack import LocalStack, port_is_free, resolve_settings
-from driftline.errors import StackError
+from driftline.errors import InputError, StackError
 from driftline.settings import Settings
 from tests.support import REPO, free_port
 
@@ -57,6 +57,14 @@ def test_prefect_port_taken_stops_the_s3_server_it_already_started(tmp_path: Pat
 def test_missing_prefect_yaml_is_named(tmp_path: Path) -> None:
     with pytest.raises(StackError, match="prefect.yaml"):
         LocalStack(_settings(tmp_path, project_dir=tmp_path)).up()
+
+
+def test_alert_webhook_that_does_not_fit_its_kind_fails_before_anything_starts(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, alert_webhook_url="https://hooks.example.com/x", alert_webhook_kind="slack")
+    stack = LocalStack(settings)
+    with pytest.raises(InputError, match="alerts: DRIFTLINE_ALERT_WEBHOOK_URL is not a Slack incoming webhook"):
+        stack.up()
+    assert not (tmp_path / "state" / "pids").exists()
 
 
 def test_down_with_nothing_running_is_fine_twice(tmp_path: Path) -> None:
