@@ -793,6 +793,17 @@ def demo(
         raise typer.Exit(1)
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (imported here, not at their call, since typer needs the signature)."""
+    from driftline.cli import alerts, synth_command
+
+    app.add_typer(alerts.app, name="alerts")
+    app.command("synth")(synth_command.synth)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point: map driftline errors to their exit codes and a one-line message."""
     try:

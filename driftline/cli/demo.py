@@ -1,0 +1,469 @@
+"""`driftline demo`: the whole loop on the local stack, driven by events once a batch is ingested.
+
+The demo only does what a user's pipeline would do: upload features and, later, labels, each announced
+with an event. Profiling, drift, retraining, gates, the shadow test, promotion and rollback are all
+Prefect deployments started by the automations of prefect.yaml; the demo watches the server's events
+and prints them as a timeline, then summarises what the loop did.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+
+from driftline import layout, registry, synth
+from driftline.cli import prefect_api
+from driftline.cli.uploads import submit_batch, submit_labels
+from driftline.errors import InfrastructureError, InputError
+from driftline.events import (
+    BATCH_PROFILED,
+    BATCH_REJECTED,
+    MODEL_EVENTS,
+    MODEL_PROMOTED,
+    model_resource_id,
+)
+from driftline.model_history import served_metric
+from driftline.settings import Settings
+from driftline.spec import ModelSpec, load_spec
+from driftline.store import ObjectStore, open_store
+
+WAIT_PROFILED_S = 180.0
+WAIT_SCORED_S = 180.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the user chose on the command line."""
+
+    spec_path: Path
+    model: str | None = None
+    fast: bool = False
+    batches: int | None = None
+    rows: int | None = None
+    seed: int = 7
+    settle_timeout: float = 600.0
+
+
+@dataclass
+class DemoSummary:
+    """The demo's outcome: printed at the end and returned as JSON with --json."""
+
+    model: str
+    promoted: bool
+    seconds: float
+    batches: int
+    rows_per_batch: int
+    scenario: dict[str, Any]
+    versions: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]]
+    champion_metric: dict[str, float | None]
+    per_batch: list[dict[str, Any]]
+    events: dict[str, int]
+    ui: dict[str, Any]
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------- timeline
+class Timeline:
+    """Prints the model's events as the server stores them (polled; the API pages by 50)."""
+
+    def __init__(self, api_url: str, model: str, console: Console, started: datetime) -> None:
+        self.api_url = api_url
+        self.model = model
+        self.console = console
+        self.started = started
+        self.since = started - timedelta(seconds=5)
+        self.seen: set[str] = set()
+        self.events: list[dict[str, Any]] = []
+
+    def poll(self) -> list[dict[str, Any]]:
+        fresh: list[dict[str, Any]] = []
+        while True:
+            page = prefect_api.find_events(
+                self.api_url, list(MODEL_EVENTS), [model_resource_id(self.model)], since=self.since, limit=50
+            )
+            new = [event for event in page if event["id"] not in self.seen]
+            for event in new:
+                self.seen.add(event["id"])
+                self.events.append(event)
+                fresh.append(event)
+                self._print(event)
+            if page:
+                self.since = datetime.fromisoformat(page[-1]["occurred"])
+            if len(page) < 50 or not new:
+                return fresh
+
+    def wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll the timeline until ``done()`` or raise after ``timeout`` seconds, naming what was awaited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if done():
+                return
+            if time.monotonic() > deadline:
+                raise InfrastructureError(
+                    f"demo: no {what} within {timeout:.0f} s; is the worker running (`driftline status`)? "
+                    "Its log: .driftline/logs/worker.log"
+                )
+            time.sleep(1.0)
+
+    def named(self, *names: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] in names]
+
+    def _print(self, event: dict[str, Any]) -> None:
+        occurred = datetime.fromisoformat(event["occurred"])
+        elapsed = (occurred - self.started).total_seconds()
+        name = event["event"].removeprefix("driftline.")
+        style = _STYLES.get(name, "")
+        text = describe_event(event["event"], event.get("payload") or {})
+        self.console.print(
+            f"[dim]{elapsed:7.1f}s[/dim]  [{style}]{name:<22}[/{style}] {text}"
+            if style
+            else f"[dim]{elapsed:7.1f}s[/dim]  {name:<22} {text}"
+        )
+
+
+_STYLES = {
+    "drift.detected": "bold yellow",
+    "performance.degraded": "bold yellow",
+    "candidate.registered": "cyan",
+    "candidate.rejected": "red",
+    "shadow.decided": "bold cyan",
+    "model.promoted": "bold green",
+    "model.rolled_back": "bold red",
+    "batch.rejected": "red",
+}
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, int | float) and value is not None else str(value)
+
+
+def describe_event(name: str, payload: dict[str, Any]) -> str:
+    """One line per event: the ids and numbers a reader of the timeline needs."""
+    short = name.removeprefix("driftline.")
+    batch = payload.get("batch_id", "")
+    if short == "batch.arrived":
+        return f"{batch}"
+    if short == "batch.profiled":
+        verdict = "drift" if payload.get("drift") else "no input drift"
+        return f"{batch}: {payload.get('rows')} rows, {verdict} (score {_fmt(payload.get('score'), 3)})"
+    if short == "batch.rejected":
+        return f"{batch}: {'; '.join(payload.get('problems', []))}"
+    if short == "labels.arrived":
+        return f"{batch}: {payload.get('rows')} labels"
+    if short == "drift.detected":
+        kind = payload.get("kind", "input")
+        features = ", ".join(payload.get("top_features") or [])
+        return f"{batch}: {kind} drift, score {_fmt(payload.get('score'), 3)}" + (f" ({features})" if features else "")
+    if short == "performance.degraded":
+        return (
+            f"{batch}: champion {payload.get('reference_version')} loss +{_fmt(payload.get('estimate'), 3)} over its "
+            f"holdout (lower bound {_fmt(payload.get('lower'), 3)}, {payload.get('n')} labelled rows)"
+        )
+    if short in ("candidate.registered", "candidate.rejected"):
+        metrics = payload.get("metrics") or {}
+        shown = ", ".join(f"{k} {_fmt(v, 4)}" for k, v in metrics.items() if k in ("auc", "logloss", "rmse"))
+        return f"{payload.get('version')} -> {payload.get('decision')} ({shown}); gates: {payload.get('gate_summary')}"
+    if short == "shadow.decided":
+        return (
+            f"{payload.get('candidate')}: {payload.get('verdict')} after {payload.get('n')} rows, loss difference "
+            f"[{_fmt(payload.get('lower'), 3)}, {_fmt(payload.get('upper'), 3)}]"
+        )
+    if short == "model.promoted":
+        champion = payload.get("champion") or payload.get("version")
+        return f"champion {payload.get('previous')} -> {champion} ({payload.get('reason')})"
+    if short == "model.rolled_back":
+        return f"champion {payload.get('previous')} -> {payload.get('champion')} (rolled back)"
+    return str({k: v for k, v in payload.items() if k not in ("model", "event_id")})[:160]
+
+
+# --------------------------------------------------------------------------------------------- spec
+def demo_spec(base: ModelSpec, name: str, scenario: synth.Scenario) -> tuple[ModelSpec, list[str]]:
+    """The example spec with what a minutes-long demo needs instead of days; every change is listed."""
+    rows = scenario.rows
+    changes = {
+        "cooldown.seconds": 0,
+        # The scenario's input drift moves two of sixteen features; declare it on a smaller importance share.
+        "drift.score_threshold": min(base.drift.score_threshold, 0.1),
+        # The concept-drift candidate must be able to replace an input-drift candidate still in shadow.
+        "cooldown.supersede_shadow": True,
+        "shadow.min_rows": min(base.shadow.min_rows, rows),
+        "shadow.planned_rows": max(2 * rows, 100),
+        "guard.min_rows": min(base.guard.min_rows, rows),
+        "window.last_batches": 4,
+        "window.min_rows_since_drift": min(base.window.min_rows_since_drift, rows),
+        # A laptop under a demo's load (server, worker, flow runs) is not the serving machine.
+        "gates.max_p99_latency_ms": 1000.0,
+        "gates.min_throughput_rows_per_s": 100.0,
+        "shadow.max_latency_ratio": None,
+    }
+    data = base.model_dump(mode="json")
+    data["name"] = name
+    applied = []
+    for path, value in changes.items():
+        section, key = path.split(".")
+        if key not in data.get(section, {}):
+            continue
+        data[section][key] = value
+        applied.append(f"{path}={value}")
+    return ModelSpec.model_validate(data), applied
+
+
+def bootstrap_batches(scenario: synth.Scenario) -> int:
+    """Batches that arrive labelled before the stream: enough for a first champion, all before any drift."""
+    first_event = min((event.from_batch for event in scenario.events), default=scenario.batches)
+    return max(1, min(3, first_event - 1))
+
+
+def concept_drift_at(scenario: synth.Scenario) -> int:
+    return min((e.from_batch for e in scenario.events if isinstance(e, synth.ConceptDrift)), default=scenario.batches)
+
+
+def describe_scenario(scenario: synth.Scenario) -> str:
+    head = f"{scenario.name}: {scenario.batches} batches x {scenario.rows:,} rows"
+    parts = [f"{head}, labels {scenario.label_delay} batch(es) late"]
+    for event in scenario.events:
+        if isinstance(event, synth.CovariateDrift):
+            parts.append(f"batch {event.from_batch}: {event.feature} drifts ({event.shift:+g})")
+        elif isinstance(event, synth.ConceptDrift):
+            parts.append(f"batch {event.from_batch}: concept drift (the features do not show it)")
+        else:
+            parts.append(f"batch {event.from_batch}: prior drift (logit {event.logit_shift:+g})")
+    return "; ".join(parts)
+
+
+def _free_model_name(store: ObjectStore, wanted: str | None, base: str) -> str:
+    if wanted:
+        return layout.validate_name(wanted, "model")
+    for index in range(1, 1000):
+        name = base if index == 1 else f"{base}-{index}"
+        if not any(True for _ in store.list(layout.batches_prefix(name))):
+            return name
+    raise InputError("demo: no free model name; pass --model NAME")
+
+
+# --------------------------------------------------------------------------------------------- metric
+def champion_metric_per_batch(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -> list[dict[str, Any]]:
+    """The served model's metric on each labelled batch, from the stored predictions and labels."""
+    rows = []
+    for batch_id in batch_ids:
+        served = served_metric(store, spec, batch_id)
+        if served is not None and served[1] is not None:
+            rows.append({"batch_id": batch_id, "version": served[0], "metric": served[1]})
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- run
+def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], None]) -> DemoSummary:
+    """Bring the stack up, stream the scenario and report what the automations did."""
+    from driftline.cli.stack import LocalStack, resolve_settings
+
+    began = time.monotonic()
+    if not options.spec_path.is_file():
+        raise InputError(f"demo: spec file {options.spec_path} not found (run from the project directory)")
+    base = load_spec(options.spec_path)
+    stack = LocalStack(Settings(), progress=progress)
+    stack.up()
+    settings = resolve_settings(Settings())
+    store = open_store(settings)
+    api_url = prefect_api.check_server(settings.prefect_api_url)
+
+    scenario = synth.get_scenario(
+        "fast" if options.fast else "default", seed=options.seed, batches=options.batches, rows=options.rows
+    )
+    name = _free_model_name(store, options.model, base.name)
+    spec, changes = demo_spec(base, name, scenario)
+    store.put(layout.model_spec(name), spec.to_yaml().encode(), content_type="application/yaml")
+    console.print(f"model [bold]{name}[/bold] from {options.spec_path}; demo settings: {', '.join(changes)}")
+    console.print(f"scenario: {describe_scenario(scenario)}")
+    ui = api_url.removesuffix("/api")
+    console.print(f"Prefect UI: {ui}  (runs, automations, artifacts)\n")
+
+    started = datetime.now(UTC)
+    timeline = Timeline(api_url, name, console, started)
+    batch_ids = [synth.batch_id(scenario, index) for index in range(scenario.batches)]
+    frames = {}
+
+    def generate(index: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if index not in frames:
+            frames[index] = synth.generate_batch(scenario, index)
+        return frames[index]
+
+    def ingest(index: int, wait: bool = True) -> None:
+        features, _ = generate(index)
+        buffer = io.BytesIO()
+        features.write_parquet(buffer)
+        submit_batch(store, api_url, name, batch_ids[index], buffer.getvalue())
+        if wait:
+            timeline.wait(
+                lambda: _has_batch_event(timeline, batch_ids[index]), WAIT_PROFILED_S, f"profile of {batch_ids[index]}"
+            )
+
+    def label(index: int) -> None:
+        _, labels = generate(index)
+        submit_labels(store, api_url, spec, batch_ids[index], labels, f"synth labels of {batch_ids[index]}")
+
+    # 1. Bootstrap: the first batches arrive with their labels; a manual retrain makes the first champion.
+    bootstrap = bootstrap_batches(scenario)
+    for index in range(bootstrap):
+        ingest(index, wait=False)
+        label(index)
+    console.print("[dim]bootstrap: running retrain/retrain (manual) for the first champion ...[/dim]")
+    run = prefect_api.run_deployment_and_wait(api_url, "retrain/retrain", {"model": name, "trigger": "manual"}, 900)
+    if not run.ok:
+        raise InfrastructureError(f"demo: bootstrap retrain ended {run.state}; see {run.url}")
+    timeline.wait(lambda: bool(timeline.named(MODEL_PROMOTED)), 60, "bootstrap champion")
+
+    # 2. The stream: each batch is profiled (drift) and scored by the champion (and by a shadow candidate
+    #    when one is in place); its labels arrive `label_delay` batches later, once it has been scored.
+    def label_when_scored(index: int) -> None:
+        timeline.wait(
+            lambda: store.exists(layout.scoring_summary(name, batch_ids[index])),
+            WAIT_SCORED_S,
+            f"scoring of {batch_ids[index]}",
+        )
+        label(index)
+
+    for index in range(bootstrap, scenario.batches):
+        ingest(index)
+        if index - scenario.label_delay >= bootstrap:
+            label_when_scored(index - scenario.label_delay)
+    for index in range(max(bootstrap, scenario.batches - scenario.label_delay), scenario.batches):
+        label_when_scored(index)
+
+    # 3. Let the automations finish: a promotion after the drift ends the demo; otherwise wait until quiet.
+    def promoted_after_drift() -> bool:
+        return any((e.get("payload") or {}).get("previous") for e in timeline.named(MODEL_PROMOTED))
+
+    try:
+        timeline.wait(promoted_after_drift, options.settle_timeout, "promotion after the drift")
+    except InfrastructureError as error:
+        console.print(f"[yellow]{error}[/yellow]")
+    timeline.poll()
+    return _summarise(store, spec, scenario, timeline, batch_ids, api_url, time.monotonic() - began)
+
+
+def _has_batch_event(timeline: Timeline, batch_id: str) -> bool:
+    return any(
+        (e.get("payload") or {}).get("batch_id") == batch_id for e in timeline.named(BATCH_PROFILED, BATCH_REJECTED)
+    )
+
+
+def _summarise(
+    store: ObjectStore,
+    spec: ModelSpec,
+    scenario: synth.Scenario,
+    timeline: Timeline,
+    batch_ids: list[str],
+    api_url: str,
+    seconds: float,
+) -> DemoSummary:
+    described = registry.describe_model(store, spec.name)
+    per_batch = champion_metric_per_batch(store, spec, batch_ids)
+    promotions = [e for e in timeline.named(MODEL_PROMOTED) if (e.get("payload") or {}).get("previous")]
+    promoted_version = (promotions[0]["payload"].get("champion")) if promotions else None
+    drift_from = concept_drift_at(scenario)
+    before = [r["metric"] for r in per_batch if int(r["batch_id"][1:]) < drift_from]
+    during = [
+        r["metric"]
+        for r in per_batch
+        if int(r["batch_id"][1:]) >= drift_from and (promoted_version is None or r["version"] != promoted_version)
+    ]
+    after = [r["metric"] for r in per_batch if promoted_version is not None and r["version"] == promoted_version]
+    counts: dict[str, int] = {}
+    for event in timeline.events:
+        counts[event["event"]] = counts.get(event["event"], 0) + 1
+    verdicts = [
+        {k: (e.get("payload") or {}).get(k) for k in ("candidate", "verdict", "n", "estimate", "lower", "upper")}
+        for e in timeline.named("driftline.shadow.decided")
+    ]
+    ui = api_url.removesuffix("/api")
+    runs = prefect_api.flow_runs_since(api_url, timeline.started)
+    reasons = []
+    if not promotions:
+        reasons.append("no candidate was promoted after the drift (see the shadow verdicts and the runs' logs)")
+    return DemoSummary(
+        model=spec.name,
+        promoted=bool(promotions),
+        seconds=round(seconds, 1),
+        batches=scenario.batches,
+        rows_per_batch=scenario.rows,
+        scenario=scenario.model_dump(mode="json"),
+        versions=described["versions"],
+        verdicts=verdicts,
+        champion_metric={
+            "before_drift": _mean(before),
+            "during_drift": _mean(during),
+            "after_promotion": _mean(after),
+        },
+        per_batch=per_batch,
+        events=counts,
+        ui={
+            "url": ui,
+            "runs": [{"name": r["name"], "flow": r["flow"], "state": r["state"], "url": r["url"]} for r in runs],
+            "artifacts": f"{ui}/artifacts",
+        },
+        reasons=reasons,
+    )
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def print_summary(summary: DemoSummary, console: Console) -> None:
+    """The end of the demo: versions, verdicts, the champion's metric across the story, where to look."""
+    from rich.table import Table
+
+    console.rule(f"driftline demo: {summary.model}")
+    table = Table(title="versions", show_lines=False)
+    for column in ("version", "status", "trigger", "auc / rmse", "created"):
+        table.add_column(column)
+    for version in summary.versions:
+        metrics = version.get("metrics") or {}
+        metric = metrics.get("auc", metrics.get("rmse"))
+        table.add_row(
+            version["version"],
+            version["status"],
+            str(version.get("trigger")),
+            f"{metric:.4f}" if isinstance(metric, float) else "-",
+            str(version.get("created_at", ""))[:19],
+        )
+    console.print(table)
+    for verdict in summary.verdicts:
+        console.print(
+            f"shadow test of {verdict['candidate']}: [bold]{verdict['verdict']}[/bold] after {verdict['n']} rows, "
+            f"loss difference {_fmt(verdict['estimate'], 3)} "
+            f"in [{_fmt(verdict['lower'], 3)}, {_fmt(verdict['upper'], 3)}]"
+        )
+    metric = summary.champion_metric
+    console.print(
+        "champion metric on labelled batches: "
+        f"before the drift {_fmt(metric['before_drift'])}, during it {_fmt(metric['during_drift'])}, "
+        f"after the promotion {_fmt(metric['after_promotion'])}"
+    )
+    counts = ", ".join(f"{name.removeprefix('driftline.')} {n}" for name, n in sorted(summary.events.items()))
+    console.print(f"events: {counts}")
+    console.print(
+        f"{len(summary.ui['runs'])} flow runs; Prefect UI {summary.ui['url']}, artifacts {summary.ui['artifacts']}"
+    )
+    for run in summary.ui["runs"]:
+        if run["flow"] in ("retrain", "promote"):
+            console.print(f"  {run['flow']:<8} {run['name']:<28} {run['state']:<10} {run['url']}")
+    for reason in summary.reasons:
+        console.print(f"[yellow]{reason}[/yellow]")
+    verdict = "[bold green]promotion reached[/bold green]" if summary.promoted else "[bold red]no promotion[/bold red]"
+    console.print(f"{verdict} in {summary.seconds:.0f} s; the stack stays up (`make down` stops it)")
