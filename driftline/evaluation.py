@@ -1,8 +1,10 @@
-"""When labels arrive: fold the batch into the running shadow test and the post-promotion guard.
+"""When labels arrive: fold the batch into the shadow test, the post-promotion guard and the champion's
+performance monitor.
 
-Both keep their state in S3 (``shadow/<model>/<candidate>/state.json``, ``guard/<model>/<champion>/
-state.json``), updated by compare-and-swap so two evaluations of different batches never lose one
-another's rows, and a repeated batch is ignored by the state itself.
+Each keeps its state in S3 (``shadow/<model>/<candidate>/state.json``, ``guard/<model>/<champion>/
+state.json``, ``performance/<model>/<champion>/state.json``), updated by compare-and-swap so two
+evaluations of different batches never lose one another's rows, and a repeated batch is ignored by the
+state itself.
 """
 
 from __future__ import annotations
@@ -12,10 +14,47 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from driftline import guard, layout, registry, scoring, shadow
+import polars as pl
+
+from driftline import guard, layout, performance, registry, scoring, shadow, training
 from driftline.errors import ConflictError, ObjectNotFoundError
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore, update_json
+
+
+@dataclass(frozen=True)
+class PerformanceUpdate:
+    """The champion's performance monitor after a labelled batch.
+
+    ``announce`` is True for exactly one evaluation per champion: the one whose compare-and-swap flipped
+    the monitor's ``alerted`` flag on a degraded verdict. ``drift_onset`` is then the earliest event time
+    of the first batch of the stretch that shows the drop.
+    """
+
+    batch_id: str
+    state: performance.PerformanceState
+    verdict: performance.PerformanceVerdict
+    announce: bool = False
+    drift_onset: str | None = None
+
+    def event_payload(self) -> dict[str, Any]:
+        """Payload of ``driftline.performance.degraded`` (the retrain trigger templates batch_id,
+        drift_onset and reference_version; every one must be present)."""
+        verdict = self.verdict.to_dict()
+        return {
+            "batch_id": self.batch_id,
+            "kind": "performance",
+            "drift_onset": self.drift_onset,
+            "reference_version": self.state.champion,
+            "since_batch_id": self.verdict.since_batch_id,
+            "estimate": verdict["estimate"],
+            "lower": verdict["lower"],
+            "upper": verdict["upper"],
+            "tolerance": verdict["tolerance"],
+            "n": self.verdict.n,
+            "baseline_loss": self.state.baseline_loss,
+            "reasons": self.verdict.reasons,
+        }
 
 
 @dataclass(frozen=True)
@@ -29,6 +68,7 @@ class Evaluation:
     guard_state: guard.GuardState | None = None
     guard_verdict: guard.GuardVerdict | None = None
     notes: tuple[str, ...] = ()
+    performance: PerformanceUpdate | None = None
 
 
 def read_shadow_state(store: ObjectStore, model: str, candidate: str) -> shadow.ShadowState | None:
@@ -116,7 +156,76 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
             stored = update_json(store, layout.guard_state(model, champion), lambda: guarded.to_dict(), fold_guard)
             guard_state = guard.GuardState.from_dict(stored)
             guard_verdict = guard.decide_rollback(guard_state, spec.guard)
-    return Evaluation(model, batch_id, shadow_state, shadow_verdict, guard_state, guard_verdict, tuple(notes))
+
+    monitored = None
+    if champion:
+        monitored, note = monitor_performance(store, spec, batch_id, champion, labels, now)
+        if note:
+            notes.append(note)
+    return Evaluation(
+        model, batch_id, shadow_state, shadow_verdict, guard_state, guard_verdict, tuple(notes), monitored
+    )
+
+
+def read_performance_state(store: ObjectStore, model: str, champion: str) -> performance.PerformanceState | None:
+    try:
+        return performance.PerformanceState.from_dict(json.loads(store.get(layout.performance_state(model, champion))))
+    except ObjectNotFoundError:
+        return None
+
+
+def monitor_performance(
+    store: ObjectStore, spec: ModelSpec, batch_id: str, champion: str, labels: pl.DataFrame, now: datetime
+) -> tuple[PerformanceUpdate | None, str | None]:
+    """Fold the champion's per-row losses on a labelled batch into its performance monitor.
+
+    The monitor lives at ``performance/<model>/<champion>/state.json`` (a new champion starts afresh),
+    created from the baseline in the champion's metadata and updated by compare-and-swap; the same swap
+    sets ``alerted`` on the first degraded verdict, so concurrent evaluations announce it once.
+
+    Returns:
+        ``(update, None)``, or ``(None, note)`` when there is nothing to monitor: monitoring is off, the
+        champion predates holdout baselines, or it did not score this batch.
+    """
+    model = spec.name
+    if not spec.performance.enabled:
+        return None, None
+    baseline = performance.baseline_from_metadata(registry.read_metadata(store, model, champion))
+    if baseline is None:
+        return None, (
+            f"champion {champion} has no holdout loss baseline (registered before performance monitoring): "
+            "its performance is not monitored"
+        )
+    predictions = scoring.read_predictions(store, spec, batch_id, champion)
+    if predictions is None:
+        return None, f"performance: no predictions of champion {champion} for batch {batch_id}"
+    y, p = scoring.labelled_predictions(labels, predictions, spec)
+    if y.size == 0:
+        return None, f"performance: labels of batch {batch_id} share no ids with the champion's predictions"
+    losses = training.per_row_loss(spec.task, y, p)
+    announced: list[bool] = []
+
+    def start() -> dict[str, Any]:
+        state = performance.start_monitor(model, champion, baseline.loss, baseline.rows, now, baseline.loss_sd)
+        return state.to_dict()
+
+    def fold(current: dict[str, Any]) -> dict[str, Any]:
+        state = performance.fold_batch(
+            performance.PerformanceState.from_dict(current), losses, batch_id, spec.performance, now
+        )
+        state, flipped = performance.mark_alerted(state, performance.decide(state, spec.performance), batch_id, now)
+        announced[:] = [flipped]
+        return state.to_dict()
+
+    state = performance.PerformanceState.from_dict(
+        update_json(store, layout.performance_state(model, champion), start, fold)
+    )
+    verdict = performance.decide(state, spec.performance)
+    announce = bool(announced and announced[0])
+    onset = None
+    if announce and verdict.since_batch_id is not None:
+        onset = scoring.stored_event_time_min(store, spec, verdict.since_batch_id)
+    return PerformanceUpdate(batch_id, state, verdict, announce, onset), None
 
 
 def _latencies(store: ObjectStore, spec: ModelSpec, batch_id: str, candidate: str, champion: str) -> dict:

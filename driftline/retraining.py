@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
-from driftline import layout, profiling, registry, training, validation
+from driftline import layout, performance, profiling, registry, training, validation
 from driftline.cooldown import RetrainRequest
 from driftline.errors import ConflictError, InputError, ObjectNotFoundError
 from driftline.spec import ModelSpec
@@ -194,6 +195,7 @@ def build_candidate(
     mark = time.monotonic()
     reference_key = layout.reference_profile(model, version)
     store.create(reference_key, profiling.serialize(_reference_profile(store, spec, window)))
+    baseline = _holdout_baseline(store, spec, version, trained, split.holdout)
     metadata = {
         "task": spec.task,
         "trigger": request.lineage_trigger,
@@ -217,6 +219,8 @@ def build_candidate(
         "encoder": trained.encoder.to_dict(),
         "feature_names": list(trained.encoder.features),
         "gate_report": report.to_dict(),
+        # What performance and prediction-drift monitoring compare the version with once it serves.
+        "baseline": baseline.to_dict() if baseline else None,
         "timings": {**timings, "total_seconds": round(time.monotonic() - started, 3)},
     }
     registry.register_version(store, model, version, booster_bytes, metadata)
@@ -233,6 +237,22 @@ def build_candidate(
         parent_champion=parent,
         timings=timings,
     )
+
+
+def _holdout_baseline(
+    store: ObjectStore, spec: ModelSpec, version: str, trained: training.TrainedModel, holdout: pl.DataFrame
+) -> performance.Baseline | None:
+    """The holdout's per-row loss facts, and the profile of the holdout predictions stored beside the model.
+
+    None when the holdout is too small to say anything (fewer than two rows).
+    """
+    if holdout.height < 2:
+        return None
+    predictions = training.predict(trained.booster, trained.encoder, holdout).astype(np.float64)
+    key = layout.holdout_prediction_profile(spec.name, version)
+    store.create(key, profiling.serialize(profiling.profile_frame(pl.DataFrame({"prediction": predictions}))))
+    y = holdout.get_column(spec.target).cast(pl.Float64).to_numpy()
+    return performance.baseline_of(spec.task, y, predictions, prediction_profile=key)
 
 
 def _reference_profile(store: ObjectStore, spec: ModelSpec, window: PreparedWindow):

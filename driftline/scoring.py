@@ -3,7 +3,7 @@
 The champion's predictions are the output users consume; a shadow candidate (or, after a promotion, the
 previous champion under guard) is scored on the same rows and written beside it. Prediction files hold
 ``id, prediction, latency_ms`` (per-row share of the batch call), and a small latency probe measures the
-single-row p99 that the shadow test compares.
+single-row latency percentiles (p50/p95/p99) that the shadow test compares and ``_summary.json`` keeps.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class ScoredBatch:
     seconds: float
     p99_ms: float
     already_scored: bool = False
+    p50_ms: float | None = None
+    p95_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +80,7 @@ def score(
             training.predict(booster, encoder, row, nthread=1)
             best = min(best, time.perf_counter() - tick)
         timings.append(best * 1000)
-    p99 = float(np.percentile(timings, 99)) if timings else 0.0
+    p50, p95, p99 = (float(np.percentile(timings, q)) if timings else 0.0 for q in (50, 95, 99))
     frame = pl.DataFrame(
         {
             spec.id_column: batch.get_column(spec.id_column),
@@ -93,7 +95,19 @@ def score(
         store.create(key, buffer.getvalue(), content_type="application/vnd.apache.parquet")
     except ConflictError:
         already = True
-    return ScoredBatch(spec.name, batch_id, version, role, batch.height, key, round(seconds, 4), round(p99, 3), already)
+    return ScoredBatch(
+        spec.name,
+        batch_id,
+        version,
+        role,
+        batch.height,
+        key,
+        round(seconds, 4),
+        round(p99, 3),
+        already,
+        p50_ms=round(p50, 3),
+        p95_ms=round(p95, 3),
+    )
 
 
 def record_failure(store: ObjectStore, model: str, batch_id: str, version: str, role: str, error: str) -> str:
@@ -125,6 +139,41 @@ def read_labels(store: ObjectStore, spec: ModelSpec, batch_id: str) -> pl.DataFr
         return None
 
 
+def labelled_predictions(
+    labels: pl.DataFrame, predictions: pl.DataFrame, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, prediction) on the rows labels and predictions share, in id order."""
+    joined = (
+        labels.select(spec.id_column, spec.target)
+        .join(predictions.select(spec.id_column, "prediction"), on=spec.id_column)
+        .sort(spec.id_column)
+    )
+    return joined.get_column(spec.target).cast(pl.Float64).to_numpy(), joined.get_column("prediction").to_numpy()
+
+
+def _iso(value: object) -> str | None:
+    """An event time as drift payloads carry it (ISO for temporal columns, the number as text otherwise)."""
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def event_time_min(batch: pl.DataFrame, spec: ModelSpec) -> str | None:
+    """The earliest event time of a batch (the onset a drift payload carries)."""
+    if spec.time_column not in batch.columns or batch.height == 0:
+        return None
+    return _iso(batch.get_column(spec.time_column).min())
+
+
+def stored_event_time_min(store: ObjectStore, spec: ModelSpec, batch_id: str) -> str | None:
+    """The earliest event time of a stored batch (only its time column is decoded); None when it is gone."""
+    try:
+        data = store.get(layout.batch_data(spec.name, batch_id))
+    except ObjectNotFoundError:
+        return None
+    return event_time_min(pl.read_parquet(io.BytesIO(data), columns=[spec.time_column]), spec)
+
+
 def paired_outcomes(
     labels: pl.DataFrame, first: pl.DataFrame, second: pl.DataFrame, spec: ModelSpec
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,9 +191,58 @@ def paired_outcomes(
     )
 
 
-def write_summary(store: ObjectStore, model: str, batch_id: str, scored: list[ScoredBatch]) -> str:
-    """version -> scoring facts for the batch (read by the shadow test for its latency check)."""
+def summarize(scored: list[ScoredBatch], failed: dict[str, tuple[str, str]] | None = None) -> dict[str, dict]:
+    """Operational facts of a batch, one entry per version (what ``_summary.json`` holds).
+
+    A scored version: ``{"role", "status": "scored", "rows", "seconds", "rows_per_s", "p50_ms", "p95_ms",
+    "p99_ms", "already_scored"}`` (latency percentiles of single-row calls; the shadow test reads p99). A
+    version that failed: ``{"role", "status": "failed", "failure_key"}``.
+
+    Args:
+        failed: version -> (role, key of its failure record).
+    """
+    body: dict[str, dict] = {
+        s.version: {
+            "role": s.role,
+            "status": "scored",
+            "rows": s.rows,
+            "seconds": s.seconds,
+            "rows_per_s": round(s.rows / s.seconds, 1) if s.seconds > 0 else None,
+            "p50_ms": s.p50_ms,
+            "p95_ms": s.p95_ms,
+            "p99_ms": s.p99_ms,
+            "already_scored": s.already_scored,
+        }
+        for s in scored
+    }
+    for version, (role, failure_key) in (failed or {}).items():
+        body[version] = {"role": role, "status": "failed", "failure_key": failure_key}
+    return body
+
+
+def write_summary(
+    store: ObjectStore,
+    model: str,
+    batch_id: str,
+    scored: list[ScoredBatch],
+    failed: dict[str, tuple[str, str]] | None = None,
+) -> str:
+    """Store the batch's :func:`summarize` at ``predictions/<model>/<batch>/_summary.json``; return the key."""
     key = layout.scoring_summary(model, batch_id)
-    body = {s.version: {"role": s.role, "rows": s.rows, "seconds": s.seconds, "p99_ms": s.p99_ms} for s in scored}
-    store.put(key, json.dumps(body).encode(), content_type="application/json")
+    store.put(key, json.dumps(summarize(scored, failed)).encode(), content_type="application/json")
     return key
+
+
+def metrics_table(summary: dict[str, dict]) -> list[dict]:
+    """Rows of the operational-metrics table artifact: one per version, champion first."""
+    order = {"champion": 0, "shadow": 1, "previous": 2}
+    rows = [
+        {
+            "role": facts.get("role"),
+            "version": version,
+            "status": facts.get("status", "scored"),
+            **{k: facts.get(k) for k in ("rows", "seconds", "rows_per_s", "p50_ms", "p95_ms", "p99_ms")},
+        }
+        for version, facts in summary.items()
+    ]
+    return sorted(rows, key=lambda row: (order.get(str(row["role"]), 9), row["version"]))

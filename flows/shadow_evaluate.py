@@ -1,13 +1,14 @@
-"""shadow-evaluate: labels arrived; update the shadow test and the guard; announce verdicts; roll back."""
+"""shadow-evaluate: labels arrived; update the shadow test, the guard and the champion's performance monitor;
+announce verdicts and a degraded champion; roll back."""
 
 from __future__ import annotations
 
 from prefect import flow
 
-from driftline.events import MODEL_ROLLED_BACK, SHADOW_DECIDED
+from driftline.events import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, SHADOW_DECIDED
 from tasks.batches import load_spec
 from tasks.events import publish
-from tasks.shadow import evaluate_labelled_batch, publish_shadow_artifact, roll_back
+from tasks.shadow import evaluate_labelled_batch, publish_performance_artifact, publish_shadow_artifact, roll_back
 
 
 @flow(name="shadow-evaluate", log_prints=True)
@@ -41,4 +42,12 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
             switch = roll_back(spec, "; ".join(guard.reasons))
             publish(model, MODEL_ROLLED_BACK, {**switch.to_dict(), "evidence": guard.to_dict()})
             outcome["rolled_back_to"] = switch.champion
+    monitored = result.performance
+    if monitored is not None:
+        publish_performance_artifact(monitored)
+        verdict = monitored.verdict
+        print(f"performance of {monitored.state.champion}: {verdict.verdict}; {'; '.join(verdict.reasons)}")
+        outcome["performance"] = verdict.to_dict()
+        if monitored.announce:
+            outcome["performance_event"] = publish(model, PERFORMANCE_DEGRADED, monitored.event_payload())
     return outcome

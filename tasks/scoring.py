@@ -1,15 +1,17 @@
-"""Tasks of score-batch: who scores (champion, shadow, guarded previous champion) and the scoring itself."""
+"""Tasks of score-batch: who scores (champion, shadow, guarded previous champion), the scoring itself,
+prediction drift and the operational metrics."""
 
 from __future__ import annotations
 
 import polars as pl
 from prefect import task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline import registry, scoring
+from driftline import monitoring, registry, scoring
 from driftline.settings import Settings
 from driftline.spec import ModelSpec
-from tasks.common import store
+from tasks.common import artifact_key, store
 
 
 @task(cache_policy=NO_CACHE)
@@ -42,6 +44,32 @@ def record_scoring_failure(model: str, batch_id: str, version: str, role: str, e
 
 
 @task(cache_policy=NO_CACHE)
-def write_scoring_summary(model: str, batch_id: str, scored: list[scoring.ScoredBatch]) -> str:
-    """Scoring facts per version, read by the shadow test's latency check."""
-    return scoring.write_summary(store(), model, batch_id, scored)
+def write_scoring_summary(
+    model: str, batch_id: str, scored: list[scoring.ScoredBatch], failed: dict[str, tuple[str, str]]
+) -> str:
+    """Operational facts per version (rows, latency percentiles, failures); the shadow test reads p99."""
+    return scoring.write_summary(store(), model, batch_id, scored, failed)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def check_prediction_drift(
+    spec: ModelSpec, batch: pl.DataFrame, batch_id: str, version: str
+) -> monitoring.PredictionDriftCheck:
+    """The champion's predictions of the batch against those on its holdout, joined to the drift report."""
+    onset = scoring.event_time_min(batch, spec)
+    return monitoring.check_prediction_drift(store(), spec, batch_id, version, drift_onset=onset)
+
+
+@task(cache_policy=NO_CACHE)
+def publish_scoring_artifact(
+    model: str,
+    batch_id: str,
+    scored: list[scoring.ScoredBatch],
+    failed: dict[str, tuple[str, str]],
+    prediction: monitoring.PredictionDriftCheck,
+) -> None:
+    """Operational metrics of the batch per model as a table (latest batch per model in the UI)."""
+    rows = scoring.metrics_table(scoring.summarize(scored, failed))
+    drift = "not checked" if not prediction.checked else ("drift" if prediction.drift else "no drift")
+    description = f"Scoring of batch {batch_id} ({model}): {len(failed)} failure(s); predictions: {drift}"
+    create_table_artifact(key=artifact_key("scoring", model), table=rows, description=description)

@@ -16,7 +16,7 @@ from tasks.common import artifact_key, store
 
 @task(cache_policy=NO_CACHE)
 def evaluate_labelled_batch(spec: ModelSpec, batch_id: str) -> evaluation.Evaluation:
-    """Fold the batch into the running shadow test and guard."""
+    """Fold the batch into the running shadow test, the guard and the champion's performance monitor."""
     return evaluation.evaluate_batch(store(), spec, batch_id, datetime.now(UTC))
 
 
@@ -39,6 +39,24 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
     create_markdown_artifact(key=artifact_key("shadow", state.model), markdown=markdown, description=title)
     rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
     create_table_artifact(key=artifact_key("shadow-bounds", state.model), table=rows, description=title)
+
+
+@task(cache_policy=NO_CACHE)
+def publish_performance_artifact(update: evaluation.PerformanceUpdate) -> None:
+    """The champion's performance monitor: markdown summary and a table of its history over batches."""
+    state, verdict = update.state, update.verdict
+    title = f"Performance of champion {state.champion} ({state.model}): {verdict.verdict}"
+    markdown = (
+        f"# {title}\n\n{state.n:,} labelled rows over {len(state.batch_ids)} batch(es); holdout baseline "
+        f"loss {state.baseline_loss:.5f} ({state.baseline_rows:,} rows), tolerance {verdict.tolerance:.5f}\n\n"
+        + "\n".join(f"- {reason}" for reason in verdict.reasons)
+    )
+    if state.alerted:
+        markdown += f"\n\nAnnounced degraded after batch {state.alerted_batch_id} at {state.alerted_at}.\n"
+    create_markdown_artifact(key=artifact_key("performance", state.model), markdown=markdown, description=title)
+    columns = ("batch_id", "rows", "loss", "n", "estimate", "lower", "upper", "tolerance", "verdict", "since")
+    rows = [{k: point.get(k) for k in columns} for point in state.history]
+    create_table_artifact(key=artifact_key("performance-history", state.model), table=rows, description=title)
 
 
 @task(cache_policy=NO_CACHE)

@@ -8,16 +8,21 @@ loss, ``c = 0.25`` raises its mean log loss by about 19% (0.437 -> 0.521).
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 from datetime import UTC, datetime
 
 import numpy as np
+import polars as pl
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from driftline import performance
+from driftline import evaluation, layout, monitoring, performance, profiling
 from driftline.errors import InputError
+from driftline.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from driftline.performance import (
     PerformanceState,
     baseline_from_metadata,
@@ -29,7 +34,10 @@ from driftline.performance import (
 )
 from driftline.shadow import confidence_sequence
 from driftline.spec import PerformanceSpec
+from driftline.store import MemoryStore
 from driftline.training import per_row_loss
+from tests.batches import example_spec
+from tests.support import REPO
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 WEIGHTS = np.array([1.0, -0.8, 1.5])
@@ -319,3 +327,132 @@ def test_the_spec_section_has_documented_defaults_and_refuses_unknown_keys() -> 
         PerformanceSpec.model_validate({"margin": 0.1})
     with pytest.raises(ValidationError):
         PerformanceSpec.model_validate({"alpha": 0.7})
+
+
+# ------------------------------------------------------------------------------- in the store (memory)
+def templated_keys(event: str) -> set[str]:
+    """Payload keys that prefect.yaml's triggers on ``event`` template into run parameters (a missing one
+    silently breaks the automation)."""
+    keys: set[str] = set()
+    for deployment in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]:
+        for trigger in deployment.get("triggers", []):
+            if event in trigger.get("expect", []):
+                for value in trigger.get("parameters", {}).values():
+                    keys.update(re.findall(r"event\.payload\.(\w+)", str(value)))
+    return keys
+
+
+SPEC = example_spec("m")
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _served(store: MemoryStore, version: str, batch_id: str, p: np.ndarray, y: np.ndarray | None = None) -> None:
+    """Predictions of ``version`` for a batch (and its labels); the batch itself, for its event times."""
+    ids = np.arange(p.size, dtype=np.int64)
+    times = [datetime(2026, 3, 1, 0, 0, i % 60) for i in range(p.size)]
+    store.put(layout.batch_data("m", batch_id), _parquet(pl.DataFrame({"id": ids, "ts": times})))
+    store.put(layout.predictions("m", batch_id, version), _parquet(pl.DataFrame({"id": ids, "prediction": p})))
+    if y is not None:
+        store.put(layout.batch_labels("m", batch_id), _parquet(pl.DataFrame({"id": ids, "default": y.astype(np.int8)})))
+
+
+def _champion(store: MemoryStore, version: str, holdout_p: np.ndarray, holdout_y: np.ndarray, baseline=True) -> None:
+    metadata: dict = {"model_sha256": "x", "metrics": {}}
+    if baseline:
+        key = layout.holdout_prediction_profile("m", version)
+        store.put(key, profiling.serialize(profiling.profile_frame(pl.DataFrame({"prediction": holdout_p}))))
+        metadata["baseline"] = baseline_of("binary", holdout_y, holdout_p, prediction_profile=key).to_dict()
+    store.put(layout.model_metadata("m", version), json.dumps(metadata).encode())
+
+
+def _scores(rng: np.random.Generator, rows: int, concept: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.normal(size=(rows, 3))
+    p = 1 / (1 + np.exp(-(x @ WEIGHTS - 1)))
+    truth = WEIGHTS * np.array([1.0, 1.0, 1 - 2 * concept])
+    return p, (rng.random(rows) < 1 / (1 + np.exp(-(x @ truth - 1)))).astype(np.float64)
+
+
+def _labels(store: MemoryStore, batch_id: str) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(store.get(layout.batch_labels("m", batch_id))))
+
+
+def test_the_monitor_in_the_store_announces_a_degraded_champion_once_with_a_complete_payload() -> None:
+    rng = np.random.default_rng(7)
+    store = MemoryStore()
+    _champion(store, "v1", *_scores(rng, 2_000))
+    _served(store, "v1", "b1", *_scores(rng, 2_000, concept=1.0))
+    update, note = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
+    assert note is None and update.announce and update.verdict.degraded
+    again, _ = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
+    assert not again.announce and again.state.n == 2_000  # a repeated batch counts once, announced once
+    payload = update.event_payload()
+    assert set(payload) | {"model", "event_id"} >= templated_keys(PERFORMANCE_DEGRADED)
+    assert payload["drift_onset"] == "2026-03-01T00:00:00"
+    assert payload["reference_version"] == "v1" and payload["kind"] == "performance"
+    assert json.loads(json.dumps(payload, allow_nan=False)) == payload
+    stored = evaluation.read_performance_state(store, "m", "v1")
+    assert stored.alerted and stored.alerted_batch_id == "b1"
+
+
+def test_a_champion_registered_before_baselines_is_skipped_with_a_note() -> None:
+    rng = np.random.default_rng(8)
+    store = MemoryStore()
+    _champion(store, "v0", *_scores(rng, 100), baseline=False)
+    _served(store, "v0", "b1", *_scores(rng, 500))
+    update, note = evaluation.monitor_performance(store, SPEC, "b1", "v0", _labels(store, "b1"), NOW)
+    assert update is None
+    assert "champion v0 has no holdout loss baseline" in note
+    assert not store.exists(layout.performance_state("m", "v0"))
+    check = monitoring.check_prediction_drift(store, SPEC, "b1", "v0")
+    assert not check.checked and "v0 has no holdout prediction profile" in check.notes[0]
+
+
+def test_monitoring_off_in_the_spec_does_nothing() -> None:
+    spec = SPEC.model_copy(update={"performance": PerformanceSpec(enabled=False)})
+    store = MemoryStore()
+    rng = np.random.default_rng(9)
+    _champion(store, "v1", *_scores(rng, 500))
+    _served(store, "v1", "b1", *_scores(rng, 500))
+    assert evaluation.monitor_performance(store, spec, "b1", "v1", _labels(store, "b1"), NOW) == (None, None)
+
+
+def test_prediction_drift_joins_the_drift_report_and_triggers_only_when_the_spec_says_so() -> None:
+    rng = np.random.default_rng(10)
+    store = MemoryStore()
+    holdout_p, holdout_y = _scores(rng, 5_000)
+    _champion(store, "v1", holdout_p, holdout_y)
+    _served(store, "v1", "same", _scores(rng, 5_000)[0])
+    _served(store, "v1", "shifted", np.clip(_scores(rng, 5_000)[0] + 0.15, 0, 1))
+    store.put(layout.drift_report("m", "same"), json.dumps({"drift": False, "features": {}}).encode())
+
+    same = monitoring.check_prediction_drift(store, SPEC, "same", "v1", drift_onset="2026-03-01T00:00:00")
+    assert same.checked and not same.drift and not same.triggered
+    assert same.stored_key == layout.drift_report("m", "same")
+    report = json.loads(store.get(layout.drift_report("m", "same")))
+    assert report["drift"] is False and report["prediction"]["version"] == "v1"
+    assert report["prediction"]["statistic"] == "ks" and report["prediction"]["score"] < 0.05
+
+    # No drift report yet (scored before profiling): a stand-alone object; off by default, no trigger.
+    shifted = monitoring.check_prediction_drift(store, SPEC, "shifted", "v1")
+    assert shifted.drift and not shifted.triggered
+    assert shifted.stored_key == layout.prediction_drift("m", "shifted")
+    assert monitoring.read_prediction_drift(store, "m", "shifted")["drift"] is True
+
+    triggering = SPEC.model_copy(update={"performance": PerformanceSpec(prediction_drift={"trigger_retrain": True})})
+    store.delete(layout.prediction_drift("m", "shifted"))
+    first = monitoring.check_prediction_drift(store, triggering, "shifted", "v1", drift_onset="2026-03-01T00:00:00")
+    assert first.triggered
+    payload = first.event_payload()
+    assert set(payload) | {"model", "event_id"} >= templated_keys(DRIFT_DETECTED)
+    assert (payload["kind"], payload["reference_version"], payload["drift_onset"]) == (
+        "prediction",
+        "v1",
+        "2026-03-01T00:00:00",
+    )
+    second = monitoring.check_prediction_drift(store, triggering, "shifted", "v1")
+    assert second.duplicate and not second.triggered
