@@ -279,17 +279,23 @@ def _client(url: str) -> Iterator[SyncPrefectClient]:
 
 
 def _alert_automations(client) -> list:
+    """Every automation tagged ``driftline-alert``, by name and, within a name, oldest first."""
+    from prefect.client.schemas.sorting import AutomationSort
     from prefect.events.filters import AutomationFilter, AutomationFilterTags
 
     found, offset = [], 0
     while page := client.read_automations(
-        automations=AutomationFilter(tags=AutomationFilterTags(any_=[ALERT_TAG])), limit=200, offset=offset
+        automations=AutomationFilter(tags=AutomationFilterTags(any_=[ALERT_TAG])),
+        sort=AutomationSort.CREATED_DESC,
+        limit=200,
+        offset=offset,
     ):
         found.extend(page)
         offset += len(page)
         if len(page) < 200:
             break
-    return sorted(found, key=lambda a: (a.name, str(a.id)))
+    # Oldest first within a name: that one is kept and updated, later copies are the duplicates.
+    return sorted(reversed(found), key=lambda automation: automation.name)
 
 
 def _block_documents(client) -> dict[str, Any]:
