@@ -28,7 +28,7 @@ AUTOMATIONS = REPO / "deployments" / "automations"
 PAYLOADS: list[tuple[str, dict[str, Any]]] = [
     ("driftline.drift.detected", {"batch_id": "b-0001", "kind": "input", "score": 0.42, "top_features": ["income"]}),
     ("driftline.drift.detected", {"batch_id": "b-0002", "kind": "input", "score": 0.57, "top_features": ["age"]}),
-    ("driftline.performance.degraded", {"batch_id": "b-0003", "champion": "v1", "estimate": 0.08, "n": 1500}),
+    ("driftline.performance.degraded", {"batch_id": "b-0003", "reference_version": "v1", "estimate": 0.08, "n": 1500}),
     ("driftline.candidate.rejected", {"version": "v2", "gate_summary": "gate failed: auc 0.71 < 0.75"}),
     ("driftline.model.promoted", {"champion": "v3", "previous": "v1", "reason": "shadow verdict: promote"}),
     ("driftline.model.rolled_back", {"champion": "v1", "previous": "v3", "reason": "rollback: guard"}),

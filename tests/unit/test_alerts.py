@@ -41,13 +41,17 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     },
     "driftline.performance.degraded": {
         "batch_id": "b-0050",
-        "champion": "v1",
-        "metric": "auc",
+        "kind": "performance",
+        "drift_onset": "2026-11-01T00:00:00+00:00",
+        "reference_version": "v1",
+        "since_batch_id": "b-0047",
         "estimate": 0.081,
         "lower": 0.032,
         "upper": 0.13,
+        "tolerance": 0.0,
         "n": 1500,
-        "verdict": "degraded",
+        "baseline_loss": 0.41,
+        "reasons": ["loss rose: lower bound 0.032 > tolerance 0"],
     },
     "driftline.candidate.rejected": {
         "version": "v20261101t120000-ab12",
@@ -69,7 +73,7 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 # What a reader must find in the body, beyond the model, the event name and the event id.
 KEY_FIELDS = {
     "driftline.drift.detected": ["b-0042", "0.4213", "income, age"],
-    "driftline.performance.degraded": ["b-0050", "auc", "0.081", "0.032", "0.13", "verdict: degraded"],
+    "driftline.performance.degraded": ["b-0050", "champion v1", "0.081", "0.032", "0.13", "1500", "lower bound 0.032"],
     "driftline.candidate.rejected": ["v20261101t120000-ab12", "gate failed: auc 0.71 < 0.75", "auc=0.7123"],
     "driftline.model.promoted": ["v2", "v1", "shadow verdict: promote"],
     "driftline.model.rolled_back": ["v1", "v2", "rollback: guard", "2000"],
