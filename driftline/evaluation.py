@@ -1,5 +1,5 @@
-"""When labels arrive: fold the batch into the shadow test, the post-promotion guard and the champion's
-performance monitor.
+"""When labels arrive: fold the batch into the shadow test, the post-promotion guard and (separately) the
+champion's performance monitor.
 
 Each keeps its state in S3 (``shadow/<model>/<candidate>/state.json``, ``guard/<model>/<champion>/
 state.json``, ``performance/<model>/<champion>/state.json``), updated by compare-and-swap so two
@@ -26,9 +26,10 @@ from driftline.store import ObjectStore, update_json
 class PerformanceUpdate:
     """The champion's performance monitor after a labelled batch.
 
-    ``announce`` is True for exactly one evaluation per champion: the one whose compare-and-swap flipped
-    the monitor's ``alerted`` flag on a degraded verdict. ``drift_onset`` is then the earliest event time
-    of the first batch of the stretch that shows the drop.
+    ``announce`` is True for the evaluation whose compare-and-swap claimed the announcement of a degraded
+    champion (one batch per champion), until the announcement's event id is recorded
+    (:func:`record_announcement`): a retried run still announces, a later one does not. ``drift_onset``
+    is then the earliest event time of the first batch of the stretch that shows the drop.
     """
 
     batch_id: str
@@ -68,7 +69,6 @@ class Evaluation:
     guard_state: guard.GuardState | None = None
     guard_verdict: guard.GuardVerdict | None = None
     notes: tuple[str, ...] = ()
-    performance: PerformanceUpdate | None = None
 
 
 def read_shadow_state(store: ObjectStore, model: str, candidate: str) -> shadow.ShadowState | None:
@@ -157,14 +157,7 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
             guard_state = guard.GuardState.from_dict(stored)
             guard_verdict = guard.decide_rollback(guard_state, spec.guard)
 
-    monitored = None
-    if champion:
-        monitored, note = monitor_performance(store, spec, batch_id, champion, labels, now)
-        if note:
-            notes.append(note)
-    return Evaluation(
-        model, batch_id, shadow_state, shadow_verdict, guard_state, guard_verdict, tuple(notes), monitored
-    )
+    return Evaluation(model, batch_id, shadow_state, shadow_verdict, guard_state, guard_verdict, tuple(notes))
 
 
 def read_performance_state(store: ObjectStore, model: str, champion: str) -> performance.PerformanceState | None:
@@ -172,6 +165,27 @@ def read_performance_state(store: ObjectStore, model: str, champion: str) -> per
         return performance.PerformanceState.from_dict(json.loads(store.get(layout.performance_state(model, champion))))
     except ObjectNotFoundError:
         return None
+
+
+def monitor_champion(
+    store: ObjectStore, spec: ModelSpec, batch_id: str, now: datetime
+) -> tuple[PerformanceUpdate | None, str | None]:
+    """Fold a labelled batch into the performance monitor of the model's current champion.
+
+    Kept apart from :func:`evaluate_batch`, so a problem here never holds up a shadow verdict or a rollback.
+
+    Returns:
+        See :func:`monitor_performance`; ``(None, note)`` also without labels or a champion.
+    """
+    if not spec.performance.enabled:
+        return None, None
+    champion = registry.read_alias(store, spec.name, "champion")
+    if champion is None or champion.version is None:
+        return None, f"performance: {spec.name} has no champion"
+    labels = scoring.read_labels(store, spec, batch_id)
+    if labels is None:
+        return None, f"performance: no labels for batch {batch_id}"
+    return monitor_performance(store, spec, batch_id, champion.version, labels, now)
 
 
 def monitor_performance(
@@ -203,7 +217,6 @@ def monitor_performance(
     if y.size == 0:
         return None, f"performance: labels of batch {batch_id} share no ids with the champion's predictions"
     losses = training.per_row_loss(spec.task, y, p)
-    announced: list[bool] = []
 
     def start() -> dict[str, Any]:
         state = performance.start_monitor(model, champion, baseline.loss, baseline.rows, now, baseline.loss_sd)
@@ -213,15 +226,14 @@ def monitor_performance(
         state = performance.fold_batch(
             performance.PerformanceState.from_dict(current), losses, batch_id, spec.performance, now
         )
-        state, flipped = performance.mark_alerted(state, performance.decide(state, spec.performance), batch_id, now)
-        announced[:] = [flipped]
+        state, _ = performance.mark_alerted(state, performance.decide(state, spec.performance), batch_id, now)
         return state.to_dict()
 
     state = performance.PerformanceState.from_dict(
         update_json(store, layout.performance_state(model, champion), start, fold)
     )
     verdict = performance.decide(state, spec.performance)
-    announce = bool(announced and announced[0])
+    announce = performance.should_announce(state, batch_id)
     onset = None
     if announce and verdict.since_batch_id is not None:
         onset = scoring.stored_event_time_min(store, spec, verdict.since_batch_id)
@@ -238,3 +250,17 @@ def _latencies(store: ObjectStore, spec: ModelSpec, batch_id: str, candidate: st
         "candidate_p99_ms": summary.get(candidate, {}).get("p99_ms"),
         "champion_p99_ms": summary.get(champion, {}).get("p99_ms"),
     }
+
+
+def record_announcement(store: ObjectStore, model: str, champion: str, event_id: str) -> None:
+    """Keep the id of the sent ``driftline.performance.degraded`` in the monitor: no run announces again."""
+
+    def record(current: dict[str, Any]) -> dict[str, Any]:
+        state = performance.PerformanceState.from_dict(current)
+        return performance.record_announcement(state, event_id).to_dict()
+
+    update_json(store, layout.performance_state(model, champion), _monitor_missing, record)
+
+
+def _monitor_missing() -> dict[str, Any]:
+    raise ObjectNotFoundError("the performance monitor vanished before its announcement was recorded")

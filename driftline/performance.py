@@ -202,8 +202,11 @@ class PerformanceState:
             "estimate", "lower", "upper", "tolerance", "verdict", "since"}``: the batch's own rows, mean
             loss and moments of ``d``, then the rows so far and the verdict's estimate and bounds.
         verdict: the decision after the last batch.
-        alerted: the degradation of this champion was announced (at most once per champion).
-        alerted_at / alerted_batch_id: when, and after which batch.
+        alerted: the champion was found degraded and one evaluation claimed its announcement (set once, by
+            compare-and-swap, so concurrent evaluations of different batches do not both announce).
+        alerted_at / alerted_batch_id: when, and the batch whose evaluation claimed it; only a run of that
+            batch announces, so a retried run still can.
+        alert_event_id: the announcement's event id once it was sent; no run announces after that.
     """
 
     model: str
@@ -222,6 +225,7 @@ class PerformanceState:
     alerted: bool = False
     alerted_at: str | None = None
     alerted_batch_id: str | None = None
+    alert_event_id: str | None = None
 
     @property
     def variance(self) -> float:
@@ -258,6 +262,7 @@ class PerformanceState:
             alerted=bool(data["alerted"]),
             alerted_at=data.get("alerted_at"),
             alerted_batch_id=data.get("alerted_batch_id"),
+            alert_event_id=data.get("alert_event_id"),
         )
 
 
@@ -368,13 +373,28 @@ def fold_batch(
 def mark_alerted(
     state: PerformanceState, verdict: PerformanceVerdict, batch_id: str, now: datetime
 ) -> tuple[PerformanceState, bool]:
-    """Record that the degradation is announced; True only for the call that flips the flag.
+    """Claim the announcement of a degraded champion for ``batch_id``; True only for the call that claims it.
 
     Applied inside a compare-and-swap, so of two runs that both see the champion degraded, one announces.
     """
     if state.alerted or verdict.verdict != "degraded":
         return state, False
     return replace(state, alerted=True, alerted_at=now.isoformat(), alerted_batch_id=batch_id), True
+
+
+def should_announce(state: PerformanceState, batch_id: str) -> bool:
+    """Whether the evaluation of ``batch_id`` is to send the announcement: it claimed it, and it is not sent.
+
+    A run that claimed it and failed before sending is retried with the same batch and sends it then.
+    """
+    return state.alerted and state.alerted_batch_id == batch_id and state.alert_event_id is None
+
+
+def record_announcement(state: PerformanceState, event_id: str) -> PerformanceState:
+    """The state once the announcement was sent (idempotent)."""
+    if state.alert_event_id is not None:
+        return state
+    return replace(state, alert_event_id=event_id)
 
 
 # -------------------------------------------------------------------------------------------- verdict

@@ -8,12 +8,20 @@ from prefect import flow
 from driftline.events import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, SHADOW_DECIDED
 from tasks.batches import load_spec
 from tasks.events import publish
-from tasks.shadow import evaluate_labelled_batch, publish_performance_artifact, publish_shadow_artifact, roll_back
+from tasks.shadow import (
+    evaluate_labelled_batch,
+    monitor_champion,
+    publish_performance_artifact,
+    publish_shadow_artifact,
+    record_performance_announcement,
+    roll_back,
+)
 
 
 @flow(name="shadow-evaluate", log_prints=True)
 def shadow_evaluate(model: str, batch_id: str) -> dict:
-    """Fold labelled batch `batch_id` into the running shadow test and post-promotion guard of `model`."""
+    """Fold labelled batch `batch_id` into the shadow test, the post-promotion guard and the champion's
+    performance monitor of `model`; announce what they decide."""
     spec = load_spec(model)
     result = evaluate_labelled_batch(spec, batch_id)
     for note in result.notes:
@@ -42,12 +50,17 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
             switch = roll_back(spec, "; ".join(guard.reasons))
             publish(model, MODEL_ROLLED_BACK, {**switch.to_dict(), "evidence": guard.to_dict()})
             outcome["rolled_back_to"] = switch.champion
-    monitored = result.performance
+
+    monitored, note = monitor_champion(spec, batch_id)
+    if note:
+        print(note)
     if monitored is not None:
         publish_performance_artifact(monitored)
-        verdict = monitored.verdict
-        print(f"performance of {monitored.state.champion}: {verdict.verdict}; {'; '.join(verdict.reasons)}")
-        outcome["performance"] = verdict.to_dict()
+        health = monitored.verdict
+        print(f"performance of {monitored.state.champion}: {health.verdict}; {'; '.join(health.reasons)}")
+        outcome["performance"] = health.to_dict()
         if monitored.announce:
-            outcome["performance_event"] = publish(model, PERFORMANCE_DEGRADED, monitored.event_payload())
+            event_id = publish(model, PERFORMANCE_DEGRADED, monitored.event_payload())
+            record_performance_announcement(model, monitored.state.champion, event_id)
+            outcome["performance_event"] = event_id
     return outcome

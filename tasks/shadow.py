@@ -16,7 +16,7 @@ from tasks.common import artifact_key, store
 
 @task(cache_policy=NO_CACHE)
 def evaluate_labelled_batch(spec: ModelSpec, batch_id: str) -> evaluation.Evaluation:
-    """Fold the batch into the running shadow test, the guard and the champion's performance monitor."""
+    """Fold the batch into the running shadow test and guard."""
     return evaluation.evaluate_batch(store(), spec, batch_id, datetime.now(UTC))
 
 
@@ -39,6 +39,18 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
     create_markdown_artifact(key=artifact_key("shadow", state.model), markdown=markdown, description=title)
     rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
     create_table_artifact(key=artifact_key("shadow-bounds", state.model), table=rows, description=title)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def monitor_champion(spec: ModelSpec, batch_id: str) -> tuple[evaluation.PerformanceUpdate | None, str | None]:
+    """Fold the batch into the champion's performance monitor (None and a note when there is nothing to watch)."""
+    return evaluation.monitor_champion(store(), spec, batch_id, datetime.now(UTC))
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def record_performance_announcement(model: str, champion: str, event_id: str) -> None:
+    """The degradation is announced: keep the event id so no later run announces it again."""
+    evaluation.record_announcement(store(), model, champion, event_id)
 
 
 @task(cache_policy=NO_CACHE)

@@ -107,7 +107,7 @@ def test_a_concept_change_without_input_drift_degrades_the_champion_and_retrains
     event_id = evaluated["performance_event"]
     assert shadow_evaluate(model, batch_id).get("performance_event") is None  # announced once per champion
     state = evaluation.read_performance_state(store, model, champion)
-    assert state.alerted and state.batch_ids == [batch_id] and state.n == ROWS
+    assert state.alerted and state.alert_event_id == event_id and state.batch_ids == [batch_id] and state.n == ROWS
 
     # The next labelled batch counts too, and is not announced again.
     later = _add(store, model, 6, concept=None)

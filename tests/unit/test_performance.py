@@ -240,6 +240,7 @@ def test_state_survives_a_json_round_trip() -> None:
     for i in range(3):
         state = fold_batch(state, champion_losses(rng, (400,), concept=1.0), f"b{i}", POLICY, NOW)
     state, announced = mark_alerted(state, decide(state, POLICY), "b2", NOW)
+    state = performance.record_announcement(state, "e1")
     assert announced
     restored = PerformanceState.from_dict(json.loads(json.dumps(state.to_dict(), allow_nan=False)))
     assert restored == state
@@ -257,6 +258,10 @@ def test_a_degradation_is_announced_once_per_champion() -> None:
     state, second = mark_alerted(state, verdict, "b1", NOW)
     assert (first, second) == (True, False)
     assert state.alerted and state.alerted_batch_id == "b1"
+    assert performance.should_announce(state, "b1") and not performance.should_announce(state, "b2")
+    sent = performance.record_announcement(state, "e1")
+    assert not performance.should_announce(sent, "b1")
+    assert performance.record_announcement(sent, "e2").alert_event_id == "e1"
     healthy = fold_batch(monitor_from_holdout(rng), champion_losses(rng, (2_000,)), "b1", POLICY, NOW)
     assert mark_alerted(healthy, decide(healthy, POLICY), "b1", NOW) == (healthy, False)
 
@@ -382,14 +387,23 @@ def _labels(store: MemoryStore, batch_id: str) -> pl.DataFrame:
 
 
 def test_the_monitor_in_the_store_announces_a_degraded_champion_once_with_a_complete_payload() -> None:
+    """Only the evaluation that claimed the announcement sends it, until its event id is recorded."""
     rng = np.random.default_rng(7)
     store = MemoryStore()
     _champion(store, "v1", *_scores(rng, 2_000))
     _served(store, "v1", "b1", *_scores(rng, 2_000, concept=1.0))
     update, note = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
     assert note is None and update.announce and update.verdict.degraded
+    # A retry before the announcement went out announces (at least once); a repeated batch counts once.
+    retried, _ = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
+    assert retried.announce and retried.state.n == 2_000
+    evaluation.record_announcement(store, "m", "v1", "event-1")
     again, _ = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
-    assert not again.announce and again.state.n == 2_000  # a repeated batch counts once, announced once
+    assert not again.announce and again.state.alert_event_id == "event-1"
+    # Another degraded batch, even evaluated at the same time as the first, never announces.
+    _served(store, "v1", "b2", *_scores(rng, 2_000, concept=1.0))
+    later, _ = evaluation.monitor_performance(store, SPEC, "b2", "v1", _labels(store, "b2"), NOW)
+    assert later.verdict.degraded and not later.announce and later.state.n == 4_000
     payload = update.event_payload()
     assert set(payload) | {"model", "event_id"} >= templated_keys(PERFORMANCE_DEGRADED)
     assert payload["drift_onset"] == "2026-03-01T00:00:00"
