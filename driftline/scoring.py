@@ -142,9 +142,10 @@ def read_labels(store: ObjectStore, spec: ModelSpec, batch_id: str) -> pl.DataFr
 def labelled_predictions(
     labels: pl.DataFrame, predictions: pl.DataFrame, spec: ModelSpec
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(y, prediction) on the rows labels and predictions share, in id order."""
+    """(y, prediction) on the rows labels and predictions share, in id order; rows without a label are left out."""
     joined = (
         labels.select(spec.id_column, spec.target)
+        .drop_nulls(spec.target)
         .join(predictions.select(spec.id_column, "prediction"), on=spec.id_column)
         .sort(spec.id_column)
     )

@@ -470,3 +470,15 @@ def test_prediction_drift_joins_the_drift_report_and_triggers_only_when_the_spec
     )
     second = monitoring.check_prediction_drift(store, triggering, "shifted", "v1")
     assert second.duplicate and not second.triggered
+
+
+def test_rows_without_a_label_are_left_out_of_the_monitor() -> None:
+    rng = np.random.default_rng(12)
+    store = MemoryStore()
+    _champion(store, "v1", *_scores(rng, 500))
+    _served(store, "v1", "b1", *_scores(rng, 600))
+    labels = _labels(store, "b1").with_columns(
+        pl.when(pl.col("id") < 10).then(None).otherwise(pl.col("default")).alias("default")
+    )
+    update, note = evaluation.monitor_performance(store, SPEC, "b1", "v1", labels, NOW)
+    assert note is None and update.state.n == 590
