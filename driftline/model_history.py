@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from driftline import layout, registry, scoring, training
+from driftline import layout, monitoring, registry, scoring, training
 from driftline.errors import ObjectNotFoundError
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
@@ -31,7 +31,7 @@ class BatchPoint:
     champion: str | None = None
     metric: float | None = None
     labelled_rows: int = 0
-    performance: dict[str, float | None] | None = None  # the performance monitor's loss increase and bounds
+    performance: dict[str, Any] | None = None  # the performance monitor after this batch: loss increase, bounds
     latency_ms: dict[str, float | None] = field(default_factory=dict)  # the champion's p50/p95/p99
     failures: int = 0
 
@@ -105,30 +105,35 @@ def _latency(facts: dict[str, Any] | None) -> dict[str, float | None]:
     return {name: facts.get(f"{name}_ms") for name in ("p50", "p95", "p99")}
 
 
-def collect_history(
-    store: ObjectStore,
-    spec: ModelSpec,
-    last: int | None = None,
-    performance_points: dict[str, dict[str, float | None]] | None = None,
-) -> ModelHistory:
-    """Everything stored about the model's last ``last`` batches (all when None), oldest first.
+def performance_points(store: ObjectStore, model: str, versions: set[str]) -> dict[str, dict[str, Any]]:
+    """batch id -> the performance monitor's point after that batch (loss increase over the holdout and its
+    bounds, tolerance, verdict), from the monitor state of each champion that served."""
+    points: dict[str, dict[str, Any]] = {}
+    for version in sorted(versions):
+        state = _json(store, layout.performance_state(model, version))
+        for point in (state or {}).get("history", []):
+            keep = ("estimate", "lower", "upper", "tolerance", "verdict", "loss", "n")
+            points[point["batch_id"]] = {key: point.get(key) for key in keep}
+    return points
 
-    Args:
-        performance_points: batch id -> {estimate, lower, upper} of the performance monitor, when known.
-    """
+
+def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None) -> ModelHistory:
+    """Everything stored about the model's last ``last`` batches (all when None), oldest first."""
     model = spec.name
     batch_ids = _batch_ids(store, model)
     if last is not None:
         batch_ids = batch_ids[-last:]
     points = []
+    champions = {r.get("to") for r in registry.audit_trail(store, model) if r.get("alias") == "champion"}
+    performance = performance_points(store, model, {v for v in champions if v})
     for batch_id in batch_ids:
         report = _json(store, layout.drift_report(model, batch_id)) or {}
-        prediction = report.get("prediction") or {}
+        prediction = report.get("prediction") or monitoring.read_prediction_drift(store, model, batch_id) or {}
         summary = _json(store, layout.scoring_summary(model, batch_id))
         served = served_metric(store, spec, batch_id, summary) if summary else None
         champion, metric, labelled = served if served else (None, None, 0)
         facts = (summary or {}).get(champion) if champion else None
-        failures = sum(1 for _ in store.list(layout.predictions_prefix(model, batch_id)) if _.endswith(".failed.json"))
+        failures = sum(1 for f in (summary or {}).values() if isinstance(f, dict) and f.get("status") == "failed")
         points.append(
             BatchPoint(
                 batch_id=batch_id,
@@ -140,7 +145,7 @@ def collect_history(
                 champion=champion,
                 metric=metric,
                 labelled_rows=labelled,
-                performance=(performance_points or {}).get(batch_id),
+                performance=performance.get(batch_id),
                 latency_ms=_latency(facts),
                 failures=failures,
             )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -74,3 +79,43 @@ def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
             os.killpg(process.pid, 9)
             process.wait()
         log.close()
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint on loopback that records every JSON body POSTed to it, with its arrival time."""
+
+    url: str
+    received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def about(self, model: str) -> list[tuple[float, dict[str, Any]]]:
+        with self.lock:
+            return [(at, body) for at, body in self.received if f"model: {model}\n" in body.get("body", "")]
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[Receiver]:
+    """A real HTTP server on a free loopback port that records the notifications it receives."""
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with state.lock:
+                state.received.append((time.monotonic(), json.loads(body)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_port}/hooks/driftline"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,12 +8,9 @@ sends probe events on a model of its own until one is notified, and only then th
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,7 +19,7 @@ from typer.testing import CliRunner
 from driftline.cli import alerts, prefect_api
 from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, new_event
 from driftline.settings import Settings
-from tests.support import REPO
+from tests.support import REPO, Receiver, webhook_receiver
 
 AUTOMATIONS = REPO / "deployments" / "automations"
 PAYLOADS: list[tuple[str, dict[str, Any]]] = [
@@ -35,43 +32,10 @@ PAYLOADS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@dataclass
-class Receiver:
-    """A webhook endpoint on loopback that records every JSON body POSTed to it, with its arrival time."""
-
-    url: str
-    received: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def about(self, model: str) -> list[tuple[float, dict[str, Any]]]:
-        with self.lock:
-            return [(at, body) for at, body in self.received if f"model: {model}\n" in body.get("body", "")]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with state.lock:
-                state.received.append((time.monotonic(), json.loads(body)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_port}/hooks/driftline"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with webhook_receiver() as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
