@@ -36,6 +36,9 @@ def test_keys_follow_the_documented_layout() -> None:
     assert layout.shadow_state("m", "v1") == "shadow/m/v1/state.json"
     assert layout.outbox_event("m", "01abc") == "events/m/01abc.json"
     assert layout.audit_record("m", "01abc") == "audit/m/01abc.json"
+    assert layout.performance_state("m", "v1") == "performance/m/v1/state.json"
+    assert layout.holdout_prediction_profile("m", "v1") == "models/m/versions/v1/holdout_predictions.bin"
+    assert layout.prediction_drift("m", "b1") == "drift/m/_prediction/b1.json"
 
 
 def test_every_key_builder_validates_every_name() -> None:
@@ -45,5 +48,9 @@ def test_every_key_builder_validates_every_name() -> None:
         layout.model_booster("m", "v1/../../champion")
     with pytest.raises(InvalidNameError, match="model"):
         layout.drift_report("M", "b")
+    with pytest.raises(InvalidNameError, match="version"):
+        layout.performance_state("m", "../v1")
+    with pytest.raises(InvalidNameError, match="batch id"):
+        layout.prediction_drift("m", "_history")
     with pytest.raises(InvalidNameError, match="alias"):
         layout.alias("m", "king")
