@@ -1,0 +1,941 @@
+"""Backtest: replay a time-ordered history through the loop's own decisions, once per retraining policy.
+
+The point is to show, on a user's own history, whether drift-triggered retraining pays and at what cost.
+The history (one parquet: id, time, features and target, as the spec names them) is cut by time into
+equal-count batches and replayed in memory, with no Prefect and no S3, through the functions production
+uses: ``profiling`` (batch profiles), ``drift.compare_profiles`` + ``hysteresis_met`` (input drift),
+``performance`` (the champion's loss against its holdout), ``cooldown`` (claims, admission, waiting for
+labels since the onset), ``retraining.select_window`` / ``decide_placement``, ``training`` (time split,
+train, predict, per-row loss), ``validation.evaluate_gates`` and ``shadow`` (the anytime-valid test).
+
+Each step ``t`` of the replay is what production sees when batch ``t`` arrives:
+
+1. the champion scores batch ``t`` (its metric on the batch is what the report shows; the labels are
+   used for nothing else yet); a candidate in shadow scores it too; the batch is checked for input drift
+   against the champion's reference profile (the merged profiles of its training batches);
+2. the labels of batch ``t - label_delay`` arrive: they fold into the shadow test and the champion's
+   performance monitor;
+3. decisions: the shadow verdict (promote / reject / inconclusive), then the policy's retrain, trained
+   on the labelled batches only (at most batch ``t - label_delay``): no label is used before it arrives.
+
+Policies: ``never`` (the first champion stays), ``periodic:K`` (a retrain after every K served batches)
+and ``drift`` (the spec's policy: a retrain when input drift is declared with hysteresis or when the
+performance monitor says degraded, through the same claim, shadow-slot and waiting-for-labels rules as
+the retrain flow). With ``promotion="shadow"`` (the loop as deployed) a candidate that passes every gate
+enters shadow and is promoted on the shadow test's verdict; with ``promotion="gates"`` it replaces the
+champion as soon as every gate passes (how fast a policy could react at best).
+
+Differences from production, on purpose: the timing gates (p99 latency, throughput) are skipped, so the
+replay is deterministic and a loaded machine cannot change it; the post-promotion guard (rollback) is
+not replayed; a promote verdict promotes even with ``promotion: manual``. A model is determined by its
+training batches, so policies that train on the same window share it (and its cost is still counted
+for each of them).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+
+from driftline import performance, profiling, retraining, shadow, training, validation
+from driftline.cooldown import RetrainRequest, admit, enough_labels_since_onset, idempotency_key
+from driftline.drift import DriftReport, compare_profiles, hysteresis_met
+from driftline.errors import InputError
+from driftline.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from whylogs.core import DatasetProfileView
+
+PolicyKind = Literal["never", "periodic", "drift"]
+Promotion = Literal["shadow", "gates"]
+Progress = Callable[[int, int, str], None]
+MIN_BATCH_ROWS = 200
+DEFAULT_POLICIES = "never,periodic:1,drift"
+METRICS = {"binary": "auc", "regression": "rmse"}
+
+
+# ----------------------------------------------------------------------------------------------- policies
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A retraining policy: ``never``, ``periodic:K`` or ``drift``."""
+
+    name: str
+    kind: PolicyKind
+    every: int = 0  # periodic: retrain after every ``every`` served batches
+
+
+def parse_policy(text: str) -> Policy:
+    """Parse one policy name.
+
+    Raises:
+        InputError: not ``never``, ``drift`` or ``periodic:K`` with an integer K >= 1.
+    """
+    name = text.strip()
+    if name in ("never", "drift"):
+        return Policy(name, name)  # type: ignore[arg-type]
+    if name.startswith("periodic:"):
+        every = name.removeprefix("periodic:")
+        if every.isdigit() and int(every) >= 1:
+            return Policy(f"periodic:{int(every)}", "periodic", int(every))
+    raise InputError(
+        f"bad policy {text!r}: use never, drift or periodic:K (K a whole number of batches >= 1, e.g. periodic:4)"
+    )
+
+
+def parse_policies(text: str | Sequence[str]) -> list[Policy]:
+    """Parse a comma-separated list (or a sequence) of policy names, e.g. ``never,periodic:1,drift``.
+
+    Raises:
+        InputError: an empty list, a bad policy (named) or the same policy twice.
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    items = [item for item in (i.strip() for i in items) if item]
+    if not items:
+        raise InputError("no policies given: use e.g. --policies never,periodic:1,drift")
+    policies = [parse_policy(item) for item in items]
+    names = [policy.name for policy in policies]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise InputError(f"policy {', '.join(repeated)} listed twice")
+    return policies
+
+
+# ----------------------------------------------------------------------------------------------- history
+
+
+def load_history(path: str | Path, spec: ModelSpec, time_column: str | None = None) -> tuple[pl.DataFrame, ModelSpec]:
+    """Read a history parquet with the spec's columns, sorted by (time, id).
+
+    Args:
+        path: parquet with the id, time, feature and target columns.
+        spec: names the columns and the task.
+        time_column: overrides ``spec.time_column``.
+
+    Returns:
+        The frame (only the spec's columns, rows without a time or target dropped) and the spec, with
+        ``time_column`` set when overridden.
+
+    Raises:
+        InputError: unreadable file, missing columns (all named), a time column that is not a date/time or
+            integer epoch, or a binary target that is not 0/1.
+    """
+    source = str(path)
+    if time_column is not None and time_column != spec.time_column:
+        try:
+            spec = ModelSpec.model_validate({**spec.model_dump(), "time_column": time_column})
+        except ValueError as error:
+            raise InputError(f"--time-col {time_column!r}: {error}") from error
+    schema = profiling.parquet_schema(path)
+    required = [spec.id_column, spec.time_column, *spec.features.all, spec.target]
+    missing = [column for column in required if column not in schema]
+    if missing:
+        roles = {spec.id_column: "id", spec.time_column: "time", spec.target: "target"}
+        named = ", ".join(f"{c!r}" + (f" ({roles[c]} column)" if c in roles else "") for c in missing)
+        raise InputError(f"{source}: missing column(s) {named}; it has {', '.join(map(repr, schema))}")
+    time_dtype = schema[spec.time_column]
+    if not (time_dtype.is_temporal() or time_dtype.is_integer()):
+        raise InputError(
+            f"{source}: time column {spec.time_column!r} is {time_dtype}; expected a date/time or integer epoch "
+            "seconds (choose another with --time-col)"
+        )
+    frame = pl.read_parquet(path, columns=required)
+    frame = frame.drop_nulls([spec.time_column, spec.target]).filter(pl.col(spec.target).cast(pl.Float64).is_not_nan())
+    if frame.height == 0:
+        raise InputError(f"{source}: no row has both a time ({spec.time_column!r}) and a target ({spec.target!r})")
+    try:
+        target = frame.get_column(spec.target).cast(pl.Float64, strict=True)
+    except pl.exceptions.PolarsError as error:
+        raise InputError(f"{source}: target {spec.target!r} is {schema[spec.target]}, not numeric") from error
+    if spec.task == "binary":
+        bad = target.filter(~target.is_in([0.0, 1.0]))
+        if bad.len():
+            raise InputError(
+                f"{source}: binary target {spec.target!r} must be 0 or 1; {bad.len()} row(s) are not, "
+                f"e.g. {bad.unique().sort().head(5).to_list()}"
+            )
+    frame = frame.with_columns(target.alias(spec.target))
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c in spec.features.categorical)
+    return frame.sort([spec.time_column, spec.id_column], maintain_order=True), spec
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One replayed batch: rows ``[offset, offset + rows)`` of the time-ordered history."""
+
+    index: int
+    batch_id: str
+    frame: pl.DataFrame
+    y: np.ndarray
+    start: Any  # first event time (the column's own type)
+    end: Any  # last event time
+    arrived: datetime  # when the batch is complete (its last event time, UTC)
+
+    @property
+    def rows(self) -> int:
+        return self.frame.height
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def _as_text(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def split_batches(frame: pl.DataFrame, spec: ModelSpec, batches: int) -> list[Batch]:
+    """Cut the time-ordered rows into ``batches`` consecutive batches of equal count (sizes differ by one at most).
+
+    Raises:
+        InputError: fewer than 2 batches, or fewer than ``MIN_BATCH_ROWS`` rows per batch.
+    """
+    if batches < 2:
+        raise InputError(f"--batches must be at least 2, got {batches}")
+    rows = frame.height
+    if rows // batches < MIN_BATCH_ROWS:
+        raise InputError(
+            f"{rows:,} rows in {batches} batches is {rows // batches:,} rows per batch; each batch needs at least "
+            f"{MIN_BATCH_ROWS} rows to be scored and profiled (use fewer --batches)"
+        )
+    bounds = np.linspace(0, rows, batches + 1).round().astype(int)
+    width = max(3, len(str(batches - 1)))
+    out = []
+    for index in range(batches):
+        part = frame.slice(int(bounds[index]), int(bounds[index + 1] - bounds[index]))
+        times = part.get_column(spec.time_column)
+        out.append(
+            Batch(
+                index=index,
+                batch_id=f"b{index:0{width}d}",
+                frame=part,
+                y=part.get_column(spec.target).to_numpy(),
+                start=times.min(),
+                end=times.max(),
+                arrived=_as_utc(times.max()),
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """One batch of one policy: the model in service, its metric, and what was decided after it."""
+
+    batch: int
+    batch_id: str
+    start: str
+    metric: float  # NaN when the batch cannot be scored (a binary batch with one class)
+    version: str  # the model in service on this batch
+    trained_through: int  # newest batch whose labels that model was trained on
+    retrained: bool  # a candidate was trained after this batch
+    promoted: bool  # a new champion serves from the next batch
+    candidate: str | None = None  # the candidate trained after this batch
+    candidate_trained_through: int | None = None  # newest batch whose labels the candidate was trained on
+    drift: bool = False  # input drift declared (with hysteresis) on this batch
+    degraded: bool = False  # the performance monitor said degraded after this batch's labels arrived
+    events: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch,
+            "batch_id": self.batch_id,
+            "start": self.start,
+            "metric": _finite_or_none(self.metric),
+            "version": self.version,
+            "trained_through": self.trained_through,
+            "retrained": self.retrained,
+            "promoted": self.promoted,
+            "candidate": self.candidate,
+            "candidate_trained_through": self.candidate_trained_through,
+            "drift": self.drift,
+            "degraded": self.degraded,
+            "events": list(self.events),
+        }
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """A policy's replay: per batch, and totals."""
+
+    policy: Policy
+    per_batch: list[BatchOutcome]
+    retrains: int
+    promotions: int
+    train_seconds: float  # training + gates of every model this policy trained (shared ones counted too)
+    rows_trained: int  # training rows of every model this policy trained
+
+    @property
+    def mean_metric(self) -> float:
+        return _nanmean([outcome.metric for outcome in self.per_batch])
+
+    def mean_metric_from(self, batch: int) -> float:
+        """Mean metric over the batches from index ``batch`` on."""
+        return _nanmean([outcome.metric for outcome in self.per_batch if outcome.batch >= batch])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean_metric": _finite_or_none(self.mean_metric),
+            "retrains": self.retrains,
+            "promotions": self.promotions,
+            "train_seconds": round(self.train_seconds, 3),
+            "rows_trained": self.rows_trained,
+            "per_batch": [outcome.to_dict() for outcome in self.per_batch],
+        }
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Every policy's replay of the same batches."""
+
+    metric: str
+    task: str
+    model: str
+    batches: int
+    rows: int
+    first_served: int
+    label_delay: int
+    promotion: Promotion
+    policies: dict[str, PolicyResult]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "auc"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (DESIGN section 8: ``metric`` and ``policies`` with their keys, plus context)."""
+        return {
+            "metric": self.metric,
+            "task": self.task,
+            "model": self.model,
+            "batches": self.batches,
+            "rows": self.rows,
+            "first_served_batch": self.first_served,
+            "label_delay": self.label_delay,
+            "promotion": self.promotion,
+            "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
+            "policies": {name: result.to_dict() for name, result in self.policies.items()},
+        }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A trained model, named after its newest training batch."""
+
+    name: str
+    window: tuple[int, ...]
+    trained: training.TrainedModel | None  # None: training failed (``failure`` says why)
+    holdout: pl.DataFrame
+    reference: DatasetProfileView | None
+    baseline: performance.Baseline | None
+    seconds: float
+    rows: int
+    failure: str | None = None
+
+    @property
+    def newest(self) -> int:
+        return self.window[-1]
+
+
+class _Lab:
+    """What every policy's replay shares: batches, their profiles, and models, predictions, gate reports and
+    drift reports keyed by what determines them (so two policies doing the same thing compute it once)."""
+
+    def __init__(self, batches: list[Batch], spec: ModelSpec, nthread: int) -> None:
+        self.batches = batches
+        self.spec = spec
+        # The timing gates measure this machine, not the model: a replay must not depend on its load.
+        self.gate_spec = spec.model_copy(
+            update={
+                "gates": spec.gates.model_copy(update={"max_p99_latency_ms": None, "min_throughput_rows_per_s": None})
+            }
+        )
+        self.nthread = nthread
+        self.profiles: dict[int, DatasetProfileView] = {}
+        self.models: dict[tuple[int, ...], _Model] = {}
+        self.predictions: dict[tuple[str, int], np.ndarray] = {}
+        self.gates: dict[tuple[str, str], tuple[validation.GateReport, float]] = {}
+        self.drift: dict[tuple[str, int], DriftReport] = {}
+
+    def profile(self, index: int) -> DatasetProfileView:
+        if index not in self.profiles:
+            self.profiles[index] = profiling.profile_frame(self.batches[index].frame.select(self.spec.batch_columns))
+        return self.profiles[index]
+
+    def model(self, window: tuple[int, ...]) -> _Model:
+        if window in self.models:
+            return self.models[window]
+        spec = self.spec
+        name = f"m{self.batches[window[-1]].batch_id.removeprefix('b')}"
+        frame = retraining.restrict_days(pl.concat([self.batches[i].frame for i in window]), spec)
+        started = time.perf_counter()
+        try:
+            split = training.time_split(frame, spec)
+            trained = training.train(split, spec, self.nthread)
+            holdout_prediction = training.predict(trained.booster, trained.encoder, split.holdout)
+            baseline = performance.baseline_of(
+                spec.task, split.holdout.get_column(spec.target).to_numpy(), holdout_prediction
+            )
+        except InputError as error:
+            model = _Model(name, window, None, frame.head(0), None, None, time.perf_counter() - started, 0, str(error))
+        else:
+            reference = profiling.merge(self.profile(i) for i in window)
+            seconds = time.perf_counter() - started
+            model = _Model(name, window, trained, split.holdout, reference, baseline, seconds, split.train.height)
+        self.models[window] = model
+        return model
+
+    def predict(self, model: _Model, index: int) -> np.ndarray:
+        key = (model.name, index)
+        if key not in self.predictions:
+            assert model.trained is not None
+            self.predictions[key] = training.predict(
+                model.trained.booster, model.trained.encoder, self.batches[index].frame, nthread=self.nthread
+            )
+        return self.predictions[key]
+
+    def gate(self, candidate: _Model, champion: _Model) -> tuple[validation.GateReport, float]:
+        key = (candidate.name, champion.name)
+        if key not in self.gates:
+            assert candidate.trained is not None and champion.trained is not None
+            started = time.perf_counter()
+            cand, champ = candidate.trained, champion.trained
+            report = validation.evaluate_gates(
+                spec=self.gate_spec,
+                holdout=candidate.holdout,
+                candidate=lambda frame: training.predict(cand.booster, cand.encoder, frame),
+                champion=lambda frame: training.predict(champ.booster, champ.encoder, frame),
+                candidate_features=list(cand.encoder.features),
+                model_bytes=len(training.model_bytes(cand.booster)),
+                seed=self.spec.xgboost.seed,
+            )
+            self.gates[key] = (report, time.perf_counter() - started)
+        return self.gates[key]
+
+    def drift_report(self, champion: _Model, index: int) -> DriftReport:
+        key = (champion.name, index)
+        if key not in self.drift:
+            assert champion.reference is not None and champion.trained is not None
+            self.drift[key] = compare_profiles(
+                champion.reference,
+                self.profile(index),
+                numeric=self.spec.features.numeric,
+                categorical=self.spec.features.categorical,
+                weights=champion.trained.importances,
+                policy=self.spec.drift,
+            )
+        return self.drift[key]
+
+    def metric(self, model: _Model, index: int) -> float:
+        batch = self.batches[index]
+        try:
+            return training.evaluate(self.spec.task, batch.y, self.predict(model, index))[METRICS[self.spec.task]]
+        except InputError:  # a binary batch with a single class has no AUC
+            return math.nan
+
+    def labelled_window(self, step: int, label_delay: int) -> tuple[int, ...]:
+        """The training window at the end of ``step``: the spec's last labelled batches, none unlabelled."""
+        newest = step - label_delay
+        ids = retraining.select_window([b.batch_id for b in self.batches[: newest + 1]], self.spec)
+        return tuple(int(batch_id.removeprefix("b")) for batch_id in ids)
+
+    def rows_since(self, window: tuple[int, ...], onset: Any) -> int:
+        frame = pl.concat([self.batches[i].frame for i in window])
+        return retraining.rows_since(frame, self.spec, _as_text(onset))
+
+
+# ----------------------------------------------------------------------------------------------- replay
+
+
+@dataclass
+class _Pending:
+    request: RetrainRequest
+    onset: Any
+
+
+class _Replay:
+    """One policy's walk through the batches (mutable; ``run`` returns the frozen result)."""
+
+    def __init__(self, lab: _Lab, policy: Policy, first: _Model, first_served: int, delay: int, promotion: Promotion):
+        self.lab, self.policy, self.delay, self.promotion = lab, policy, delay, promotion
+        self.spec = lab.spec
+        self.first_served = first_served
+        self.champion = first
+        self.candidate: _Model | None = None
+        self.shadow_state: shadow.ShadowState | None = None
+        self.monitor = self._start_monitor(first, lab.batches[first_served - 1].arrived)
+        self.scored: dict[int, str] = {}  # batch -> champion that served it
+        self.shadow_scored: set[int] = set()
+        self.drift_history: list[bool] = []
+        self.claims: set[str] = set()
+        self.pending: _Pending | None = None
+        self.retrains = self.promotions = self.rows_trained = 0
+        self.train_seconds = 0.0
+        self.outcomes: list[BatchOutcome] = []
+
+    def _start_monitor(self, model: _Model, now: datetime) -> performance.PerformanceState | None:
+        if not self.spec.performance.enabled or model.baseline is None:
+            return None
+        baseline = model.baseline
+        return performance.start_monitor(
+            self.spec.name, model.name, baseline.loss, baseline.rows, now, baseline_sd=baseline.loss_sd
+        )
+
+    def step(self, t: int) -> None:
+        lab, spec = self.lab, self.spec
+        batch = lab.batches[t]
+        now = batch.arrived
+        serving = self.champion
+        events: list[str] = []
+
+        # 1. The batch arrives: the champion serves it, a candidate in shadow scores it beside it.
+        metric = lab.metric(serving, t)
+        self.scored[t] = serving.name
+        if self.candidate is not None:
+            lab.predict(self.candidate, t)
+            self.shadow_scored.add(t)
+        report = lab.drift_report(serving, t)
+        self.drift_history.append(report.drift)
+        hysteresis = spec.drift.hysteresis
+        declared = report.drift and hysteresis_met(self.drift_history, hysteresis.k, hysteresis.m)
+        if declared:
+            events.append(f"input drift: {', '.join(report.drifted_features[:5])} (score {report.score:.2f})")
+
+        # 2. Labels of an earlier batch arrive.
+        labelled = t - self.delay
+        degraded_since: int | None = None
+        if labelled >= 0 and self.scored.get(labelled) == serving.name:
+            y = lab.batches[labelled].y
+            p_champion = lab.predict(serving, labelled)
+            if self.candidate is not None and labelled in self.shadow_scored:
+                differences = shadow.paired_differences(spec.task, y, lab.predict(self.candidate, labelled), p_champion)
+                self.shadow_state = shadow.fold_batch(
+                    self.shadow_state, differences, lab.batches[labelled].batch_id, policy=spec.shadow, now=now
+                )
+            if self.monitor is not None:
+                losses = training.per_row_loss(spec.task, y, p_champion)
+                self.monitor = performance.fold_batch(
+                    self.monitor, losses, lab.batches[labelled].batch_id, spec.performance, now
+                )
+                verdict = performance.decide(self.monitor, spec.performance)
+                self.monitor, first_alert = performance.mark_alerted(
+                    self.monitor, verdict, lab.batches[labelled].batch_id, now
+                )
+                if first_alert:
+                    since = verdict.since_batch_id or lab.batches[labelled].batch_id
+                    degraded_since = int(since.removeprefix("b"))
+                    events.append(f"performance degraded since {since}: {verdict.reasons[0]}")
+
+        # 3a. The shadow test decides (also on its time budget when no labels came).
+        promoted = False
+        if self.candidate is not None and self.shadow_state is not None:
+            decision = shadow.decide(self.shadow_state, spec.shadow, now)
+            if decision.verdict == "promote":
+                promoted = self._promote(self.candidate, now, f"shadow: {decision.reasons[0]}", events)
+            elif decision.final:
+                events.append(f"{self.candidate.name} {decision.verdict} in shadow: {decision.reasons[0]}")
+                self._clear_shadow()
+
+        # 3b. The policy's retrain.
+        trained: _Model | None = None
+        if self.policy.kind == "periodic" and (t - self.first_served + 1) % self.policy.every == 0:
+            trained = self._retrain(t, None, events, "periodic")
+        elif self.policy.kind == "drift":
+            if declared:
+                self._request(t, batch.start, serving.name, f"input drift on {batch.batch_id}", events)
+            if degraded_since is not None:
+                self._request(t, lab.batches[degraded_since].start, serving.name, "performance degraded", events)
+            if self.pending is not None:
+                trained = self._retrain(t, self.pending.onset, events, "drift")
+        if trained is not None and trained.trained is not None:
+            promoted = self._place(trained, now, events) or promoted
+
+        self.outcomes.append(
+            BatchOutcome(
+                batch=t,
+                batch_id=batch.batch_id,
+                start=_as_text(batch.start),
+                metric=metric,
+                version=serving.name,
+                trained_through=serving.newest,
+                retrained=trained is not None,
+                promoted=promoted,
+                candidate=trained.name if trained is not None else None,
+                candidate_trained_through=trained.newest if trained is not None else None,
+                drift=declared,
+                degraded=degraded_since is not None,
+                events=events,
+            )
+        )
+
+    def _request(self, t: int, onset: Any, reference_version: str, why: str, events: list[str]) -> None:
+        """A drift-triggered retrain request: claim its cooldown window, check the shadow slot, then wait."""
+        now = self.lab.batches[t].arrived
+        request = RetrainRequest(
+            self.spec.name,
+            "drift",
+            now.isoformat(),
+            drift_batch_id=self.lab.batches[t].batch_id,
+            drift_onset=_as_text(onset),
+            reference_version=reference_version,
+        )
+        key = idempotency_key(request.reference_version, now, self.spec.cooldown.seconds)
+        claimed = key not in self.claims
+        self.claims.add(key)
+        admission = admit(
+            request,
+            claimed=claimed,
+            shadow_version=self.candidate.name if self.candidate else None,
+            supersede_shadow=self.spec.cooldown.supersede_shadow,
+            key=key,
+        )
+        if admission.proceed:
+            self.pending = _Pending(request, onset)  # the latest request wins, as in cooldown.record_pending
+        elif admission.outcome != "duplicate":
+            events.append(f"{why}: no retrain, {admission.reasons[0]}")
+
+    def _retrain(self, t: int, onset: Any, events: list[str], why: str) -> _Model | None:
+        """Train on the labelled window if the shadow slot, the window and (for drift) the labels since the
+        onset allow it; None otherwise (a pending drift request stays pending)."""
+        lab, spec = self.lab, self.spec
+        if self.candidate is not None and (why == "periodic" or not spec.cooldown.supersede_shadow):
+            # A schedule never supersedes a running shadow test; a pending drift request waits for the slot
+            # (as on a labels re-check) unless the spec lets a new candidate supersede.
+            if why == "periodic":
+                events.append(f"periodic retrain skipped: {self.candidate.name} is still in shadow")
+            return None
+        window = lab.labelled_window(t, self.delay)
+        rows = sum(lab.batches[i].rows for i in window)
+        if rows < spec.window.min_labelled_rows:
+            events.append(f"{why} retrain waits: {rows} labelled rows < window.min_labelled_rows")
+            return None
+        if onset is not None:
+            ready, reason = enough_labels_since_onset(lab.rows_since(window, onset), spec.window.min_rows_since_drift)
+            if not ready:
+                return None
+            self.pending = None
+        if window == self.champion.window:
+            return None
+        model = lab.model(window)
+        self.retrains += 1
+        self.rows_trained += model.rows
+        self.train_seconds += model.seconds
+        if model.trained is None:
+            events.append(f"{why} retrain of {model.name} failed: {model.failure}")
+        else:
+            events.append(
+                f"{why} retrain: {model.name} on {len(window)} batch(es) up to {lab.batches[window[-1]].batch_id}"
+            )
+        return model
+
+    def _place(self, model: _Model, now: datetime, events: list[str]) -> bool:
+        report, seconds = self.lab.gate(model, self.champion)
+        self.train_seconds += seconds
+        decision, reasons = retraining.decide_placement(report, has_champion=True)
+        if decision == "rejected":
+            events.append(f"{model.name} rejected by the gates: {reasons[0]}")
+            return False
+        if self.promotion == "gates":
+            return self._promote(model, now, "every gate passed", events)
+        self._clear_shadow()
+        self.candidate = model
+        self.shadow_state = shadow.start_shadow(self.spec.name, model.name, self.champion.name, now=now)
+        events.append(f"{model.name} enters shadow (every gate passed)")
+        return False
+
+    def _promote(self, model: _Model, now: datetime, why: str, events: list[str]) -> bool:
+        self.champion = model
+        self.promotions += 1
+        self.monitor = self._start_monitor(model, now)
+        self._clear_shadow()
+        events.append(f"promoted {model.name}: {why}")
+        return True
+
+    def _clear_shadow(self) -> None:
+        self.candidate = None
+        self.shadow_state = None
+        self.shadow_scored = set()
+
+    def result(self) -> PolicyResult:
+        return PolicyResult(
+            policy=self.policy,
+            per_batch=list(self.outcomes),
+            retrains=self.retrains,
+            promotions=self.promotions,
+            train_seconds=self.train_seconds,
+            rows_trained=self.rows_trained,
+        )
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def default_warmup(spec: ModelSpec, batches: int) -> int:
+    """Batches the first champion trains on: the spec's window, at most a quarter of the history (>= 1)."""
+    window = spec.window.last_batches or batches
+    return max(1, min(window, batches // 4))
+
+
+def run_backtest(
+    frame: pl.DataFrame,
+    spec: ModelSpec,
+    *,
+    batches: int,
+    policies: Sequence[Policy] | str = DEFAULT_POLICIES,
+    label_delay: int = 1,
+    warmup: int | None = None,
+    promotion: Promotion = "shadow",
+    nthread: int = 1,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Replay ``frame`` (from ``load_history``) through every policy.
+
+    The first champion trains on the first ``warmup`` batches once their labels are in, and serves from
+    batch ``warmup + label_delay`` on; every policy starts from it.
+
+    Args:
+        frame: time-ordered rows with the spec's id, time, feature and target columns.
+        spec: the model spec (columns, task and every policy the loop uses).
+        batches: how many equal-count batches to cut the history into.
+        policies: ``Policy`` objects or a comma-separated string such as ``never,periodic:1,drift``.
+        label_delay: batches after its arrival at which a batch's labels can be used (0: right after it
+            was scored).
+        warmup: batches of the first champion's training window (default ``default_warmup``).
+        promotion: ``shadow`` (the deployed loop) or ``gates`` (promote as soon as every gate passes).
+        nthread: XGBoost threads (the models do not depend on it).
+        progress: called with (steps done, steps in all, message).
+
+    Raises:
+        InputError: bad policies, too few rows per batch, a label delay or warm-up that leaves no batch to
+            serve, or a first window that cannot be trained on.
+    """
+    started = time.perf_counter()
+    chosen = parse_policies(policies) if isinstance(policies, str) else list(policies)
+    if not chosen:
+        raise InputError("no policies given: use e.g. --policies never,periodic:1,drift")
+    if label_delay < 0:
+        raise InputError(f"--label-delay must be >= 0 batches, got {label_delay}")
+    if promotion not in ("shadow", "gates"):
+        raise InputError(f"promotion must be shadow or gates, got {promotion!r}")
+    cut = split_batches(frame, spec, batches)
+    warm = default_warmup(spec, batches) if warmup is None else warmup
+    first_served = warm + label_delay
+    if warm < 1 or first_served >= batches:
+        raise InputError(
+            f"a warm-up of {warm} batch(es) and a label delay of {label_delay} leave no batch of the {batches} "
+            "to serve: use more --batches, a shorter --warmup or --label-delay"
+        )
+    say = progress or (lambda done, total, message: None)
+    total = 1 + len(chosen) * (batches - first_served)
+    lab = _Lab(cut, spec, nthread)
+    say(0, total, f"training the first champion on batches 0-{warm - 1}")
+    window = tuple(range(warm))
+    rows = sum(cut[i].rows for i in window)
+    if rows < spec.window.min_labelled_rows:
+        raise InputError(
+            f"the first champion's {warm} warm-up batch(es) hold {rows:,} labelled rows < window.min_labelled_rows "
+            f"{spec.window.min_labelled_rows:,}: use fewer --batches or a longer --warmup"
+        )
+    first = lab.model(window)
+    if first.trained is None:
+        raise InputError(f"cannot train the first champion on batches 0-{warm - 1}: {first.failure}")
+    done = 1
+    results: dict[str, PolicyResult] = {}
+    for policy in chosen:
+        replay = _Replay(lab, policy, first, first_served, label_delay, promotion)
+        for t in range(first_served, batches):
+            replay.step(t)
+            done += 1
+            say(done, total, f"{policy.name}: batch {cut[t].batch_id}")
+        results[policy.name] = replay.result()
+    notes = [
+        f"first champion {first.name} trained on batches {cut[0].batch_id}-{cut[warm - 1].batch_id}, "
+        f"serving from {cut[first_served].batch_id}",
+        "timing gates (p99 latency, throughput) skipped so the replay is deterministic; rollback guard not replayed",
+    ]
+    return BacktestResult(
+        metric=METRICS[spec.task],
+        task=spec.task,
+        model=spec.name,
+        batches=batches,
+        rows=frame.height,
+        first_served=first_served,
+        label_delay=label_delay,
+        promotion=promotion,
+        policies=results,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+def _number(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def summary_lines(result: BacktestResult) -> list[str]:
+    """Plain sentences: did drift-triggered retraining pay, and at what cost (compared with never/periodic)."""
+    policies = result.policies
+    better = 1.0 if result.higher_is_better else -1.0
+    lines = []
+    drift = policies.get("drift")
+    never = policies.get("never")
+    periodic = [p for p in policies.values() if p.policy.kind == "periodic"]
+    if drift is not None and never is not None:
+        gain = better * (drift.mean_metric - never.mean_metric)
+        verdict = "paid" if gain > 0 else "did not pay"
+        lines.append(
+            f"Drift-triggered retraining {verdict}: mean {result.metric} {_number(drift.mean_metric)} vs "
+            f"{_number(never.mean_metric)} without retraining ({'+' if gain >= 0 else ''}{gain:.4f} "
+            f"{'better' if gain >= 0 else 'worse'}), for {drift.retrains} retrain(s), {drift.promotions} "
+            f"promotion(s) and {drift.train_seconds:.1f} s of training and gates."
+        )
+    for other in periodic:
+        if drift is None:
+            break
+        gap = better * (drift.mean_metric - other.mean_metric)
+        lines.append(
+            f"Against {other.policy.name}: {'+' if gap >= 0 else ''}{gap:.4f} {result.metric} with "
+            f"{drift.retrains} retrain(s) instead of {other.retrains} "
+            f"({drift.train_seconds:.1f} s vs {other.train_seconds:.1f} s of training and gates)."
+        )
+    if not lines:
+        best = max(policies.values(), key=lambda p: better * p.mean_metric if math.isfinite(p.mean_metric) else -1e9)
+        lines.append(f"Best mean {result.metric}: {best.policy.name} ({_number(best.mean_metric)}).")
+    return lines
+
+
+def to_markdown(result: BacktestResult) -> str:
+    """The backtest as markdown: settings, a summary table, whether drift retraining paid, a table per policy."""
+    lines = [
+        f"# Backtest of {result.model!r}",
+        "",
+        f"{result.rows:,} rows in {result.batches} batches; labels usable {result.label_delay} batch(es) after "
+        f"arrival; promotion by {'shadow test' if result.promotion == 'shadow' else 'gates alone'}; "
+        f"metric {result.metric} ({'higher' if result.higher_is_better else 'lower'} is better); "
+        f"{result.seconds:.1f} s.",
+        "",
+        *[f"- {note}" for note in result.notes],
+        "",
+        f"| policy | mean {result.metric} | retrains | promotions | training + gates (s) | rows trained |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, policy in result.policies.items():
+        lines.append(
+            f"| {name} | {_number(policy.mean_metric)} | {policy.retrains} | {policy.promotions} | "
+            f"{policy.train_seconds:.1f} | {policy.rows_trained:,} |"
+        )
+    lines += ["", "## Did drift-triggered retraining pay?", "", *summary_lines(result), ""]
+    for name, policy in result.policies.items():
+        lines += [
+            f"## {name}",
+            "",
+            f"| batch | start | {result.metric} | version | retrained | promoted | drift | degraded | events |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for outcome in policy.per_batch:
+            notes = "; ".join(event.replace("|", "/") for event in outcome.events)
+            lines.append(
+                f"| {outcome.batch_id} | {outcome.start} | {_number(outcome.metric)} | {outcome.version} | "
+                f"{'yes' if outcome.retrained else ''} | {'yes' if outcome.promoted else ''} | "
+                f"{'yes' if outcome.drift else ''} | {'yes' if outcome.degraded else ''} | {notes} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_png(result: BacktestResult, title: str | None = None, marks: Mapping[str, int] | None = None) -> bytes:
+    """PNG: the metric of the model in service per batch and policy (retrains and promotions marked), and the
+    cumulative retrains per policy below it.
+
+    Args:
+        result: the backtest.
+        title: the figure's title (default names the model).
+        marks: labelled vertical lines at batch indices, e.g. a known drift onset ``{"concept drift": 14}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.8), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for label, batch in (marks or {}).items():
+        for axis in (top, bottom):
+            axis.axvline(batch - 0.5, color="grey", linestyle="--", linewidth=1)
+        top.annotate(label, (batch - 0.4, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=8)
+    for number, (name, policy) in enumerate(result.policies.items()):
+        colour = colours[number % len(colours)]
+        x = [o.batch for o in policy.per_batch]
+        y = [o.metric for o in policy.per_batch]
+        top.plot(x, y, color=colour, marker=".", linewidth=1.6, label=f"{name} (mean {_number(policy.mean_metric, 3)})")
+        retrained = [(o.batch, o.metric) for o in policy.per_batch if o.retrained]
+        if retrained:
+            top.scatter(*zip(*retrained, strict=True), marker="^", s=42, color=colour, zorder=3)
+        for outcome in policy.per_batch:
+            if outcome.promoted:
+                top.axvline(outcome.batch + 0.5, color=colour, alpha=0.25, linewidth=3)
+        bottom.step(x, np.cumsum([o.retrained for o in policy.per_batch]), where="post", color=colour, label=name)
+    top.set_ylabel(f"{result.metric} of the model in service")
+    top.set_title(title or f"Backtest of {result.model}", fontsize=10)
+    top.legend(loc="lower left", fontsize=8, title="▲ retrain   ▌ promotion", title_fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("retrains so far")
+    bottom.set_xlabel("batch")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_outputs(
+    result: BacktestResult, directory: str | Path, title: str | None = None, marks: Mapping[str, int] | None = None
+) -> dict[str, Path]:
+    """Write ``backtest.json``, ``backtest.md`` and ``backtest.png`` (see ``to_png``) into ``directory``."""
+    import json
+
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = {"json": root / "backtest.json", "markdown": root / "backtest.md", "png": root / "backtest.png"}
+    paths["json"].write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    paths["markdown"].write_text(to_markdown(result))
+    paths["png"].write_bytes(to_png(result, title, marks))
+    return paths
