@@ -45,23 +45,32 @@ def backtest(
     ] = "shadow",
     out_dir: Annotated[Path, typer.Option("--out", help="Where backtest.json, .md and .png go.")] = Path("backtest"),
     nthread: Annotated[int, typer.Option("--nthread", min=1, help="XGBoost threads (models do not change).")] = 1,
+    mark: Annotated[
+        list[str] | None,
+        typer.Option("--mark", help="Label a batch in the plot, LABEL=BATCH (repeatable), e.g. 'release=12'."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the JSON document on stdout.")] = False,
 ) -> None:
     """Replay a history through the loop's decisions under each retraining policy; no server needed.
 
     The history is cut by time into --batches equal-count batches. A first champion trains on the first
-    few; then, batch after batch, the model in service is scored on the batch, input drift is checked
-    against its reference, labels arrive --label-delay batches late and feed the performance monitor and
-    the shadow test, and each policy decides whether to retrain: never, periodic:K, or drift (the spec's:
-    input drift with hysteresis, or a performance drop). Candidates pass the same gates and shadow test as
-    in production. No label is used before it arrives.
+    few; then, batch after batch, the model in service is scored, input drift is checked against its
+    reference, labels arrive --label-delay batches late and feed the performance monitor and the shadow
+    test, and each policy decides whether to retrain: never, periodic:K, or drift (the spec's: input
+    drift with hysteresis, or a performance drop). Candidates pass the same gates and shadow test as in
+    production. No label is used before it arrives.
 
-    Writes OUT/backtest.json, backtest.md (tables and whether drift retraining paid) and backtest.png
-    (metric per batch and policy, retrains marked). Exit 2 on bad input.
+    Writes OUT/backtest.json, backtest.md (tables; did drift retraining pay?) and backtest.png (metric
+    per batch and policy, retrains and promotions marked; --mark labels known events). Exit 2 on bad
+    input.
 
     Example:
-      driftline synth data/ && driftline backtest data/history.parquet --spec data/spec.yaml --batches 24
-      --policies never,periodic:4,drift --out data/backtest
+
+      driftline synth data/
+
+      driftline backtest data/history.parquet --spec data/spec.yaml --out data/backtest
+
+      driftline backtest data/history.parquet --spec data/spec.yaml --policies never,periodic:4,drift --mark drift=14
     """
     from driftline import backtest as replay
     from driftline.spec import load_spec
@@ -69,6 +78,7 @@ def backtest(
     if promotion not in ("shadow", "gates"):
         raise InputError(f"--promotion must be shadow or gates, got {promotion!r}")
     chosen = replay.parse_policies(policies)
+    marks = _marks(mark or [], batches)
     spec = load_spec(spec_file)
     frame, spec = replay.load_history(data, spec, time_column=time_col)
     console.print(
@@ -99,7 +109,7 @@ def backtest(
             nthread=nthread,
             progress=progress,
         )
-    paths = replay.write_outputs(result, out_dir)
+    paths = replay.write_outputs(result, out_dir, marks=marks)
     if json_output:
         out.print_json(json.dumps(result.to_dict()))
     else:
@@ -118,3 +128,13 @@ def backtest(
     console.print(
         f"backtest of {result.batches} batches in {result.seconds:.1f} s -> " + ", ".join(map(str, paths.values()))
     )
+
+
+def _marks(items: list[str], batches: int) -> dict[str, int]:
+    marks = {}
+    for item in items:
+        label, _, batch = item.rpartition("=")
+        if not label or not batch.strip().isdigit() or int(batch) >= batches:
+            raise InputError(f"--mark {item!r}: use LABEL=BATCH with a batch index below {batches}, e.g. 'release=12'")
+        marks[label.strip()] = int(batch)
+    return marks

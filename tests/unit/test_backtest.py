@@ -249,7 +249,7 @@ def _app() -> typer.Typer:
 def test_backtest_command_writes_json_markdown_and_png(small_history: tuple[Path, Path], tmp_path: Path) -> None:
     history, spec_path = small_history
     args = ["backtest", str(history), "--spec", str(spec_path), "--batches", "12", "--out", str(tmp_path / "out")]
-    result = CliRunner().invoke(_app(), [*args, "--policies", "never,drift", "--json"])
+    result = CliRunner().invoke(_app(), [*args, "--policies", "never,drift", "--mark", "concept drift=7", "--json"])
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert set(document["policies"]) == {"never", "drift"}
@@ -264,6 +264,7 @@ def test_backtest_command_writes_json_markdown_and_png(small_history: tuple[Path
         (["--batches", "40"], "rows per batch"),
         (["--time-col", "nope"], "missing column(s) 'nope' (time column)"),
         (["--promotion", "vote"], "--promotion must be shadow or gates"),
+        (["--mark", "release"], "--mark 'release': use LABEL=BATCH"),
     ],
 )
 def test_backtest_command_names_bad_input(small_history: tuple[Path, Path], tmp_path: Path, extra, message) -> None:
