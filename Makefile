@@ -1,5 +1,5 @@
 # driftline: every target bootstraps .venv on first use; nothing needs installing by hand.
-#   make demo   the main job (local stack + a real flow through the worker)
+#   make demo   the main job: the whole loop on the local stack (DEMO_ARGS=--fast for a short run)
 #   make test   every test tier (unit, flows, e2e), each in its own pytest process
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -23,8 +23,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 	@touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/driftline up
-	$(BIN)/driftline status --deep
+	$(BIN)/driftline demo $(DEMO_ARGS)
 
 up: $(INSTALLED)
 	$(BIN)/driftline up

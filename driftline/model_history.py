@@ -70,29 +70,30 @@ def _json(store: ObjectStore, key: str) -> dict[str, Any] | None:
         return None
 
 
+def version_metric(store: ObjectStore, spec: ModelSpec, batch_id: str, version: str) -> tuple[float | None, int]:
+    """(metric, labelled rows) of ``version``'s stored predictions of a batch, in any role; (None, 0) if unknown."""
+    labels = scoring.read_labels(store, spec, batch_id)
+    predictions = scoring.read_predictions(store, spec, batch_id, version)
+    if labels is None or predictions is None:
+        return None, 0
+    joined = predictions.join(labels, on=spec.id_column, how="inner")
+    y = joined.get_column(spec.target).to_numpy()
+    if joined.height == 0 or (spec.task == "binary" and len(set(y.tolist())) < 2):
+        return None, joined.height
+    value = training.evaluate(spec.task, y, joined.get_column("prediction").to_numpy())[metric_name(spec)]
+    return round(float(value), 5), joined.height
+
+
 def served_metric(store: ObjectStore, spec: ModelSpec, batch_id: str, summary: dict[str, Any] | None = None):
     """(champion version, metric, labelled rows) of a batch from stored predictions and labels; None if unknown."""
     summary = summary if summary is not None else _json(store, layout.scoring_summary(spec.name, batch_id))
     if not summary:
         return None
-    champion = next(
-        (v for v, facts in summary.items() if isinstance(facts, dict) and facts.get("role") == "champion"), None
-    )
+    roles = {facts.get("role"): version for version, facts in summary.items() if isinstance(facts, dict)}
+    champion = roles.get("champion")
     if champion is None:
         return None
-    labels = scoring.read_labels(store, spec, batch_id)
-    predictions = scoring.read_predictions(store, spec, batch_id, champion)
-    if labels is None or predictions is None:
-        return champion, None, 0
-    joined = predictions.join(labels, on=spec.id_column, how="inner")
-    if joined.height == 0:
-        return champion, None, 0
-    y = joined.get_column(spec.target).to_numpy()
-    p = joined.get_column("prediction").to_numpy()
-    if spec.task == "binary" and len(set(y.tolist())) < 2:
-        return champion, None, joined.height
-    value = training.evaluate(spec.task, y, p)[metric_name(spec)]
-    return champion, round(float(value), 5), joined.height
+    return (champion, *version_metric(store, spec, batch_id, champion))
 
 
 def _batch_ids(store: ObjectStore, model: str) -> list[str]:
@@ -121,8 +122,6 @@ def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None
     """Everything stored about the model's last ``last`` batches (all when None), oldest first."""
     model = spec.name
     batch_ids = _batch_ids(store, model)
-    if last is not None:
-        batch_ids = batch_ids[-last:]
     points = []
     champions = {r.get("to") for r in registry.audit_trail(store, model) if r.get("alias") == "champion"}
     performance = performance_points(store, model, {v for v in champions if v})
@@ -150,7 +149,13 @@ def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None
                 failures=failures,
             )
         )
-    return ModelHistory(model, metric_name(spec), points, _switches(store, model, points))
+    switches = _switches(store, model, points)
+    if last is not None:
+        # Trimmed after placing the switches, so the first listed batch is not taken for a switchover.
+        points = points[-last:]
+        shown = {point.batch_id for point in points}
+        switches = [s for s in switches if s.batch_id in shown]
+    return ModelHistory(model, metric_name(spec), points, switches)
 
 
 def _switches(store: ObjectStore, model: str, points: list[BatchPoint]) -> list[Switch]:

@@ -726,7 +726,7 @@ def monitor(
         out.print_json(json.dumps(document, default=str))
         return
     switches = {s.batch_id: s for s in history.switches if s.batch_id}
-    table = Table(title=f"{model}: {len(history.batches)} batches")
+    table = Table(title=f"{model}: {len(history.batches)} batches", min_width=100)
     for column in ("batch", "rows", "input drift", "pred drift", "champion", history.metric, "loss +", "p99 ms"):
         table.add_column(column)
 
@@ -741,6 +741,7 @@ def monitor(
             table.add_row(f"[bold]{switch.kind}[/bold]", "", "", "", switch.version, "", "", "", style="green")
         perf = point.performance or {}
         loss = perf.get("estimate")
+        degraded = perf.get("verdict") == "degraded"
         table.add_row(
             point.batch_id,
             str(point.rows or "-"),
@@ -748,9 +749,14 @@ def monitor(
             score(point.prediction_drift, point.prediction_score),
             point.champion or "-",
             f"{point.metric:.4f}" if point.metric is not None else "-",
-            f"{loss:+.4f} [{perf.get('lower'):+.4f}, {perf.get('upper'):+.4f}]" if loss is not None else "-",
+            ("-" if loss is None else (f"[red]{loss:+.3f}[/red]" if degraded else f"{loss:+.3f}")),
             f"{point.latency_ms.get('p99'):.2f}" if point.latency_ms.get("p99") is not None else "-",
         )
+    out.print(table)
+    out.print(
+        "loss + : the performance monitor's estimate of the champion's per-row loss over its holdout loss "
+        "(red: proven above tolerance); bounds in --json and --png"
+    )
     out.print(table)
 
 

@@ -27,11 +27,14 @@ from driftline.errors import InfrastructureError, InputError
 from driftline.events import (
     BATCH_PROFILED,
     BATCH_REJECTED,
+    DRIFT_DETECTED,
     MODEL_EVENTS,
     MODEL_PROMOTED,
+    PERFORMANCE_DEGRADED,
+    SHADOW_DECIDED,
     model_resource_id,
 )
-from driftline.model_history import served_metric
+from driftline.model_history import served_metric, version_metric
 from driftline.settings import Settings
 from driftline.spec import ModelSpec, load_spec
 from driftline.store import ObjectStore, open_store
@@ -51,6 +54,7 @@ class DemoOptions:
     rows: int | None = None
     seed: int = 7
     settle_timeout: float = 600.0
+    extra_batches: int = 6
 
 
 @dataclass
@@ -59,6 +63,7 @@ class DemoSummary:
 
     model: str
     promoted: bool
+    promoted_version: str | None
     seconds: float
     batches: int
     rows_per_batch: int
@@ -203,8 +208,10 @@ def demo_spec(base: ModelSpec, name: str, scenario: synth.Scenario) -> tuple[Mod
         "shadow.min_rows": min(base.shadow.min_rows, rows),
         "shadow.planned_rows": max(2 * rows, 100),
         "guard.min_rows": min(base.guard.min_rows, rows),
-        "window.last_batches": 4,
-        "window.min_rows_since_drift": min(base.window.min_rows_since_drift, rows),
+        # Train on few recent batches and wait for two labelled batches after a drift, so a candidate
+        # answering a concept drift learns mostly the new rule.
+        "window.last_batches": 3,
+        "window.min_rows_since_drift": 2 * rows,
         # A laptop under a demo's load (server, worker, flow runs) is not the serving machine.
         "gates.max_p99_latency_ms": 1000.0,
         "gates.min_throughput_rows_per_s": 100.0,
@@ -294,12 +301,14 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
 
     started = datetime.now(UTC)
     timeline = Timeline(api_url, name, console, started)
-    batch_ids = [synth.batch_id(scenario, index) for index in range(scenario.batches)]
-    frames = {}
+    # Room to keep streaming the final regime if the shadow test needs more labelled rows than the story.
+    stream = scenario.model_copy(update={"batches": scenario.batches + options.extra_batches})
+    batch_ids = [synth.batch_id(stream, index) for index in range(stream.batches)]
+    frames: dict[int, tuple[pl.DataFrame, pl.DataFrame]] = {}
 
     def generate(index: int) -> tuple[pl.DataFrame, pl.DataFrame]:
         if index not in frames:
-            frames[index] = synth.generate_batch(scenario, index)
+            frames[index] = synth.generate_batch(stream, index)
         return frames[index]
 
     def ingest(index: int, wait: bool = True) -> None:
@@ -321,6 +330,12 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
     for index in range(bootstrap):
         ingest(index, wait=False)
         label(index)
+    # The first champion must not score its own training batches (their metric would be in-sample).
+    timeline.wait(
+        lambda: _scored_batches(api_url, name, started) >= set(batch_ids[:bootstrap]),
+        WAIT_SCORED_S,
+        "score-batch runs of the bootstrap batches",
+    )
     console.print("[dim]bootstrap: running retrain/retrain (manual) for the first champion ...[/dim]")
     run = prefect_api.run_deployment_and_wait(api_url, "retrain/retrain", {"model": name, "trigger": "manual"}, 900)
     if not run.ok:
@@ -337,23 +352,52 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
         )
         label(index)
 
-    for index in range(bootstrap, scenario.batches):
-        ingest(index)
-        if index - scenario.label_delay >= bootstrap:
-            label_when_scored(index - scenario.label_delay)
-    for index in range(max(bootstrap, scenario.batches - scenario.label_delay), scenario.batches):
+    def recovered() -> bool:
+        return recovery_promotion(store, name, timeline) is not None
+
+    sent = bootstrap
+    while sent < stream.batches and (sent < scenario.batches or not recovered()):
+        if sent == scenario.batches:
+            console.print("[dim]the story is told; the same regime goes on until the shadow test decides[/dim]")
+        ingest(sent)
+        if sent - scenario.label_delay >= bootstrap:
+            label_when_scored(sent - scenario.label_delay)
+        sent += 1
+    for index in range(max(bootstrap, sent - scenario.label_delay), sent):
         label_when_scored(index)
 
-    # 3. Let the automations finish: a promotion after the drift ends the demo; otherwise wait until quiet.
-    def promoted_after_drift() -> bool:
-        return any((e.get("payload") or {}).get("previous") for e in timeline.named(MODEL_PROMOTED))
-
+    # 3. Let the automations finish: the promotion of a candidate trained after the concept drift ends the demo.
     try:
-        timeline.wait(promoted_after_drift, options.settle_timeout, "promotion after the drift")
+        timeline.wait(recovered, options.settle_timeout, "promotion of a candidate trained after the drift")
     except InfrastructureError as error:
         console.print(f"[yellow]{error}[/yellow]")
     timeline.poll()
-    return _summarise(store, spec, scenario, timeline, batch_ids, api_url, time.monotonic() - began)
+    return _summarise(store, spec, scenario, timeline, batch_ids[:sent], api_url, time.monotonic() - began)
+
+
+def recovery_promotion(store: ObjectStore, model: str, timeline: Timeline) -> str | None:
+    """The version promoted (by the automations) that was registered after the first performance or input
+    drift event, i.e. trained to answer it; None while there is none."""
+    drifts = timeline.named(PERFORMANCE_DEGRADED) or timeline.named(DRIFT_DETECTED)
+    if not drifts:
+        return None
+    first = datetime.fromisoformat(drifts[0]["occurred"])
+    for event in timeline.named(MODEL_PROMOTED):
+        payload = event.get("payload") or {}
+        version = payload.get("champion") or payload.get("version")
+        if not payload.get("previous") or not version:
+            continue
+        created = registry.read_metadata(store, model, version).get("created_at")
+        if created and datetime.fromisoformat(created) > first:
+            return version
+    return None
+
+
+def _scored_batches(api_url: str, model: str, since: datetime) -> set[str]:
+    """Batches of ``model`` whose score-batch run has ended (with or without a champion to score them)."""
+    final = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+    runs = prefect_api.flow_runs_since(api_url, since)
+    return {r["batch_id"] for r in runs if r["flow"] == "score-batch" and r["model"] == model and r["state"] in final}
 
 
 def _has_batch_event(timeline: Timeline, batch_id: str) -> bool:
@@ -373,47 +417,52 @@ def _summarise(
 ) -> DemoSummary:
     described = registry.describe_model(store, spec.name)
     per_batch = champion_metric_per_batch(store, spec, batch_ids)
-    promotions = [e for e in timeline.named(MODEL_PROMOTED) if (e.get("payload") or {}).get("previous")]
-    promoted_version = (promotions[0]["payload"].get("champion")) if promotions else None
+    recovery = recovery_promotion(store, spec.name, timeline)
     drift_from = concept_drift_at(scenario)
-    before = [r["metric"] for r in per_batch if int(r["batch_id"][1:]) < drift_from]
-    during = [
-        r["metric"]
-        for r in per_batch
-        if int(r["batch_id"][1:]) >= drift_from and (promoted_version is None or r["version"] != promoted_version)
-    ]
-    after = [r["metric"] for r in per_batch if promoted_version is not None and r["version"] == promoted_version]
+    after_drift = [r for r in per_batch if int(r["batch_id"][1:]) >= drift_from]
+    # The promoted model against the champion it replaced, on the same post-drift batches (it scored them
+    # in shadow before its promotion, as champion after it).
+    same = []
+    if recovery is not None:
+        for row in after_drift:
+            metric, _ = version_metric(store, spec, row["batch_id"], recovery)
+            if metric is not None:
+                row["promoted_metric"] = metric
+                if row["version"] != recovery:
+                    same.append((row["metric"], metric))
     counts: dict[str, int] = {}
     for event in timeline.events:
         counts[event["event"]] = counts.get(event["event"], 0) + 1
     verdicts = [
         {k: (e.get("payload") or {}).get(k) for k in ("candidate", "verdict", "n", "estimate", "lower", "upper")}
-        for e in timeline.named("driftline.shadow.decided")
+        for e in timeline.named(SHADOW_DECIDED)
     ]
     ui = api_url.removesuffix("/api")
-    runs = prefect_api.flow_runs_since(api_url, timeline.started)
+    runs = [r for r in prefect_api.flow_runs_since(api_url, timeline.started) if r["model"] == spec.name]
     reasons = []
-    if not promotions:
-        reasons.append("no candidate was promoted after the drift (see the shadow verdicts and the runs' logs)")
+    if recovery is None:
+        reasons.append("no candidate trained after the drift was promoted (see the shadow verdicts and run logs)")
     return DemoSummary(
         model=spec.name,
-        promoted=bool(promotions),
+        promoted=recovery is not None,
+        promoted_version=recovery,
         seconds=round(seconds, 1),
-        batches=scenario.batches,
+        batches=len(batch_ids),
         rows_per_batch=scenario.rows,
         scenario=scenario.model_dump(mode="json"),
         versions=described["versions"],
         verdicts=verdicts,
         champion_metric={
-            "before_drift": _mean(before),
-            "during_drift": _mean(during),
-            "after_promotion": _mean(after),
+            "before_drift": _mean([r["metric"] for r in per_batch if int(r["batch_id"][1:]) < drift_from]),
+            "after_drift_served": _mean([r["metric"] for r in after_drift if r["version"] != recovery]),
+            "replaced_champion_same_batches": _mean([old for old, _ in same]),
+            "promoted_same_batches": _mean([new for _, new in same]),
         },
         per_batch=per_batch,
         events=counts,
         ui={
             "url": ui,
-            "runs": [{"name": r["name"], "flow": r["flow"], "state": r["state"], "url": r["url"]} for r in runs],
+            "runs": [{k: r[k] for k in ("name", "flow", "state", "url")} for r in runs],
             "artifacts": f"{ui}/artifacts",
         },
         reasons=reasons,
@@ -451,18 +500,25 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
         )
     metric = summary.champion_metric
     console.print(
-        "champion metric on labelled batches: "
-        f"before the drift {_fmt(metric['before_drift'])}, during it {_fmt(metric['during_drift'])}, "
-        f"after the promotion {_fmt(metric['after_promotion'])}"
+        "served model's AUC (RMSE for regression) on labelled batches: before the drift "
+        f"{_fmt(metric['before_drift'])}, after it {_fmt(metric['after_drift_served'])}"
     )
+    if summary.promoted_version:
+        console.print(
+            f"on the same post-drift batches: replaced champion {_fmt(metric['replaced_champion_same_batches'])}, "
+            f"promoted {summary.promoted_version} {_fmt(metric['promoted_same_batches'])}"
+        )
     counts = ", ".join(f"{name.removeprefix('driftline.')} {n}" for name, n in sorted(summary.events.items()))
     console.print(f"events: {counts}")
-    console.print(
-        f"{len(summary.ui['runs'])} flow runs; Prefect UI {summary.ui['url']}, artifacts {summary.ui['artifacts']}"
-    )
+    per_flow: dict[str, int] = {}
     for run in summary.ui["runs"]:
-        if run["flow"] in ("retrain", "promote"):
-            console.print(f"  {run['flow']:<8} {run['name']:<28} {run['state']:<10} {run['url']}")
+        per_flow[run["flow"]] = per_flow.get(run["flow"], 0) + 1
+    runs = ", ".join(f"{flow} {n}" for flow, n in sorted(per_flow.items()))
+    console.print(f"flow runs of {summary.model} (all started by automations but the bootstrap): {runs}")
+    console.print(f"Prefect UI {summary.ui['url']} (runs, events, automations); artifacts {summary.ui['artifacts']}")
+    for run in summary.ui["runs"]:
+        if run["flow"] == "promote":
+            console.print(f"  promote run {run['name']} ({run['state']}): {run['url']}")
     for reason in summary.reasons:
         console.print(f"[yellow]{reason}[/yellow]")
     verdict = "[bold green]promotion reached[/bold green]" if summary.promoted else "[bold red]no promotion[/bold red]"

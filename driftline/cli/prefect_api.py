@@ -258,12 +258,23 @@ def events_of_flow_run(api_url: str | None, flow_run_id: str, names: list[str]) 
     return _filter_events(url, body)
 
 
-def flow_runs_since(api_url: str | None, since: datetime, limit: int = 200) -> list[dict[str, Any]]:
-    """Flow runs started at or after ``since``, oldest first: name, flow, state, seconds and UI URL."""
+def flow_runs_since(api_url: str | None, since: datetime, page: int = 200) -> list[dict[str, Any]]:
+    """Flow runs started at or after ``since``, oldest first: name, flow, state, seconds, model and batch_id
+    parameters, UI URL."""
     url = _require(api_url)
-    body = {"flow_runs": {"start_time": {"after_": since.isoformat()}}, "sort": "START_TIME_ASC", "limit": limit}
+    runs: list[dict[str, Any]] = []
     try:
-        runs = httpx.post(f"{url}/flow_runs/filter", json=body, headers=_headers(), timeout=10).json()
+        while True:
+            body = {
+                "flow_runs": {"start_time": {"after_": since.isoformat()}},
+                "sort": "START_TIME_ASC",
+                "limit": page,
+                "offset": len(runs),
+            }
+            batch = httpx.post(f"{url}/flow_runs/filter", json=body, headers=_headers(), timeout=10).json()
+            runs.extend(batch)
+            if len(batch) < page:
+                break
         flows = httpx.post(f"{url}/flows/filter", json={"limit": 200}, headers=_headers(), timeout=10).json()
     except httpx.HTTPError as error:
         raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
@@ -275,6 +286,8 @@ def flow_runs_since(api_url: str | None, since: datetime, limit: int = 200) -> l
             "flow": names.get(run["flow_id"], run["flow_id"]),
             "state": run.get("state_type"),
             "seconds": run.get("total_run_time"),
+            "model": (run.get("parameters") or {}).get("model"),
+            "batch_id": (run.get("parameters") or {}).get("batch_id"),
             "url": f"{ui}/runs/flow-run/{run['id']}",
         }
         for run in runs

@@ -20,14 +20,21 @@ from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _a
 from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, STACK_CHECKED, model_resource_id, new_event
 from driftline.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
-from tests.support import REPO, TELEMETRY_OFF, free_port
+from tests.support import REPO, TELEMETRY_OFF, Receiver, free_port, webhook_receiver
 
 DRIFTLINE = str(Path(sys.executable).parent / "driftline")
 ACTIVE_STATES = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"]
 
 
 @pytest.fixture(scope="module")
-def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def receiver() -> Iterator[Receiver]:
+    """The alert webhook: a real HTTP server on loopback, known to `driftline up` by its setting."""
+    with webhook_receiver() as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[dict[str, str]]:
     state = tmp_path_factory.mktemp("stack")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLINE_", "PREFECT_"))},
@@ -37,6 +44,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "DRIFTLINE_S3_PORT": str(free_port()),
         "DRIFTLINE_PREFECT_PORT": str(free_port()),
         "DRIFTLINE_WORK_POOL": "driftline-process",
+        "DRIFTLINE_ALERT_WEBHOOK_URL": receiver.url,
     }
     started = time.monotonic()
     up = _run(env, "up")
@@ -268,6 +276,52 @@ def test_4_drift_candidate_shadow_promote_runs_by_events_alone_and_rollback_rest
     rolled = _run(stack_env, "rollback", name)
     assert rolled.returncode == 0, rolled.stderr
     assert registry.read_alias(s3, name, "champion").version == old
+
+
+def test_5_demo_fast_reaches_a_promotion_through_the_automations(
+    stack_env: dict[str, str], api_url: str, receiver: Receiver
+) -> None:
+    """`driftline demo --fast`: covariate drift, then a concept drift only labels reveal, then a promotion."""
+    started = time.monotonic()
+    demo = _run(stack_env, "demo", "--fast", "--json", "--model", "demo", timeout=900)
+    print(f"driftline demo --fast took {time.monotonic() - started:.0f} s")
+    assert demo.returncode == 0, demo.stderr[-4000:] + demo.stdout[-2000:]
+    summary = json.loads(demo.stdout)
+    assert summary["promoted"] is True
+    events = summary["events"]
+    for name in (
+        "driftline.batch.profiled",
+        "driftline.drift.detected",
+        "driftline.performance.degraded",
+        "driftline.candidate.registered",
+        "driftline.shadow.decided",
+        "driftline.model.promoted",
+    ):
+        assert events.get(name, 0) >= 1, (name, events)
+    assert any(v["verdict"] == "promote" for v in summary["verdicts"]), summary["verdicts"]
+    stored = prefect_api.find_events(api_url, ["driftline.performance.degraded"], [model_resource_id("demo")])
+    assert stored and stored[0]["payload"]["kind"] == "performance"
+    metric = summary["champion_metric"]
+    # Known truth: the concept drift hurts the old champion; the promoted candidate does better on the same rows.
+    assert metric["before_drift"] > metric["after_drift_served"], metric
+    assert metric["promoted_same_batches"] > metric["replaced_champion_same_batches"], metric
+    # Every step after ingestion ran as a deployment started by an automation, not by the demo.
+    flows = {run["flow"] for run in summary["ui"]["runs"]}
+    assert {"profile-batch", "score-batch", "shadow-evaluate", "retrain", "promote"} <= flows, flows
+
+    # The alert automations `driftline up` applied: one notification per alerting event, at the receiver.
+    alerting = prefect_api.find_events(
+        api_url,
+        ["driftline.drift.detected", "driftline.performance.degraded", "driftline.model.promoted"],
+        [model_resource_id("demo")],
+    )
+    assert alerting
+
+    def notified(event_id: str) -> int:
+        return sum(1 for _, body in receiver.about("demo") if f"event id: {event_id}" in body.get("body", ""))
+
+    _wait_for(lambda: all(notified(e["id"]) for e in alerting) or None, "a notification per alerting event", 60)
+    assert [notified(e["id"]) for e in alerting] == [1] * len(alerting)
 
 
 def _wait_for(probe, what: str, timeout: float = 240):
