@@ -486,7 +486,7 @@ class _Pending:
 
 
 class _Replay:
-    """One policy's walk through the batches (mutable; ``run`` returns the frozen result)."""
+    """One policy's walk through the batches: ``step`` once per served batch, then ``result``."""
 
     def __init__(self, lab: _Lab, policy: Policy, first: _Model, first_served: int, delay: int, promotion: Promotion):
         self.lab, self.policy, self.delay, self.promotion = lab, policy, delay, promotion
@@ -807,6 +807,14 @@ def _number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
+def _change(gain: float) -> str:
+    if not math.isfinite(gain):
+        return "not comparable"
+    if abs(gain) < 5e-5:
+        return "no different"
+    return f"{abs(gain):.4f} {'better' if gain > 0 else 'worse'}"
+
+
 def summary_lines(result: BacktestResult) -> list[str]:
     """Plain sentences: did drift-triggered retraining pay, and at what cost (compared with never/periodic)."""
     policies = result.policies
@@ -820,18 +828,24 @@ def summary_lines(result: BacktestResult) -> list[str]:
         verdict = "paid" if gain > 0 else "did not pay"
         lines.append(
             f"Drift-triggered retraining {verdict}: mean {result.metric} {_number(drift.mean_metric)} vs "
-            f"{_number(never.mean_metric)} without retraining ({'+' if gain >= 0 else ''}{gain:.4f} "
-            f"{'better' if gain >= 0 else 'worse'}), for {drift.retrains} retrain(s), {drift.promotions} "
-            f"promotion(s) and {drift.train_seconds:.1f} s of training and gates."
+            f"{_number(never.mean_metric)} without retraining ({_change(gain)}), for {drift.retrains} retrain(s), "
+            f"{drift.promotions} promotion(s) and {drift.train_seconds:.1f} s of training and gates."
+        )
+    promoted = [o.batch + 1 for o in drift.per_batch if o.promoted] if drift is not None else []
+    if drift is not None and never is not None and promoted and promoted[0] < result.batches:
+        since = promoted[0]
+        gain = better * (drift.mean_metric_from(since) - never.mean_metric_from(since))
+        lines.append(
+            f"From batch {since} on, when its first drift-triggered promotion served: mean {result.metric} "
+            f"{_number(drift.mean_metric_from(since))} vs {_number(never.mean_metric_from(since))} ({_change(gain)})."
         )
     for other in periodic:
         if drift is None:
             break
         gap = better * (drift.mean_metric - other.mean_metric)
         lines.append(
-            f"Against {other.policy.name}: {'+' if gap >= 0 else ''}{gap:.4f} {result.metric} with "
-            f"{drift.retrains} retrain(s) instead of {other.retrains} "
-            f"({drift.train_seconds:.1f} s vs {other.train_seconds:.1f} s of training and gates)."
+            f"Against {other.policy.name}: {result.metric} {_change(gap)}, with {drift.retrains} retrain(s) instead "
+            f"of {other.retrains} ({drift.train_seconds:.1f} s vs {other.train_seconds:.1f} s of training and gates)."
         )
     if not lines:
         best = max(policies.values(), key=lambda p: better * p.mean_metric if math.isfinite(p.mean_metric) else -1e9)

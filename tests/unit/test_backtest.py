@@ -167,6 +167,36 @@ def test_periodic_k_retrains_at_most_every_k_batches() -> None:
     assert retrained and all(step % 3 == 0 for step in retrained)
 
 
+def test_regression_with_epoch_seconds_is_judged_by_rmse() -> None:
+    """y = 2x + noise, then y = -2x from batch 5: retraining lowers the RMSE that never-retraining keeps high."""
+    rng = np.random.default_rng(9)
+    rows, batches = 600, 10
+    x = rng.normal(size=rows * batches)
+    slope = np.where(np.arange(rows * batches) < 5 * rows, 2.0, -2.0)
+    frame = pl.DataFrame(
+        {
+            "id": np.arange(rows * batches),
+            "epoch": 1_767_225_600 + 60 * np.arange(rows * batches),
+            "x": x,
+            "y": slope * x + rng.normal(scale=0.3, size=rows * batches),
+        }
+    )
+    spec = ModelSpec(
+        name="slope",
+        task="regression",
+        target="y",
+        id_column="id",
+        time_column="epoch",
+        features=Features(numeric=["x"]),
+        window=WindowSpec(last_batches=1, min_labelled_rows=500, min_rows_since_drift=500),
+    )
+    result = backtest.run_backtest(frame, spec, batches=batches, policies="never,periodic:1", promotion="gates")
+    assert result.metric == "rmse" and not result.higher_is_better
+    never, periodic = result.policies["never"], result.policies["periodic:1"]
+    assert periodic.mean_metric_from(7) < 0.5 < 2.0 < never.mean_metric_from(7)
+    assert result.policies["periodic:1"].per_batch[0].start == str(1_767_225_600 + 60 * 2 * rows)
+
+
 # ------------------------------------------------------------------------------------------ outputs
 
 
