@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from driftline import layout
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.store import ObjectStore
+from driftline.store import ObjectStore, update_json
 
 Trigger = Literal["manual", "drift", "labels"]
 
@@ -76,6 +76,11 @@ def claim(store: ObjectStore, request: RetrainRequest, key: str) -> bool:
     return True
 
 
+def is_claimed(store: ObjectStore, model: str, key: str) -> bool:
+    """Whether a retrain already holds the claim ``key`` (a hint; ``claim`` is the atomic test)."""
+    return store.exists(layout.retrain_claim(model, key))
+
+
 def admit(
     request: RetrainRequest,
     *,
@@ -115,11 +120,59 @@ def enough_labels_since_onset(rows_since_onset: int, minimum: int) -> tuple[bool
     return False, f"only {rows_since_onset} labelled rows since the drift onset, {minimum} needed; waiting for labels"
 
 
+def _onset_value(onset: str) -> float:
+    """An onset as a number to compare: ISO times (naive = UTC) or numeric event times."""
+    try:
+        moment = datetime.fromisoformat(onset)
+    except ValueError:
+        return float(onset)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def keep_earliest_onset(request: RetrainRequest, pending: RetrainRequest | None) -> RetrainRequest:
+    """The request with the earliest drift onset known for the same reference (pure).
+
+    Under lasting drift every cooldown window brings a new drift event with a later onset; if each replaced
+    the waiting one, the labelled rows "since the onset" would restart each time and a retrain that waits
+    for them would never run. The drift began at the first onset, so that one is kept.
+    """
+    if pending is None or pending.reference_version != request.reference_version:
+        return request
+    if not pending.drift_onset:
+        return request
+    if request.drift_onset and _onset_value(request.drift_onset) <= _onset_value(pending.drift_onset):
+        return request
+    return RetrainRequest(
+        model=request.model,
+        trigger=request.trigger,
+        requested_at=request.requested_at,
+        drift_event_id=pending.drift_event_id,
+        drift_batch_id=pending.drift_batch_id,
+        drift_onset=pending.drift_onset,
+        reference_version=request.reference_version,
+    )
+
+
+def stale_pending(pending: RetrainRequest, champion: str | None) -> str | None:
+    """Why a waiting request no longer applies (pure): its reference champion was replaced; None if it does."""
+    if pending.reference_version is not None and champion is not None and pending.reference_version != champion:
+        return f"the retrain waiting since drift on {pending.reference_version} is stale: {champion} is champion now"
+    return None
+
+
 def record_pending(store: ObjectStore, request: RetrainRequest, reason: str) -> str:
-    """Remember a drift-triggered retrain that waits for labels (the latest request wins)."""
+    """Remember a drift-triggered retrain that waits (for labels, or for the shadow slot).
+
+    A newer request for the same reference keeps the earliest onset (``keep_earliest_onset``).
+    """
     key = layout.retrain_pending(request.model)
-    body = {"request": request.to_dict(), "reason": reason, "recorded_at": datetime.now(UTC).isoformat()}
-    store.put(key, json.dumps(body).encode(), content_type="application/json")
+
+    def merged(current: dict[str, Any] | None) -> dict[str, Any]:
+        pending = RetrainRequest.from_dict(current["request"]) if current else None
+        kept = keep_earliest_onset(request, pending)
+        return {"request": kept.to_dict(), "reason": reason, "recorded_at": datetime.now(UTC).isoformat()}
+
+    update_json(store, key, lambda: None, merged)
     return key
 
 

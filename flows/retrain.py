@@ -40,6 +40,9 @@ def retrain(
     for reason in admission.reasons:
         print(reason)
     if not admission.proceed:
+        if admission.outcome == "shadow-busy" and request.trigger == "drift":
+            # Kept, so the labels re-check retrains once the shadow test has decided.
+            wait_for_labels(request, "; ".join(admission.reasons))
         return {"model": model, "outcome": admission.outcome, "reasons": admission.reasons}
 
     window = prepare_window(spec, request)

@@ -30,14 +30,24 @@ def build_request(
     drift_onset: str | None,
     reference_version: str | None,
 ) -> RetrainRequest | None:
-    """The request this run serves; for a labels re-check, the pending one (None if nothing waits)."""
+    """The request this run serves; for a labels re-check, the pending one (None if nothing waits or it is
+    stale). A drift request keeps the earliest onset of a pending one for the same reference."""
     if trigger == "labels":
-        return cooldown.read_pending(store(), model)
+        pending = cooldown.read_pending(store(), model)
+        if pending is None:
+            return None
+        champion = registry.read_alias(store(), model, "champion")
+        stale = cooldown.stale_pending(pending, champion.version if champion else None)
+        if stale:
+            print(stale)
+            cooldown.clear_pending(store(), model)
+            return None
+        return pending
     # Templated trigger parameters arrive as "" when the event lacks the field.
     drift_event_id, drift_batch_id, drift_onset, reference_version = (
         value or None for value in (drift_event_id, drift_batch_id, drift_onset, reference_version)
     )
-    return RetrainRequest(
+    request = RetrainRequest(
         model=model,
         trigger="drift" if trigger == "drift" else "manual",
         requested_at=datetime.now(UTC).isoformat(),
@@ -46,24 +56,34 @@ def build_request(
         drift_onset=drift_onset,
         reference_version=reference_version,
     )
+    if request.trigger == "drift":
+        request = cooldown.keep_earliest_onset(request, cooldown.read_pending(store(), model))
+    return request
 
 
 @task(cache_policy=NO_CACHE)
 def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) -> Admission:
-    """Claim the drift window (drift triggers) and check the shadow slot."""
+    """Drift triggers: a window already claimed is a duplicate; else check the shadow slot, then claim.
+
+    The slot comes before the claim: a request refused because a candidate is in shadow must not use up
+    its cooldown window, or the drop it reports could never be acted on once the slot frees.
+    """
     shadow = registry.read_alias(store(), spec.name, "shadow")
+    shadow_version = shadow.version if shadow else None
+    supersede = spec.cooldown.supersede_shadow
     claimed, key = None, None
     if request.trigger == "drift" and not rechecking:
         occurred = datetime.fromisoformat(request.requested_at)
         key = cooldown.idempotency_key(request.reference_version, occurred, spec.cooldown.seconds)
+        if cooldown.is_claimed(store(), request.model, key):
+            return cooldown.admit(
+                request, claimed=False, shadow_version=shadow_version, supersede_shadow=supersede, key=key
+            )
+        slot = cooldown.admit(request, claimed=None, shadow_version=shadow_version, supersede_shadow=supersede)
+        if not slot.proceed:
+            return slot
         claimed = cooldown.claim(store(), request, key)
-    return cooldown.admit(
-        request,
-        claimed=claimed,
-        shadow_version=shadow.version if shadow else None,
-        supersede_shadow=spec.cooldown.supersede_shadow,
-        key=key,
-    )
+    return cooldown.admit(request, claimed=claimed, shadow_version=shadow_version, supersede_shadow=supersede, key=key)
 
 
 @task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)

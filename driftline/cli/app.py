@@ -801,10 +801,11 @@ def demo(
 
 def _register_commands() -> None:
     """Commands that live in their own modules (imported here, not at their call, since typer needs the signature)."""
-    from driftline.cli import alerts, synth_command
+    from driftline.cli import alerts, backtest_command, synth_command
 
     app.add_typer(alerts.app, name="alerts")
     app.command("synth")(synth_command.synth)
+    app.command("backtest")(backtest_command.backtest)
 
 
 _register_commands()

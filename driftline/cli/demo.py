@@ -480,7 +480,7 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     console.rule(f"driftline demo: {summary.model}")
     table = Table(title="versions", show_lines=False)
     for column in ("version", "status", "trigger", "auc / rmse", "created"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("version", "created"))
     for version in summary.versions:
         metrics = version.get("metrics") or {}
         metric = metrics.get("auc", metrics.get("rmse"))
@@ -489,7 +489,7 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             version["status"],
             str(version.get("trigger")),
             f"{metric:.4f}" if isinstance(metric, float) else "-",
-            str(version.get("created_at", ""))[:19],
+            str(version.get("created_at", ""))[11:19],
         )
     console.print(table)
     for verdict in summary.verdicts:

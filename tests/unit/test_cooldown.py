@@ -66,3 +66,40 @@ def test_a_pending_request_is_kept_until_cleared() -> None:
     assert cooldown.read_pending(store, "m") == request
     cooldown.clear_pending(store, "m")
     assert cooldown.read_pending(store, "m") is None
+
+
+def _drift(onset: str | None, reference: str | None = "v1", event: str = "e") -> RetrainRequest:
+    return RetrainRequest(
+        model="m",
+        trigger="drift",
+        requested_at=datetime.now(UTC).isoformat(),
+        drift_event_id=event,
+        drift_onset=onset,
+        reference_version=reference,
+    )
+
+
+def test_lasting_drift_keeps_the_first_onset_so_a_waiting_retrain_can_ever_run() -> None:
+    store = MemoryStore()
+    first = _drift("2026-01-08T00:00:00", event="e1")
+    cooldown.record_pending(store, first, "waiting")
+    later = _drift("2026-01-10T00:00:00+00:00", event="e2")  # the next cooldown window, same drift
+    kept = cooldown.keep_earliest_onset(later, cooldown.read_pending(store, "m"))
+    assert (kept.drift_onset, kept.drift_event_id) == ("2026-01-08T00:00:00", "e1")
+    cooldown.record_pending(store, later, "still waiting")
+    assert cooldown.read_pending(store, "m").drift_onset == "2026-01-08T00:00:00"
+    # An earlier onset, or another reference (a new champion), is taken as it comes.
+    earlier = _drift("2026-01-07T00:00:00", event="e0")
+    assert cooldown.keep_earliest_onset(earlier, first) == earlier
+    other = _drift("2026-01-10T00:00:00", reference="v2")
+    assert cooldown.keep_earliest_onset(other, first) == other
+    # Numeric event times compare as numbers.
+    assert cooldown.keep_earliest_onset(_drift("1000.5"), _drift("900")).drift_onset == "900"
+
+
+def test_a_waiting_request_is_stale_once_its_champion_was_replaced() -> None:
+    pending = _drift("2026-01-08T00:00:00", reference="v1")
+    assert cooldown.stale_pending(pending, "v1") is None
+    assert cooldown.stale_pending(_drift(None, reference=None), "v2") is None
+    reason = cooldown.stale_pending(pending, "v2")
+    assert reason is not None and "v1" in reason and "v2 is champion now" in reason
