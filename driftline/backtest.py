@@ -47,7 +47,14 @@ import numpy as np
 import polars as pl
 
 from driftline import performance, profiling, retraining, shadow, training, validation
-from driftline.cooldown import RetrainRequest, admit, enough_labels_since_onset, idempotency_key
+from driftline.cooldown import (
+    RetrainRequest,
+    admit,
+    enough_labels_since_onset,
+    idempotency_key,
+    keep_earliest_onset,
+    stale_pending,
+)
 from driftline.drift import DriftReport, compare_profiles, hysteresis_met
 from driftline.errors import InputError
 from driftline.spec import ModelSpec
@@ -577,6 +584,9 @@ class _Replay:
                 self._request(t, batch.start, serving.name, f"input drift on {batch.batch_id}", events)
             if degraded_since is not None:
                 self._request(t, lab.batches[degraded_since].start, serving.name, "performance degraded", events)
+            if self.pending is not None and stale_pending(self.pending.request, serving.name):
+                events.append(stale_pending(self.pending.request, serving.name) or "")
+                self.pending = None
             if self.pending is not None:
                 trained = self._retrain(t, self.pending.onset, events, "drift")
         if trained is not None and trained.trained is not None:
@@ -612,19 +622,30 @@ class _Replay:
             reference_version=reference_version,
         )
         key = idempotency_key(request.reference_version, now, self.spec.cooldown.seconds)
-        claimed = key not in self.claims
-        self.claims.add(key)
-        admission = admit(
-            request,
-            claimed=claimed,
-            shadow_version=self.candidate.name if self.candidate else None,
-            supersede_shadow=self.spec.cooldown.supersede_shadow,
-            key=key,
-        )
-        if admission.proceed:
-            self.pending = _Pending(request, onset)  # the latest request wins, as in cooldown.record_pending
-        elif admission.outcome != "duplicate":
-            events.append(f"{why}: no retrain, {admission.reasons[0]}")
+        shadow_version = self.candidate.name if self.candidate else None
+        supersede = self.spec.cooldown.supersede_shadow
+        # As the retrain task: a claimed window is a duplicate; a busy shadow slot refuses without using
+        # up the window, and the request waits (pending) for the slot; otherwise claim and proceed.
+        if key in self.claims:
+            admission = admit(
+                request, claimed=False, shadow_version=shadow_version, supersede_shadow=supersede, key=key
+            )
+        else:
+            admission = admit(request, claimed=None, shadow_version=shadow_version, supersede_shadow=supersede)
+            if admission.proceed:
+                self.claims.add(key)
+        if admission.proceed or admission.outcome == "shadow-busy":
+            self._keep_pending(request, onset)  # the earliest onset of the same reference, as record_pending
+        if not admission.proceed and admission.outcome != "duplicate":
+            events.append(f"{why}: no retrain now, {admission.reasons[0]}")
+
+    def _keep_pending(self, request: RetrainRequest, onset: Any) -> None:
+        previous = self.pending.request if self.pending is not None else None
+        kept = keep_earliest_onset(request, previous)
+        if previous is not None and kept.drift_onset == previous.drift_onset and self.pending is not None:
+            self.pending = _Pending(kept, self.pending.onset)
+        else:
+            self.pending = _Pending(kept, onset)
 
     def _retrain(self, t: int, onset: Any, events: list[str], why: str) -> _Model | None:
         """Train on the labelled window if the shadow slot, the window and (for drift) the labels since the

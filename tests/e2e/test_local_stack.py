@@ -301,6 +301,10 @@ def test_5_demo_fast_reaches_a_promotion_through_the_automations(
     assert any(v["verdict"] == "promote" for v in summary["verdicts"]), summary["verdicts"]
     stored = prefect_api.find_events(api_url, ["driftline.performance.degraded"], [model_resource_id("demo")])
     assert stored and stored[0]["payload"]["kind"] == "performance"
+    # ... and the retrain automation acted on it (the run's parameters come from the event's payload).
+    degraded_ids = {event["payload"]["event_id"] for event in stored}
+    runs = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200, "sort": "START_TIME_DESC"}).json()
+    assert any((run.get("parameters") or {}).get("drift_event_id") in degraded_ids for run in runs)
     metric = summary["champion_metric"]
     # Known truth: the concept drift hurts the old champion; the promoted candidate does better on the same rows.
     assert metric["before_drift"] > metric["after_drift_served"], metric
