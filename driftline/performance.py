@@ -44,7 +44,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from driftline.errors import InputError
 from driftline.shadow import cs_radius, merge_moments, require_aware, sample_variance
@@ -128,7 +128,7 @@ def segment_alpha(alpha: float, index: int) -> float:
 
 def baseline_z(alpha: float) -> float:
     """How many baseline standard errors the tolerance allows: one side of ``alpha / 2``."""
-    return float(stats.norm.ppf(1 - alpha / 2))
+    return float(special.ndtri(1 - alpha / 2))
 
 
 def tolerance(baseline_loss: float, baseline_se: float, policy: PerformanceSpec) -> float:

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from driftline.errors import InputError
 from driftline.spec import ShadowSpec
@@ -172,7 +172,7 @@ def naive_z_interval(
 
     Valid at one pre-planned sample size only; for comparison with :func:`confidence_sequence`.
     """
-    radius = stats.norm.ppf(1 - alpha / 2) * np.sqrt(np.asarray(variance, dtype=np.float64) / np.asarray(n))
+    radius = special.ndtri(1 - alpha / 2) * np.sqrt(np.asarray(variance, dtype=np.float64) / np.asarray(n))
     return mean - radius, mean + radius
 
 

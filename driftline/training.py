@@ -29,7 +29,6 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 import xgboost
-from scipy.stats import rankdata
 
 from driftline import layout
 from driftline.errors import InputError, ObjectNotFoundError
@@ -589,6 +588,8 @@ def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     negatives = int(np.sum(truth == 0))
     if positives == 0 or negatives == 0:
         raise InputError(f"AUC needs both classes; got {positives} positive and {negatives} negative row(s)")
+    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import; flow runs that never rank skip it
+
     ranks = rankdata(np.asarray(y_score, dtype=np.float64), method="average")
     return float((ranks[truth == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 

@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy.stats import rankdata
 
 from driftline.errors import InputError
 from driftline.spec import ModelSpec
@@ -184,6 +183,8 @@ def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     n_negative = y.size - n_positive
     if n_positive == 0 or n_negative == 0:
         return None
+    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import; see training.auc
+
     ranks = rankdata(np.asarray(score, dtype=np.float64))
     return float((ranks[y == 1].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
 

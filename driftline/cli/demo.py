@@ -39,6 +39,8 @@ from driftline.settings import Settings
 from driftline.spec import ModelSpec, load_spec
 from driftline.store import ObjectStore, open_store
 
+# The fast story told in 10 batches (events scale with it: input drift at 3, concept drift at 6).
+FAST_BATCHES = 10
 WAIT_PROFILED_S = 180.0
 WAIT_SCORED_S = 180.0
 
@@ -288,8 +290,9 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
     store = open_store(settings)
     api_url = prefect_api.check_server(settings.prefect_api_url)
 
+    batches = options.batches or (FAST_BATCHES if options.fast else None)
     scenario = synth.get_scenario(
-        "fast" if options.fast else "default", seed=options.seed, batches=options.batches, rows=options.rows
+        "fast" if options.fast else "default", seed=options.seed, batches=batches, rows=options.rows
     )
     name = _free_model_name(store, options.model, base.name)
     spec, changes = demo_spec(base, name, scenario)
