@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -229,10 +230,11 @@ def test_4_demo_fast_reaches_a_promotion_through_the_automations_and_rollback_re
     assert any(v["verdict"] == "promote" for v in summary["verdicts"]), summary["verdicts"]
     stored = prefect_api.find_events(api_url, ["driftline.performance.degraded"], [model_resource_id("demo")])
     assert stored and stored[0]["payload"]["kind"] == "performance"
-    # ... and the retrain automation acted on it (the run's parameters come from the event's payload).
-    degraded_ids = {event["payload"]["event_id"] for event in stored}
-    runs = httpx.post(f"{api_url}/flow_runs/filter", json={"limit": 200, "sort": "START_TIME_DESC"}).json()
-    assert any((run.get("parameters") or {}).get("drift_event_id") in degraded_ids for run in runs)
+    # ... and the loop answered it: the promoted version was trained after the drop was announced (the
+    # retrain trigger runs once per model per minute, so the input-drift event of the same minute may be
+    # the one that started it).
+    metadata = registry.read_metadata(s3, "demo", summary["promoted_version"])
+    assert datetime.fromisoformat(metadata["created_at"]) > datetime.fromisoformat(stored[0]["occurred"])
     metric = summary["champion_metric"]
     # Known truth: the concept drift hurts the old champion; the promoted candidate does better on the same rows.
     assert metric["before_drift"] > metric["after_drift_served"], metric
