@@ -13,17 +13,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from driftline import synth as synthetic
-
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write (created if missing).")],
-    scenario: Annotated[
-        str, typer.Option("--scenario", help=f"Preset story: {' | '.join(synthetic.SCENARIOS)}.")
-    ] = "default",
+    scenario: Annotated[str, typer.Option("--scenario", help="Preset story: default | fast.")] = "default",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every random draw.")] = 0,
     batches: Annotated[
         int | None, typer.Option("--batches", min=2, help="Number of batches (drift events scale with it).")
@@ -45,6 +41,8 @@ def synth(
 
     Example:  driftline synth data/ --scenario fast && driftline backtest data/history.parquet --spec data/spec.yaml
     """
+    from driftline import synth as synthetic  # polars, numpy: not for every `driftline --help`
+
     chosen = synthetic.get_scenario(scenario, seed=seed, batches=batches, rows=rows)
     started = time.perf_counter()
     written = synthetic.write_dataset(chosen, out_dir, name=name)
@@ -77,7 +75,10 @@ def synth(
     out.print(f"Next:  driftline backtest {written.history} --spec {written.spec} --out {backtest_dir}")
 
 
-def _describe(event: synthetic.CovariateDrift | synthetic.PriorDrift | synthetic.ConceptDrift) -> str:
+def _describe(event) -> str:
+    """One line per scheduled drift event (a ``driftline.synth`` event model)."""
+    from driftline import synth as synthetic
+
     if isinstance(event, synthetic.CovariateDrift):
         if event.feature in synthetic.CATEGORICAL:
             return f"covariate drift: {event.shift:.0%} of rows move to {event.feature}={event.category or 'last'}"
