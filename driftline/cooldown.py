@@ -8,6 +8,7 @@ window), where the window is the cooldown period the drift event falls in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +75,13 @@ def claim(store: ObjectStore, request: RetrainRequest, key: str) -> bool:
     except ConflictError:
         return False
     return True
+
+
+def answer_key(request: RetrainRequest) -> str:
+    """One key per drift (event and onset) a retrain answers: a labels re-check and a drift run that both
+    find the same waiting drift ready must not both build a candidate."""
+    identity = f"{request.drift_event_id or request.requested_at}|{request.drift_onset or ''}"
+    return f"answer-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
 
 
 def is_claimed(store: ObjectStore, model: str, key: str) -> bool:

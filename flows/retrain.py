@@ -12,10 +12,10 @@ from tasks.retrain import (
     admit_retrain,
     build_candidate,
     build_request,
-    clear_pending,
     place_candidate,
     prepare_window,
     publish_gate_report,
+    take_request,
     wait_for_labels,
 )
 
@@ -54,7 +54,10 @@ def retrain(
         if not ready:
             wait_for_labels(request, reason)
             return {"model": model, "outcome": "waiting-for-labels", "reasons": [reason]}
-        clear_pending(model)
+        if not take_request(request):
+            reason = "another run already builds a candidate for this drift"
+            print(reason)
+            return {"model": model, "outcome": "duplicate", "reasons": [reason]}
 
     candidate = build_candidate(spec, request, window)
     publish_gate_report(candidate)

@@ -99,9 +99,12 @@ def wait_for_labels(request: RetrainRequest, reason: str) -> str:
 
 
 @task(cache_policy=NO_CACHE)
-def clear_pending(model: str) -> None:
-    """The pending request is served."""
-    cooldown.clear_pending(store(), model)
+def take_request(request: RetrainRequest) -> bool:
+    """Claim the drift this run answers (False: another run already builds for it), then clear the wait."""
+    if not cooldown.claim(store(), request, cooldown.answer_key(request)):
+        return False
+    cooldown.clear_pending(store(), request.model)
+    return True
 
 
 def _environment() -> dict:

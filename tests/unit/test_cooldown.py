@@ -103,3 +103,16 @@ def test_a_waiting_request_is_stale_once_its_champion_was_replaced() -> None:
     assert cooldown.stale_pending(_drift(None, reference=None), "v2") is None
     reason = cooldown.stale_pending(pending, "v2")
     assert reason is not None and "v1" in reason and "v2 is champion now" in reason
+
+
+def test_a_drift_is_answered_once_whoever_finds_it_ready() -> None:
+    store = MemoryStore()
+    waiting = _drift("2026-01-08T00:00:00", event="e1")
+    recheck, merged_drift_run = (
+        waiting,
+        cooldown.keep_earliest_onset(_drift("2026-01-09T00:00:00", event="e2"), waiting),
+    )
+    assert cooldown.answer_key(recheck) == cooldown.answer_key(merged_drift_run)
+    assert cooldown.claim(store, recheck, cooldown.answer_key(recheck)) is True
+    assert cooldown.claim(store, merged_drift_run, cooldown.answer_key(merged_drift_run)) is False
+    assert cooldown.answer_key(_drift("2026-01-09T00:00:00", event="e2")) != cooldown.answer_key(waiting)
