@@ -124,7 +124,12 @@ def test_2_ingest_through_the_automation_reaches_drift_detected(
     assert second.returncode == 1, second.stderr  # exit 1: the batch drifted
     assert json.loads(second.stdout)["payload"]["drift"] is True
 
-    detected = prefect_api.find_events(api_url, [DRIFT_DETECTED], [model_resource_id("example")])
+    # drift.detected is sent after batch.profiled; the server persists events every ~5 s, so poll.
+    detected = _wait_for(
+        lambda: prefect_api.find_events(api_url, [DRIFT_DETECTED], [model_resource_id("example")]),
+        "the drift.detected event to be stored",
+        timeout=30,
+    )
     assert [event["payload"]["batch_id"] for event in detected] == ["b2"]
     assert detected[0]["payload"]["top_features"] == ["income"]
     runs = httpx.post(f"{api_url}/flow_runs/filter", json={"flow_runs": {"tags": {"all_": ["driftline"]}}}).json()
