@@ -42,6 +42,7 @@ from driftline.store import ObjectStore, open_store
 # The fast story told in 10 batches (events scale with it: input drift at 3, concept drift at 6).
 FAST_BATCHES = 10
 WAIT_PROFILED_S = 180.0
+LOOKBACK = timedelta(seconds=30)
 WAIT_SCORED_S = 180.0
 
 
@@ -107,10 +108,17 @@ class Timeline:
                 self.events.append(event)
                 fresh.append(event)
                 self._print(event)
-            if page:
-                self.since = datetime.fromisoformat(page[-1]["occurred"])
-            if len(page) < 50 or not new:
+            if len(page) < 50:
+                if page:
+                    # A look-back: an event stamped earlier can be stored after a later one (its sender was
+                    # slower); the seen ids keep the overlap from printing twice.
+                    last = datetime.fromisoformat(page[-1]["occurred"])
+                    self.since = max(self.since, last - LOOKBACK)
                 return fresh
+            following = datetime.fromisoformat(page[-1]["occurred"])  # a full page: go on after it
+            if following <= self.since:
+                return fresh
+            self.since = following
 
     def wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll the timeline until ``done()`` or raise after ``timeout`` seconds, naming what was awaited."""
