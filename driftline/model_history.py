@@ -123,7 +123,9 @@ def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None
     model = spec.name
     batch_ids = _batch_ids(store, model)
     points = []
-    champions = {r.get("to") for r in registry.audit_trail(store, model) if r.get("alias") == "champion"}
+    # Read once: every audit record is its own object, and both the monitors and the switches need them.
+    moves = [r for r in registry.audit_trail(store, model) if r.get("alias") == "champion" and r.get("to")]
+    champions = {r["to"] for r in moves}
     performance = performance_points(store, model, {v for v in champions if v})
     for batch_id in batch_ids:
         report = _json(store, layout.drift_report(model, batch_id)) or {}
@@ -149,7 +151,7 @@ def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None
                 failures=failures,
             )
         )
-    switches = _switches(store, model, points)
+    switches = _switches(moves, points)
     if last is not None:
         # Trimmed after placing the switches, so the first listed batch is not taken for a switchover.
         points = points[-last:]
@@ -158,9 +160,8 @@ def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None
     return ModelHistory(model, metric_name(spec), points, switches)
 
 
-def _switches(store: ObjectStore, model: str, points: list[BatchPoint]) -> list[Switch]:
+def _switches(moves: list[dict[str, Any]], points: list[BatchPoint]) -> list[Switch]:
     """Champion moves from the audit trail, each placed at the first batch the new champion served after it."""
-    moves = [r for r in registry.audit_trail(store, model) if r.get("alias") == "champion" and r.get("to")]
     changes: list[tuple[str, str]] = []
     serving = None
     for point in points:
