@@ -2,34 +2,33 @@
 
 The point is to show, on a user's own history, whether drift-triggered retraining pays and at what cost.
 The history (one parquet: id, time, features and target, as the spec names them) is cut by time into
-equal-count batches and replayed in memory, with no Prefect and no S3, through the functions production
-uses: ``profiling`` (batch profiles), ``drift.compare_profiles`` + ``hysteresis_met`` (input drift),
-``performance`` (the champion's loss against its holdout), ``cooldown`` (claims, admission, waiting for
-labels since the onset), ``retraining.select_window`` / ``decide_placement``, ``training`` (time split,
-train, predict, per-row loss), ``validation.evaluate_gates`` and ``shadow`` (the anytime-valid test).
+equal-count batches and replayed in memory, with no Prefect and no S3. It does not re-compose the loop: every
+sequencing decision is a call into ``driftline.loop`` (drift episodes, admission and claims, waiting
+requests, readiness, the window that follows the change, placement) and the pure modules production uses
+(``profiling``, ``drift``, ``training``, ``validation``, ``shadow``, ``guard``, ``performance``), in the order
+production runs them; ``tests/flows/test_loop_parity.py`` checks that both decide the same, batch by batch.
 
 Each step ``t`` of the replay is what production sees when batch ``t`` arrives:
 
-1. the champion scores batch ``t`` (its metric on the batch is what the report shows; the labels are
-   used for nothing else yet); a candidate in shadow scores it too; the batch is checked for input drift
-   against the champion's reference profile (the merged profiles of its training batches);
-2. the labels of batch ``t - label_delay`` arrive: they fold into the shadow test and the champion's
-   performance monitor;
-3. decisions: the shadow verdict (promote / reject / inconclusive), then the policy's retrain, trained
-   on the labelled batches only (at most batch ``t - label_delay``): no label is used before it arrives.
+1. the batch is checked for input drift against the champion's reference profile; an announced drift asks
+   for a retrain (drift policy), which trains at once if its labels are in, or waits;
+2. the champion scores it (its metric on the batch is what the report shows); a candidate in shadow and a
+   previous champion under guard score it beside it;
+3. the labels of batch ``t - label_delay`` arrive: they fold into the shadow test (promote / reject /
+   inconclusive), the guard (rollback) and the champion's performance monitor (a degraded champion asks
+   for a retrain), then the waiting request is re-checked; a periodic policy retrains here.
 
-Policies: ``never`` (the first champion stays), ``periodic:K`` (a retrain after every K served batches)
-and ``drift`` (the spec's policy: a retrain when input drift is declared with hysteresis or when the
-performance monitor says degraded, through the same claim, shadow-slot and waiting-for-labels rules as
-the retrain flow). With ``promotion="shadow"`` (the loop as deployed) a candidate that passes every gate
-enters shadow and is promoted on the shadow test's verdict; with ``promotion="gates"`` it replaces the
-champion as soon as every gate passes (how fast a policy could react at best).
+No label is used before it arrives. Policies: ``never`` (the first champion stays), ``periodic:K`` (a retrain
+after every K served batches, through the gates and the shadow test), ``drift`` (the loop as deployed) and
+``oracle`` (XGBoost's defaults retrained on the window after every batch and put in service directly: no
+split, no gates, no shadow; what plain retraining reaches, the yardstick of the others). With
+``promotion="shadow"`` a candidate that passes every gate enters shadow and is promoted on the shadow test's
+verdict; with ``promotion="gates"`` it replaces the champion as soon as every gate passes.
 
 Differences from production, on purpose: the timing gates (p99 latency, throughput) are skipped, so the
-replay is deterministic and a loaded machine cannot change it; the post-promotion guard (rollback) is
-not replayed; a promote verdict promotes even with ``promotion: manual``. A model is determined by its
-training batches, so policies that train on the same window share it (and its cost is still counted
-for each of them).
+replay is deterministic and a loaded machine cannot change it; a promote verdict promotes even with
+``promotion: manual``. A model is determined by its training batches (and the onset they favour), so
+policies that train on the same window share it (its cost is still counted for each of them).
 """
 
 from __future__ import annotations
@@ -45,28 +44,25 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
+import xgboost
 
-from driftline import performance, profiling, retraining, shadow, training, validation
-from driftline.cooldown import (
-    RetrainRequest,
-    admit,
-    enough_labels_since_onset,
-    idempotency_key,
-    keep_earliest_onset,
-    stale_pending,
-)
-from driftline.drift import DriftReport, compare_profiles, hysteresis_met
+from driftline import guard, loop, performance, profiling, retraining, shadow, training, validation
+from driftline.cooldown import RetrainRequest
+from driftline.drift import DriftReport, compare_profiles
 from driftline.errors import InputError
 from driftline.spec import ModelSpec
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
-PolicyKind = Literal["never", "periodic", "drift"]
+PolicyKind = Literal["never", "periodic", "drift", "oracle"]
 Promotion = Literal["shadow", "gates"]
 Progress = Callable[[int, int, str], None]
 MIN_BATCH_ROWS = 200
-DEFAULT_POLICIES = "never,periodic:1,drift"
+DEFAULT_POLICIES = "never,periodic:1,drift,oracle"
+# The oracle: XGBoost's own defaults (100 rounds of eta 0.3, depth 6) on every row of the window.
+PLAIN_ROUNDS = 100
+PLAIN_PARAMS: dict[str, Any] = {}
 METRICS = {"binary": "auc", "regression": "rmse"}
 
 
@@ -89,14 +85,15 @@ def parse_policy(text: str) -> Policy:
         InputError: not ``never``, ``drift`` or ``periodic:K`` with an integer K >= 1.
     """
     name = text.strip()
-    if name in ("never", "drift"):
+    if name in ("never", "drift", "oracle"):
         return Policy(name, name)  # type: ignore[arg-type]
     if name.startswith("periodic:"):
         every = name.removeprefix("periodic:")
         if every.isdigit() and int(every) >= 1:
             return Policy(f"periodic:{int(every)}", "periodic", int(every))
     raise InputError(
-        f"bad policy {text!r}: use never, drift or periodic:K (K a whole number of batches >= 1, e.g. periodic:4)"
+        f"bad policy {text!r}: use never, drift, oracle or periodic:K (K a whole number of batches >= 1, "
+        "e.g. periodic:4)"
     )
 
 
@@ -288,6 +285,8 @@ class PolicyResult:
     promotions: int
     train_seconds: float  # training + gates of every model this policy trained (shared ones counted too)
     rows_trained: int  # training rows of every model this policy trained
+    rollbacks: int = 0
+    decisions: list[tuple[int, str]] = field(default_factory=list)  # (batch, decision) in order
 
     @property
     def mean_metric(self) -> float:
@@ -302,6 +301,7 @@ class PolicyResult:
             "mean_metric": _finite_or_none(self.mean_metric),
             "retrains": self.retrains,
             "promotions": self.promotions,
+            "rollbacks": self.rollbacks,
             "train_seconds": round(self.train_seconds, 3),
             "rows_trained": self.rows_trained,
             "per_batch": [outcome.to_dict() for outcome in self.per_batch],
@@ -359,7 +359,7 @@ def _nanmean(values: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class _Model:
-    """A trained model, named after its newest training batch."""
+    """A trained model, named after its newest training batch (and the onset its window favours)."""
 
     name: str
     window: tuple[int, ...]
@@ -370,6 +370,7 @@ class _Model:
     seconds: float
     rows: int
     failure: str | None = None
+    onset: str | None = None  # the drift onset the window's weights favour (None: unweighted)
 
     @property
     def newest(self) -> int:
@@ -391,7 +392,7 @@ class _Lab:
         )
         self.nthread = nthread
         self.profiles: dict[int, DatasetProfileView] = {}
-        self.models: dict[tuple[int, ...], _Model] = {}
+        self.models: dict[tuple[Any, ...], _Model] = {}
         self.predictions: dict[tuple[str, int], np.ndarray] = {}
         self.gates: dict[tuple[str, str], tuple[validation.GateReport, float]] = {}
         self.drift: dict[tuple[str, int], DriftReport] = {}
@@ -401,12 +402,21 @@ class _Lab:
             self.profiles[index] = profiling.profile_frame(self.batches[index].frame.select(self.spec.batch_columns))
         return self.profiles[index]
 
-    def model(self, window: tuple[int, ...]) -> _Model:
-        if window in self.models:
-            return self.models[window]
+    def window_frame(self, window: tuple[int, ...]) -> pl.DataFrame:
+        return retraining.restrict_days(pl.concat([self.batches[i].frame for i in window]), self.spec)
+
+    def model(self, window: tuple[int, ...], onset: str | None = None) -> _Model:
         spec = self.spec
+        frame = loop.onset_weights(self.window_frame(window), spec, onset)
+        weighted = (
+            onset if frame.height != self.window_frame(window).height or loop.WEIGHT_COLUMN in frame.columns else None
+        )
+        key = (window, weighted)
+        if key in self.models:
+            return self.models[key]
         name = f"m{self.batches[window[-1]].batch_id.removeprefix('b')}"
-        frame = retraining.restrict_days(pl.concat([self.batches[i].frame for i in window]), spec)
+        if weighted is not None:
+            name += f"o{self._batch_at(weighted)}"
         started = time.perf_counter()
         try:
             split = training.time_split(frame, spec)
@@ -420,9 +430,43 @@ class _Lab:
         else:
             reference = profiling.merge(self.profile(i) for i in window)
             seconds = time.perf_counter() - started
-            model = _Model(name, window, trained, split.holdout, reference, baseline, seconds, split.train.height)
-        self.models[window] = model
+            model = _Model(
+                name, window, trained, split.holdout, reference, baseline, seconds, split.train.height, onset=weighted
+            )
+        self.models[key] = model
         return model
+
+    def plain_model(self, window: tuple[int, ...]) -> _Model:
+        """The oracle's model: XGBoost's own defaults on every row of the window, no split, no early stop."""
+        key = ("plain", window)
+        if key in self.models:
+            return self.models[key]
+        spec = self.spec
+        frame = self.window_frame(window)
+        started = time.perf_counter()
+        encoder = training.FeatureEncoder.fit(frame, spec)
+        params = {**training.training_params(spec, self.nthread), **PLAIN_PARAMS}
+        params = {k: v for k, v in params.items() if k in ("objective", "eval_metric", "seed", "nthread")}
+        matrix = xgboost.DMatrix(
+            encoder.encode(frame),
+            label=frame.get_column(spec.target).cast(pl.Float32).to_numpy(),
+            feature_names=encoder.booster_names,
+            feature_types=encoder.feature_types,
+            enable_categorical=True,
+            missing=np.nan,
+        )
+        booster = xgboost.train(params, matrix, num_boost_round=PLAIN_ROUNDS)
+        trained = training.TrainedModel(booster, encoder, PLAIN_ROUNDS - 1, PLAIN_ROUNDS, {}, {}, 0.0, params)
+        name = f"p{self.batches[window[-1]].batch_id.removeprefix('b')}"
+        model = _Model(name, window, trained, frame.head(0), None, None, time.perf_counter() - started, frame.height)
+        self.models[key] = model
+        return model
+
+    def _batch_at(self, onset: str) -> str:
+        for batch in self.batches:
+            if _as_text(batch.start) == onset:
+                return batch.batch_id.removeprefix("b")
+        return onset
 
     def predict(self, model: _Model, index: int) -> np.ndarray:
         key = (model.name, index)
@@ -433,17 +477,20 @@ class _Lab:
             )
         return self.predictions[key]
 
-    def gate(self, candidate: _Model, champion: _Model) -> tuple[validation.GateReport, float]:
-        key = (candidate.name, champion.name)
+    def gate(self, candidate: _Model, champion: _Model | None) -> tuple[validation.GateReport, float]:
+        key = (candidate.name, champion.name if champion else "")
         if key not in self.gates:
-            assert candidate.trained is not None and champion.trained is not None
+            assert candidate.trained is not None
             started = time.perf_counter()
-            cand, champ = candidate.trained, champion.trained
+            cand = candidate.trained
+            champ = champion.trained if champion is not None else None
             report = validation.evaluate_gates(
                 spec=self.gate_spec,
                 holdout=candidate.holdout,
                 candidate=lambda frame: training.predict(cand.booster, cand.encoder, frame),
-                champion=lambda frame: training.predict(champ.booster, champ.encoder, frame),
+                champion=None
+                if champ is None
+                else (lambda frame: training.predict(champ.booster, champ.encoder, frame)),
                 candidate_features=list(cand.encoder.features),
                 model_bytes=len(training.model_bytes(cand.booster)),
                 seed=self.spec.xgboost.seed,
@@ -472,28 +519,27 @@ class _Lab:
         except InputError:  # a binary batch with a single class has no AUC
             return math.nan
 
-    def labelled_window(self, step: int, label_delay: int) -> tuple[int, ...]:
-        """The training window at the end of ``step``: the spec's last labelled batches, none unlabelled."""
-        newest = step - label_delay
+    def labelled_window(self, newest: int) -> tuple[int, ...]:
+        """The spec's training window when the labels of batches up to ``newest`` are in."""
+        if newest < 0:
+            return ()
         ids = retraining.select_window([b.batch_id for b in self.batches[: newest + 1]], self.spec)
         return tuple(int(batch_id.removeprefix("b")) for batch_id in ids)
 
-    def rows_since(self, window: tuple[int, ...], onset: Any) -> int:
-        frame = pl.concat([self.batches[i].frame for i in window])
-        return retraining.rows_since(frame, self.spec, _as_text(onset))
+    def rows_since(self, window: tuple[int, ...], onset: str | None) -> int:
+        return loop.rows_since(self.window_frame(window), self.spec, onset) if window else 0
 
 
 # ----------------------------------------------------------------------------------------------- replay
 
 
-@dataclass
-class _Pending:
-    request: RetrainRequest
-    onset: Any
-
-
 class _Replay:
-    """One policy's walk through the batches: ``step`` once per served batch, then ``result``."""
+    """One policy's walk through the batches: ``step`` once per served batch, then ``result``.
+
+    Every sequencing decision is a call into ``driftline.loop`` (or the pure modules it orders: shadow,
+    guard, performance), in the order production runs them (see ``driftline.loop``); this class only keeps
+    the state production keeps on S3, in memory.
+    """
 
     def __init__(self, lab: _Lab, policy: Policy, first: _Model, first_served: int, delay: int, promotion: Promotion):
         self.lab, self.policy, self.delay, self.promotion = lab, policy, delay, promotion
@@ -502,96 +548,75 @@ class _Replay:
         self.champion = first
         self.candidate: _Model | None = None
         self.shadow_state: shadow.ShadowState | None = None
-        self.monitor = self._start_monitor(first, lab.batches[first_served - 1].arrived)
-        self.scored: dict[int, str] = {}  # batch -> champion that served it
-        self.shadow_scored: set[int] = set()
-        self.drift_history: list[bool] = []
+        self.previous: _Model | None = None
+        self.guard_state: guard.GuardState | None = None
+        self.monitor: performance.PerformanceState | None = None
+        self.scored: dict[int, set[str]] = {}  # batch -> every model that scored it
+        self.watch = loop.DriftWatch()
         self.claims: set[str] = set()
-        self.pending: _Pending | None = None
-        self.retrains = self.promotions = self.rows_trained = 0
+        self.pending: RetrainRequest | None = None
+        self.labelled_through = first_served - 1 - delay  # newest batch whose labels are in
+        self.retrains = self.promotions = self.rollbacks = self.rows_trained = 0
         self.train_seconds = 0.0
         self.outcomes: list[BatchOutcome] = []
+        self.decisions: list[tuple[int, str]] = []  # (batch, decision): what the parity test compares
 
-    def _start_monitor(self, model: _Model, now: datetime) -> performance.PerformanceState | None:
-        if not self.spec.performance.enabled or model.baseline is None:
-            return None
-        baseline = model.baseline
-        return performance.start_monitor(
-            self.spec.name, model.name, baseline.loss, baseline.rows, now, baseline_sd=baseline.loss_sd
-        )
+    def _decide(self, t: int, decision: str) -> None:
+        self.decisions.append((t, decision))
 
     def step(self, t: int) -> None:
         lab, spec = self.lab, self.spec
         batch = lab.batches[t]
-        now = batch.arrived
-        serving = self.champion
         events: list[str] = []
+        self._trained: _Model | None = None
+        self._promoted = False
 
-        # 1. The batch arrives: the champion serves it, a candidate in shadow scores it beside it.
+        # 1. The batch arrives: drift against the champion's reference (oracle: no loop at all).
+        declaration = None
+        if self.policy.kind != "oracle":
+            report = lab.drift_report(self.champion, t)
+            self.watch, declaration = loop.observe_drift(self.watch, batch.batch_id, report, self.champion.name, spec)
+            if declaration.declared:
+                events.append(
+                    f"input drift: {', '.join(report.drifted_features[:5])} (score {report.score:.2f})"
+                    + ("" if declaration.announce else "; same episode, not announced again")
+                )
+            if declaration.announce:
+                self._decide(t, f"drift announced on {batch.batch_id}")
+                if self.policy.kind == "drift":
+                    self._request(t, batch.batch_id, _as_text(batch.start), "input drift", events)
+
+        # 2. It is scored: the champion's predictions are the output; shadow and guarded previous beside it.
+        serving = self.champion
         metric = lab.metric(serving, t)
-        self.scored[t] = serving.name
-        if self.candidate is not None:
-            lab.predict(self.candidate, t)
-            self.shadow_scored.add(t)
-        report = lab.drift_report(serving, t)
-        self.drift_history.append(report.drift)
-        hysteresis = spec.drift.hysteresis
-        declared = report.drift and hysteresis_met(self.drift_history, hysteresis.k, hysteresis.m)
-        if declared:
-            events.append(f"input drift: {', '.join(report.drifted_features[:5])} (score {report.score:.2f})")
+        scorers = {serving.name}
+        for side in (self.candidate, self.previous):
+            if side is not None:
+                lab.predict(side, t)
+                scorers.add(side.name)
+        self.scored[t] = scorers
 
-        # 2. Labels of an earlier batch arrive.
+        # 3. Labels of an earlier batch arrive.
         labelled = t - self.delay
-        degraded_since: int | None = None
-        if labelled >= 0 and self.scored.get(labelled) == serving.name:
-            y = lab.batches[labelled].y
-            p_champion = lab.predict(serving, labelled)
-            if self.candidate is not None and labelled in self.shadow_scored:
-                differences = shadow.paired_differences(spec.task, y, lab.predict(self.candidate, labelled), p_champion)
-                self.shadow_state = shadow.fold_batch(
-                    self.shadow_state, differences, lab.batches[labelled].batch_id, policy=spec.shadow, now=now
-                )
-            if self.monitor is not None:
-                losses = training.per_row_loss(spec.task, y, p_champion)
-                self.monitor = performance.fold_batch(
-                    self.monitor, losses, lab.batches[labelled].batch_id, spec.performance, now
-                )
-                verdict = performance.decide(self.monitor, spec.performance)
-                self.monitor, first_alert = performance.mark_alerted(
-                    self.monitor, verdict, lab.batches[labelled].batch_id, now
-                )
-                if first_alert:
-                    since = verdict.since_batch_id or lab.batches[labelled].batch_id
-                    degraded_since = int(since.removeprefix("b"))
-                    events.append(f"performance degraded since {since}: {verdict.reasons[0]}")
-
-        # 3a. The shadow test decides (also on its time budget when no labels came).
-        promoted = False
-        if self.candidate is not None and self.shadow_state is not None:
-            decision = shadow.decide(self.shadow_state, spec.shadow, now)
-            if decision.verdict == "promote":
-                promoted = self._promote(self.candidate, now, f"shadow: {decision.reasons[0]}", events)
-            elif decision.final:
-                events.append(f"{self.candidate.name} {decision.verdict} in shadow: {decision.reasons[0]}")
-                self._clear_shadow()
-
-        # 3b. The policy's retrain.
-        trained: _Model | None = None
+        degraded = False
+        if labelled >= 0:
+            self.labelled_through = labelled
+            degraded = self._labels(t, labelled, events)
         if self.policy.kind == "periodic" and (t - self.first_served + 1) % self.policy.every == 0:
-            trained = self._retrain(t, None, events, "periodic")
-        elif self.policy.kind == "drift":
-            if declared:
-                self._request(t, batch.start, serving.name, f"input drift on {batch.batch_id}", events)
-            if degraded_since is not None:
-                self._request(t, lab.batches[degraded_since].start, serving.name, "performance degraded", events)
-            if self.pending is not None and stale_pending(self.pending.request, serving.name):
-                events.append(stale_pending(self.pending.request, serving.name) or "")
-                self.pending = None
-            if self.pending is not None:
-                trained = self._retrain(t, self.pending.onset, events, "drift")
-        if trained is not None and trained.trained is not None:
-            promoted = self._place(trained, now, events) or promoted
+            self._periodic(t, events)
+        elif self.policy.kind == "oracle":
+            window = lab.labelled_window(self.labelled_through)
+            if window and window != self.champion.window:
+                model = lab.plain_model(window)
+                self.retrains += 1
+                self.rows_trained += model.rows
+                self.train_seconds += model.seconds
+                self._trained = model
+                self.champion = model
+                self.promotions += 1
+                self._promoted = True
 
+        trained = self._trained
         self.outcomes.append(
             BatchOutcome(
                 batch=t,
@@ -601,113 +626,206 @@ class _Replay:
                 version=serving.name,
                 trained_through=serving.newest,
                 retrained=trained is not None,
-                promoted=promoted,
+                promoted=self._promoted,
                 candidate=trained.name if trained is not None else None,
                 candidate_trained_through=trained.newest if trained is not None else None,
-                drift=declared,
-                degraded=degraded_since is not None,
+                drift=bool(declaration and declaration.declared),
+                degraded=degraded,
                 events=events,
             )
         )
 
-    def _request(self, t: int, onset: Any, reference_version: str, why: str, events: list[str]) -> None:
-        """A drift-triggered retrain request: claim its cooldown window, check the shadow slot, then wait."""
-        now = self.lab.batches[t].arrived
-        request = RetrainRequest(
-            self.spec.name,
-            "drift",
-            now.isoformat(),
-            drift_batch_id=self.lab.batches[t].batch_id,
-            drift_onset=_as_text(onset),
-            reference_version=reference_version,
-        )
-        key = idempotency_key(request.reference_version, now, self.spec.cooldown.seconds)
-        shadow_version = self.candidate.name if self.candidate else None
-        supersede = self.spec.cooldown.supersede_shadow
-        # As the retrain task: a claimed window is a duplicate; a busy shadow slot refuses without using
-        # up the window, and the request waits (pending) for the slot; otherwise claim and proceed.
-        if key in self.claims:
-            admission = admit(
-                request, claimed=False, shadow_version=shadow_version, supersede_shadow=supersede, key=key
-            )
-        else:
-            admission = admit(request, claimed=None, shadow_version=shadow_version, supersede_shadow=supersede)
-            if admission.proceed:
-                self.claims.add(key)
-        if admission.proceed or admission.outcome == "shadow-busy":
-            self._keep_pending(request, onset)  # the earliest onset of the same reference, as record_pending
-        if not admission.proceed and admission.outcome != "duplicate":
-            events.append(f"{why}: no retrain now, {admission.reasons[0]}")
+    # --------------------------------------------------------------------------------------- labels
 
-    def _keep_pending(self, request: RetrainRequest, onset: Any) -> None:
-        previous = self.pending.request if self.pending is not None else None
-        kept = keep_earliest_onset(request, previous)
-        if previous is not None and kept.drift_onset == previous.drift_onset and self.pending is not None:
-            self.pending = _Pending(kept, self.pending.onset)
-        else:
-            self.pending = _Pending(kept, onset)
-
-    def _retrain(self, t: int, onset: Any, events: list[str], why: str) -> _Model | None:
-        """Train on the labelled window if the shadow slot, the window and (for drift) the labels since the
-        onset allow it; None otherwise (a pending drift request stays pending)."""
+    def _labels(self, t: int, labelled: int, events: list[str]) -> bool:
         lab, spec = self.lab, self.spec
-        if self.candidate is not None and (why == "periodic" or not spec.cooldown.supersede_shadow):
-            # A schedule never supersedes a running shadow test; a pending drift request waits for the slot
-            # (as on a labels re-check) unless the spec lets a new candidate supersede.
-            if why == "periodic":
-                events.append(f"periodic retrain skipped: {self.candidate.name} is still in shadow")
-            return None
-        window = lab.labelled_window(t, self.delay)
-        rows = sum(lab.batches[i].rows for i in window)
-        if rows < spec.window.min_labelled_rows:
-            events.append(f"{why} retrain waits: {rows} labelled rows < window.min_labelled_rows")
-            return None
-        if onset is not None:
-            ready, reason = enough_labels_since_onset(lab.rows_since(window, onset), spec.window.min_rows_since_drift)
-            if not ready:
-                return None
+        batch = lab.batches[labelled]
+        now = batch.arrived
+        y = batch.y
+        scorers = self.scored.get(labelled, set())
+        champion = self.champion
+        # Shadow: the candidate and the champion it is compared with both scored the batch.
+        if self.candidate is not None and {self.candidate.name, champion.name} <= scorers:
+            candidate = self.candidate
+            differences = shadow.paired_differences(
+                spec.task, y, lab.predict(candidate, labelled), lab.predict(champion, labelled)
+            )
+            state = self.shadow_state or shadow.start_shadow(spec.name, candidate.name, champion.name, now=now)
+            self.shadow_state = shadow.fold_batch(state, differences, batch.batch_id, policy=spec.shadow, now=now)
+            verdict = shadow.decide(self.shadow_state, spec.shadow, now)
+            if verdict.final:
+                self._decide(t, f"shadow {verdict.verdict}")
+                if verdict.verdict == "promote":
+                    self._promote(candidate, now, f"shadow: {verdict.reasons[0]}", events)
+                else:
+                    events.append(f"{candidate.name} {verdict.verdict} in shadow: {verdict.reasons[0]}")
+                    self._clear_shadow()
+        # Guard: the new champion against the one it replaced, on rows both scored.
+        if self.guard_state is not None and self.previous is not None and not self.guard_state.closed:
+            current, previous = self.champion, self.previous
+            if {current.name, previous.name} <= scorers:
+                differences = shadow.paired_differences(
+                    spec.task, y, lab.predict(current, labelled), lab.predict(previous, labelled)
+                )
+                self.guard_state = guard.fold_batch(
+                    self.guard_state, differences, batch.batch_id, policy=spec.guard, now=now
+                )
+                verdict = guard.decide_rollback(self.guard_state, spec.guard)
+                if verdict.verdict == "rollback":
+                    self._decide(t, "rollback")
+                    events.append(f"rolled back {current.name} to {previous.name}: {verdict.reasons[0]}")
+                    self.rollbacks += 1
+                    self.champion, self.previous = previous, current
+                    self.guard_state = None
+                    self.monitor = None
+                    self._promoted = True
+        # Performance: the champion's loss against its holdout.
+        degraded = False
+        champion = self.champion
+        if spec.performance.enabled and champion.baseline is not None and champion.name in scorers:
+            if self.monitor is None:
+                baseline = champion.baseline
+                self.monitor = performance.start_monitor(
+                    spec.name, champion.name, baseline.loss, baseline.rows, now, baseline_sd=baseline.loss_sd
+                )
+            losses = training.per_row_loss(spec.task, y, lab.predict(champion, labelled))
+            self.monitor = performance.fold_batch(self.monitor, losses, batch.batch_id, spec.performance, now)
+            verdict = performance.decide(self.monitor, spec.performance)
+            self.monitor, announce = performance.mark_alerted(self.monitor, verdict, batch.batch_id, now)
+            if announce:
+                degraded = True
+                since = verdict.since_batch_id or batch.batch_id
+                self._decide(t, f"performance degraded since {since}")
+                events.append(f"performance degraded since {since}: {verdict.reasons[0]}")
+                if self.policy.kind == "drift":
+                    onset = _as_text(lab.batches[int(since.removeprefix("b"))].start)
+                    self._request(t, batch.batch_id, onset, "performance degraded", events)
+        # The waiting request is re-checked now that labels arrived.
+        if self.policy.kind == "drift" and self.pending is not None:
+            self._recheck(t, events)
+        return degraded
+
+    # --------------------------------------------------------------------------------------- retrains
+
+    def _request(self, t: int, batch_id: str, onset: str, why: str, events: list[str]) -> None:
+        """A drift-triggered retrain request, as the retrain flow handles one (``driftline.loop``)."""
+        spec = self.spec
+        request = RetrainRequest(
+            spec.name,
+            "drift",
+            self.lab.batches[t].arrived.isoformat(),
+            drift_batch_id=batch_id,
+            drift_onset=onset,
+            reference_version=self.champion.name,
+        )
+        request = loop.keep_earliest_onset(request, self.pending)
+        shadow_version = self.candidate.name if self.candidate else None
+        key = loop.request_key(request, spec)
+        admission = loop.admit(request, spec, shadow_version=shadow_version, already_claimed=key in self.claims)
+        if admission.proceed and admission.key is not None:
+            self.claims.add(admission.key)
+        if not admission.proceed:
+            events.append(f"{why}: no retrain now, {admission.reasons[0]}")
+            if loop.waits(request, admission):
+                self.pending = request
+            return
+        self._ready_then_train(t, request, why, events)
+
+    def _recheck(self, t: int, events: list[str]) -> None:
+        assert self.pending is not None
+        stale = loop.stale_pending(self.pending, self.champion.name)
+        if stale:
+            events.append(stale)
+            self._decide(t, "pending dropped: stale")
             self.pending = None
-        if window == self.champion.window:
-            return None
-        model = lab.model(window)
+            return
+        request = self.pending
+        shadow_version = self.candidate.name if self.candidate else None
+        admission = loop.admit(request, self.spec, shadow_version=shadow_version, rechecking=True)
+        if admission.proceed:
+            self._ready_then_train(t, request, "waiting drift", events)
+
+    def _ready_then_train(self, t: int, request: RetrainRequest, why: str, events: list[str]) -> None:
+        lab, spec = self.lab, self.spec
+        window = lab.labelled_window(self.labelled_through)
+        rows = sum(lab.batches[i].rows for i in window)
+        shortfall = None
+        if rows < spec.window.min_labelled_rows:
+            shortfall = f"{rows} labelled row(s) < window.min_labelled_rows {spec.window.min_labelled_rows}"
+        ready = loop.readiness(
+            request,
+            spec,
+            window_batches=[lab.batches[i].batch_id for i in window],
+            rows_since_onset=lab.rows_since(window, request.drift_onset),
+            shortfall=shortfall,
+            champion_batches=[lab.batches[i].batch_id for i in self.champion.window],
+        )
+        if not ready.ready:
+            self.pending = request
+            return
+        self.pending = None
+        model = lab.model(window, request.drift_onset)
+        self._train_and_place(t, model, why, events)
+
+    def _periodic(self, t: int, events: list[str]) -> None:
+        if self.candidate is not None:
+            # A schedule never supersedes a running shadow test.
+            events.append(f"periodic retrain skipped: {self.candidate.name} is still in shadow")
+            return
+        window = self.lab.labelled_window(self.labelled_through)
+        rows = sum(self.lab.batches[i].rows for i in window)
+        if rows < self.spec.window.min_labelled_rows or window == self.champion.window:
+            return
+        self._train_and_place(t, self.lab.model(window), "periodic", events)
+
+    def _train_and_place(self, t: int, model: _Model, why: str, events: list[str]) -> None:
+        lab = self.lab
         self.retrains += 1
         self.rows_trained += model.rows
         self.train_seconds += model.seconds
+        self._trained = model
+        window = f"{lab.batches[model.window[0]].batch_id}-{lab.batches[model.window[-1]].batch_id}"
+        weighted = f", favouring rows from {model.onset} on" if model.onset else ""
+        self._decide(t, f"retrain on {window}{' from onset' if model.onset else ''}")
         if model.trained is None:
             events.append(f"{why} retrain of {model.name} failed: {model.failure}")
-        else:
-            events.append(
-                f"{why} retrain: {model.name} on {len(window)} batch(es) up to {lab.batches[window[-1]].batch_id}"
-            )
-        return model
-
-    def _place(self, model: _Model, now: datetime, events: list[str]) -> bool:
-        report, seconds = self.lab.gate(model, self.champion)
+            self._decide(t, "retrain failed")
+            return
+        events.append(f"{why} retrain: {model.name} on {len(model.window)} batch(es) {window}{weighted}")
+        report, seconds = lab.gate(model, self.champion)
         self.train_seconds += seconds
-        decision, reasons = retraining.decide_placement(report, has_champion=True)
+        decision, reasons = loop.decide_placement(report, has_champion=True, task=self.spec.task)
+        self._decide(t, f"placed {decision}")
         if decision == "rejected":
             events.append(f"{model.name} rejected by the gates: {reasons[0]}")
-            return False
+            return
         if self.promotion == "gates":
-            return self._promote(model, now, "every gate passed", events)
+            self._promote(model, lab.batches[t].arrived, "every gate passed", events)
+            return
         self._clear_shadow()
         self.candidate = model
-        self.shadow_state = shadow.start_shadow(self.spec.name, model.name, self.champion.name, now=now)
-        events.append(f"{model.name} enters shadow (every gate passed)")
-        return False
+        events.append(f"{model.name} enters shadow ({reasons[0]})")
 
-    def _promote(self, model: _Model, now: datetime, why: str, events: list[str]) -> bool:
+    def _promote(self, model: _Model, now: datetime, why: str, events: list[str]) -> None:
+        self._decide(self.outcomes_index(), "promoted")
+        previous = self.champion
         self.champion = model
         self.promotions += 1
-        self.monitor = self._start_monitor(model, now)
+        self._promoted = True
+        self.monitor = None
+        self.previous = previous
+        self.guard_state = (
+            guard.start_guard(self.spec.name, model.name, previous.name, now=now) if self.spec.guard.enabled else None
+        )
         self._clear_shadow()
         events.append(f"promoted {model.name}: {why}")
-        return True
+
+    def outcomes_index(self) -> int:
+        return self.first_served + len(self.outcomes)
 
     def _clear_shadow(self) -> None:
         self.candidate = None
         self.shadow_state = None
-        self.shadow_scored = set()
 
     def result(self) -> PolicyResult:
         return PolicyResult(
@@ -717,6 +835,8 @@ class _Replay:
             promotions=self.promotions,
             train_seconds=self.train_seconds,
             rows_trained=self.rows_trained,
+            rollbacks=self.rollbacks,
+            decisions=list(self.decisions),
         )
 
 
@@ -795,7 +915,8 @@ def run_backtest(
     done = 1
     results: dict[str, PolicyResult] = {}
     for policy in chosen:
-        replay = _Replay(lab, policy, first, first_served, label_delay, promotion)
+        start = lab.plain_model(window) if policy.kind == "oracle" else first
+        replay = _Replay(lab, policy, start, first_served, label_delay, promotion)
         for t in range(first_served, batches):
             replay.step(t)
             done += 1
@@ -804,7 +925,7 @@ def run_backtest(
     notes = [
         f"first champion {first.name} trained on batches {cut[0].batch_id}-{cut[warm - 1].batch_id}, "
         f"serving from {cut[first_served].batch_id}",
-        "timing gates (p99 latency, throughput) skipped so the replay is deterministic; rollback guard not replayed",
+        "timing gates (p99 latency, throughput) skipped so the replay is deterministic",
     ]
     return BacktestResult(
         metric=METRICS[spec.task],

@@ -1,21 +1,23 @@
-"""Retrain storm control: idempotency keys, the shadow slot, and waiting for labels after a drift onset.
+"""Retrain storm control on the store: idempotency claims and the request waiting for labels.
 
 Prefect's trigger (`within` + `for_each` per model) and the deployment's `concurrency_limit` are the
 first line. The line that holds when Prefect delivers the same event twice, or two automations race, is
-the domain key created here with a conditional write: one retrain per (model, reference version, drift
-window), where the window is the cooldown period the drift event falls in.
+the domain key created here with a conditional write (``driftline.loop.request_key``: one retrain per
+reference and drift announcement). The rules (admission, earliest onset, staleness, readiness) are pure
+and live in ``driftline.loop``; this module only stores what they decide.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from driftline import layout
 from driftline.errors import ConflictError, ObjectNotFoundError
+from driftline.loop import keep_earliest_onset
 from driftline.store import ObjectStore, update_json
 
 Trigger = Literal["manual", "drift", "labels"]
@@ -48,22 +50,6 @@ class RetrainRequest:
         return f"drift:{self.drift_event_id}"
 
 
-@dataclass(frozen=True)
-class Admission:
-    """Whether a retrain may start, and every reason."""
-
-    proceed: bool
-    outcome: Literal["proceed", "duplicate", "shadow-busy", "waiting-for-labels", "nothing-pending"]
-    reasons: list[str] = field(default_factory=list)
-    key: str | None = None
-
-
-def idempotency_key(reference_version: str | None, occurred: datetime, cooldown_seconds: int) -> str:
-    """One key per (reference version, cooldown window the drift event falls in)."""
-    window = int(occurred.timestamp() // max(cooldown_seconds, 1))
-    return f"{reference_version or 'provisional'}-w{window}"
-
-
 def claim(store: ObjectStore, request: RetrainRequest, key: str) -> bool:
     """Create the idempotency claim; False when another retrain already holds it."""
     try:
@@ -77,95 +63,16 @@ def claim(store: ObjectStore, request: RetrainRequest, key: str) -> bool:
     return True
 
 
-def answer_key(request: RetrainRequest) -> str:
-    """One key per drift (event and onset) a retrain answers: a labels re-check and a drift run that both
-    find the same waiting drift ready must not both build a candidate."""
-    identity = f"{request.drift_event_id or request.requested_at}|{request.drift_onset or ''}"
-    return f"answer-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
-
-
 def is_claimed(store: ObjectStore, model: str, key: str) -> bool:
     """Whether a retrain already holds the claim ``key`` (a hint; ``claim`` is the atomic test)."""
     return store.exists(layout.retrain_claim(model, key))
 
 
-def admit(
-    request: RetrainRequest,
-    *,
-    claimed: bool | None,
-    shadow_version: str | None,
-    supersede_shadow: bool,
-    key: str | None = None,
-) -> Admission:
-    """Decide whether the retrain runs (pure).
-
-    Args:
-        claimed: result of ``claim`` for drift-triggered requests, None for manual ones.
-        shadow_version: the candidate currently in shadow, if any.
-        supersede_shadow: the spec's ``cooldown.supersede_shadow``.
-    """
-    if claimed is False:
-        return Admission(
-            False, "duplicate", [f"a retrain for drift window {key} of {request.model} already ran or runs"], key
-        )
-    if shadow_version is not None and not supersede_shadow and request.trigger != "manual":
-        return Admission(
-            False,
-            "shadow-busy",
-            [f"candidate {shadow_version} is still in shadow and cooldown.supersede_shadow is false"],
-            key,
-        )
-    reasons = [f"{request.trigger} retrain of {request.model}"]
-    if shadow_version is not None:
-        reasons.append(f"supersedes shadow candidate {shadow_version}")
-    return Admission(True, "proceed", reasons, key)
-
-
-def enough_labels_since_onset(rows_since_onset: int, minimum: int) -> tuple[bool, str]:
-    """Whether a drift-triggered retrain has the labelled rows it needs from the drift onset on (pure)."""
-    if rows_since_onset >= minimum:
-        return True, f"{rows_since_onset} labelled rows since the drift onset (>= {minimum})"
-    return False, f"only {rows_since_onset} labelled rows since the drift onset, {minimum} needed; waiting for labels"
-
-
-def _onset_value(onset: str) -> float:
-    """An onset as a number to compare: ISO times (naive = UTC) or numeric event times."""
-    try:
-        moment = datetime.fromisoformat(onset)
-    except ValueError:
-        return float(onset)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def keep_earliest_onset(request: RetrainRequest, pending: RetrainRequest | None) -> RetrainRequest:
-    """The request with the earliest drift onset known for the same reference (pure).
-
-    Under lasting drift every cooldown window brings a new drift event with a later onset; if each replaced
-    the waiting one, the labelled rows "since the onset" would restart each time and a retrain that waits
-    for them would never run. The drift began at the first onset, so that one is kept.
-    """
-    if pending is None or pending.reference_version != request.reference_version:
-        return request
-    if not pending.drift_onset:
-        return request
-    if request.drift_onset and _onset_value(request.drift_onset) <= _onset_value(pending.drift_onset):
-        return request
-    return RetrainRequest(
-        model=request.model,
-        trigger=request.trigger,
-        requested_at=request.requested_at,
-        drift_event_id=pending.drift_event_id,
-        drift_batch_id=pending.drift_batch_id,
-        drift_onset=pending.drift_onset,
-        reference_version=request.reference_version,
-    )
-
-
-def stale_pending(pending: RetrainRequest, champion: str | None) -> str | None:
-    """Why a waiting request no longer applies (pure): its reference champion was replaced; None if it does."""
-    if pending.reference_version is not None and champion is not None and pending.reference_version != champion:
-        return f"the retrain waiting since drift on {pending.reference_version} is stale: {champion} is champion now"
-    return None
+def answer_key(request: RetrainRequest) -> str:
+    """One key per drift (event and onset) a retrain answers: a labels re-check and a drift run that both
+    find the same waiting drift ready must not both build a candidate."""
+    identity = f"{request.drift_event_id or request.requested_at}|{request.drift_onset or ''}"
+    return f"answer-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
 
 
 def record_pending(store: ObjectStore, request: RetrainRequest, reason: str) -> str:

@@ -117,6 +117,8 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
         return Evaluation(model, batch_id, notes=(f"no labels for batch {batch_id}",))
     aliases = {a: (s.version if (s := registry.read_alias(store, model, a)) else None) for a in layout.ALIASES}
     champion, candidate = aliases["champion"], aliases["shadow"]
+    # The shadow test's time budget counts event time (the batch's latest), never the clock of arrival.
+    event_now = scoring.stored_event_time_max(store, spec, batch_id) or now
     notes: list[str] = []
     shadow_state = shadow_verdict = guard_state = guard_verdict = None
 
@@ -132,13 +134,15 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
 
             def fold(current: dict[str, Any]) -> dict[str, Any]:
                 state = shadow.ShadowState.from_dict(current)
-                return shadow.fold_batch(state, differences, batch_id, policy=spec.shadow, now=now, **latency).to_dict()
+                return shadow.fold_batch(
+                    state, differences, batch_id, policy=spec.shadow, now=event_now, **latency
+                ).to_dict()
 
             stored = update_json(
-                store, key, lambda: shadow.start_shadow(model, candidate, champion, now=now).to_dict(), fold
+                store, key, lambda: shadow.start_shadow(model, candidate, champion, now=event_now).to_dict(), fold
             )
             shadow_state = shadow.ShadowState.from_dict(stored)
-            shadow_verdict = shadow.decide(shadow_state, spec.shadow, now)
+            shadow_verdict = shadow.decide(shadow_state, spec.shadow, event_now)
 
     guarded = read_guard_state(store, model, champion) if champion else None
     if guarded is not None and not guarded.closed:

@@ -16,10 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from driftline import layout, performance, profiling, registry, scoring
-from driftline.drift import DriftReport, compare_profiles, hysteresis_met
+from driftline import layout, loop, performance, profiling, registry, scoring
+from driftline.drift import DriftReport, compare_profiles
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.references import Reference, establish_provisional, record_verdict, resolve_reference
+from driftline.references import Reference, establish_provisional, resolve_reference
 from driftline.reports import drift_json_bytes
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore, update_json
@@ -34,9 +34,10 @@ class DriftCheck:
     report: DriftReport
     report_key: str
     reference: Reference
-    triggered: bool
+    triggered: bool  # drift announced: a new episode, or one that grew (``loop.observe_drift``)
     reasons: list[str] = field(default_factory=list)
     duplicate: bool = False  # another run already stored this batch's report
+    declared: bool = False  # drift declared (hysteresis met), announced or not
 
     def event_payload(self) -> dict:
         return {
@@ -95,16 +96,26 @@ def check_batch_drift(store: ObjectStore, spec: ModelSpec, batch_id: str) -> Dri
     except ConflictError:
         stored = DriftReport.from_dict(json.loads(store.get(report_key)))
         return DriftCheck(model, batch_id, stored, report_key, reference, False, ["report already stored"], True)
-    hysteresis = spec.drift.hysteresis
-    history = record_verdict(store, model, batch_id, report.drift, keep=hysteresis.m)
-    triggered = report.drift and hysteresis_met(history, hysteresis.k, hysteresis.m)
-    reasons = [*notes, *report.reasons]
-    if report.drift and not triggered:
-        reasons.append(
-            f"hysteresis: {sum(history[-hysteresis.m :])} of the last {hysteresis.m} batches drifted, "
-            f"{hysteresis.k} needed"
-        )
-    return DriftCheck(model, batch_id, report, report_key, reference, triggered, reasons)
+    declaration = observe_drift(store, spec, batch_id, report, reference.version)
+    reasons = [*notes, *report.reasons, *declaration.reasons]
+    return DriftCheck(
+        model, batch_id, report, report_key, reference, declaration.announce, reasons, declared=declaration.declared
+    )
+
+
+def observe_drift(
+    store: ObjectStore, spec: ModelSpec, batch_id: str, report: DriftReport, reference: str | None
+) -> loop.DriftDeclaration:
+    """Fold the batch's drift verdict into the model's drift watch (``loop.observe_drift``, compare-and-swap)."""
+    declared: list[loop.DriftDeclaration] = []
+
+    def fold(current: Any) -> dict[str, Any]:
+        watch, declaration = loop.observe_drift(loop.DriftWatch.from_dict(current), batch_id, report, reference, spec)
+        declared[:] = [declaration]
+        return watch.to_dict()
+
+    update_json(store, layout.drift_history(spec.name), lambda: loop.DriftWatch().to_dict(), fold)
+    return declared[0]
 
 
 # ------------------------------------------------------------------------------------- prediction drift

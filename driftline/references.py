@@ -1,4 +1,4 @@
-"""Which profile a batch is compared with, and the recent drift verdicts used for hysteresis.
+"""Which profile a batch is compared with.
 
 The reference is the champion's training-data profile (``profiles/<model>/reference/<version>.bin``).
 Before any champion exists, the model's first profiled batch becomes a *provisional* reference
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from driftline import layout
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.store import ObjectStore, update_json
+from driftline.store import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -53,18 +53,3 @@ def establish_provisional(store: ObjectStore, model: str, batch_id: str, profile
         return Reference(key=key, version=None, provisional=True, established_by=batch_id)
     except ConflictError:
         return Reference(key=key, version=None, provisional=True)
-
-
-def record_verdict(store: ObjectStore, model: str, batch_id: str, drifted: bool, keep: int) -> list[bool]:
-    """Append a batch's verdict to the model's recent history (compare-and-swap); return it oldest first.
-
-    Recording the same batch twice keeps its first verdict, so a retried run does not count twice.
-    """
-
-    def append(history: list[dict]) -> list[dict]:
-        if any(entry["batch_id"] == batch_id for entry in history):
-            return history
-        return [*history, {"batch_id": batch_id, "drift": drifted}][-max(keep, 1) :]
-
-    history = update_json(store, layout.drift_history(model), list, append)
-    return [bool(entry["drift"]) for entry in history]

@@ -9,13 +9,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
-from driftline import layout, performance, profiling, registry, training, validation
+from driftline import layout, loop, performance, profiling, registry, training, validation
 from driftline.cooldown import RetrainRequest
 from driftline.errors import ConflictError, InputError, ObjectNotFoundError
 from driftline.spec import ModelSpec
@@ -53,33 +53,11 @@ def restrict_days(frame: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
     return frame.filter(column >= newest - timedelta(days=spec.window.last_days))
 
 
-def rows_since(frame: pl.DataFrame, spec: ModelSpec, onset: str | None) -> int:
-    """Labelled rows whose event time is at or after ``onset`` (all rows when unknown)."""
-    if onset is None:
-        return frame.height
-    column = frame.get_column(spec.time_column)
-    if column.dtype.is_temporal():
-        moment = datetime.fromisoformat(onset)
-        if column.dtype.time_zone is None and moment.tzinfo is not None:  # type: ignore[union-attr]
-            moment = moment.replace(tzinfo=None)
-        return int((column >= moment).sum())
-    return int((column >= float(onset)).sum())
-
-
-def decide_placement(report: validation.GateReport, has_champion: bool) -> tuple[Decision, list[str]]:
-    """Where a new candidate goes (pure).
-
-    With a champion: every gate must pass, then the candidate enters shadow. Without one (bootstrap),
-    the absolute gates suffice and the candidate becomes champion directly: there is nothing to compare
-    it with in shadow.
-    """
-    if has_champion:
-        if report.passed:
-            return "shadow", ["every gate passed: candidate enters shadow beside the champion"]
-        return "rejected", [report.summary()]
-    if report.absolute_passed():
-        return "champion", ["no champion yet: the absolute gates passed, the candidate becomes champion (bootstrap)"]
-    return "rejected", [report.summary()]
+def decide_placement(
+    report: validation.GateReport, has_champion: bool, task: str = "binary"
+) -> tuple[Decision, list[str]]:
+    """Where a new candidate goes: ``driftline.loop.decide_placement``."""
+    return loop.decide_placement(report, has_champion, task)
 
 
 @dataclass(frozen=True)
@@ -87,9 +65,13 @@ class PreparedWindow:
     """The assembled training window and whether a drift-triggered retrain may use it yet."""
 
     data: training.TrainingData | None  # None: not enough labelled data yet (see ``shortfall``)
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # what trains: with a weight column favouring the onset (``loop.onset_weights``)
     rows_since_onset: int
     shortfall: str | None = None
+
+    @property
+    def batch_ids(self) -> list[str]:
+        return [batch.batch_id for batch in self.data.batches] if self.data is not None else []
 
 
 def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest) -> PreparedWindow:
@@ -112,7 +94,8 @@ def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest)
             raise
         return PreparedWindow(None, pl.DataFrame(), 0, shortfall=str(error))
     frame = restrict_days(data.frame, spec)
-    return PreparedWindow(data, frame, rows_since(frame, spec, request.drift_onset))
+    onset = request.drift_onset if request.trigger == "drift" else None
+    return PreparedWindow(data, loop.onset_weights(frame, spec, onset), loop.rows_since(frame, spec, onset))
 
 
 @dataclass(frozen=True)
@@ -189,7 +172,7 @@ def build_candidate(
         seed=spec.xgboost.seed,
     )
     timings["gates_seconds"] = round(time.monotonic() - mark, 3)
-    decision, reasons = decide_placement(report, has_champion=parent is not None)
+    decision, reasons = decide_placement(report, has_champion=parent is not None, task=spec.task)
 
     version = registry.new_version_id()
     mark = time.monotonic()

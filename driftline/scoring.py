@@ -13,7 +13,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
@@ -173,6 +173,33 @@ def stored_event_time_min(store: ObjectStore, spec: ModelSpec, batch_id: str) ->
     except ObjectNotFoundError:
         return None
     return event_time_min(pl.read_parquet(io.BytesIO(data), columns=[spec.time_column]), spec)
+
+
+def stored_event_time_max(store: ObjectStore, spec: ModelSpec, batch_id: str) -> datetime | None:
+    """The latest event time of a stored batch as an aware datetime (epoch numbers as seconds); None if gone.
+
+    Budgets in event time (``shadow.max_days``) count with it, so they mean the same whatever the cadence
+    of arrival and however late the labels come.
+    """
+    try:
+        data = store.get(layout.batch_data(spec.name, batch_id))
+    except ObjectNotFoundError:
+        return None
+    column = pl.read_parquet(io.BytesIO(data), columns=[spec.time_column]).get_column(spec.time_column)
+    return as_utc(column.max())
+
+
+def as_utc(value: object) -> datetime | None:
+    """An event time (datetime, date or epoch seconds) as an aware UTC datetime; None when unknown."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), UTC)
+    return None
 
 
 def paired_outcomes(

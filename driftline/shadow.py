@@ -456,7 +456,8 @@ def decide(state: ShadowState, policy: ShadowSpec, now: datetime) -> ShadowVerdi
     * ``upper < 0``: promote, the candidate is better; with ``equivalence_margin`` m, also
       ``-m < lower`` and ``upper < m``: promote, equivalent within the margin;
     * ``lower > m`` (0 without a margin): reject, the candidate is worse beyond the margin;
-    * ``n >= max_rows`` or ``max_days`` since the start: inconclusive;
+    * ``n >= max_rows``, ``max_batches`` batches compared, or (when set) ``max_days`` of event time since the
+      start: inconclusive;
     * otherwise continue.
 
     A promote verdict becomes reject when the candidate's p99 latency exceeds ``max_latency_ratio``
@@ -476,8 +477,10 @@ def decide(state: ShadowState, policy: ShadowSpec, now: datetime) -> ShadowVerdi
         policy.latency_slack_ms,
     )
     days = (now - datetime.fromisoformat(state.started_at)).total_seconds() / SECONDS_PER_DAY
+    batches = len(state.batch_ids)
     out_of_rows = state.n >= policy.max_rows
-    out_of_days = days >= policy.max_days
+    out_of_batches = policy.max_batches is not None and batches >= policy.max_batches
+    out_of_days = policy.max_days is not None and days >= policy.max_days
 
     def verdict(decision: ShadowDecision, reasons: list[str]) -> ShadowVerdict:
         estimate = state.mean if state.n else math.nan
@@ -486,8 +489,16 @@ def decide(state: ShadowState, policy: ShadowSpec, now: datetime) -> ShadowVerdi
     budget_reasons = []
     if out_of_rows:
         budget_reasons.append(f"row budget spent: {state.n} >= max_rows {policy.max_rows}")
+    if out_of_batches:
+        budget_reasons.append(f"batch budget spent: {batches} >= max_batches {policy.max_batches}")
     if out_of_days:
         budget_reasons.append(f"time budget spent: {days:.2f} days >= max_days {policy.max_days:g}")
+        if state.n < policy.min_rows:
+            per_batch = days / max(batches, 1)
+            budget_reasons.append(
+                f"at this cadence ({batches} labelled batch(es), {per_batch:.2f} days each) shadow.max_days cannot "
+                f"hold min_rows {policy.min_rows}: raise it, or unset it to budget in rows and batches only"
+            )
 
     if state.n < policy.min_rows:
         waiting = f"{state.n} of min_rows {policy.min_rows} labelled rows"

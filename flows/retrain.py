@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from driftline.cooldown import enough_labels_since_onset
+from driftline import loop
 from driftline.events import CANDIDATE_REGISTERED, CANDIDATE_REJECTED, MODEL_PROMOTED
 from tasks.batches import load_spec
 from tasks.events import publish
@@ -12,6 +12,7 @@ from tasks.retrain import (
     admit_retrain,
     build_candidate,
     build_request,
+    champion_batches,
     place_candidate,
     prepare_window,
     publish_gate_report,
@@ -40,20 +41,26 @@ def retrain(
     for reason in admission.reasons:
         print(reason)
     if not admission.proceed:
-        if admission.outcome == "shadow-busy" and request.trigger == "drift":
+        if loop.waits(request, admission):
             # Kept, so the labels re-check retrains once the shadow test has decided.
             wait_for_labels(request, "; ".join(admission.reasons))
         return {"model": model, "outcome": admission.outcome, "reasons": admission.reasons}
 
     window = prepare_window(spec, request)
     if request.trigger == "drift":
-        ready, reason = enough_labels_since_onset(window.rows_since_onset, spec.window.min_rows_since_drift)
-        if window.shortfall:
-            ready, reason = False, f"{window.shortfall}; waiting for labels"
+        readiness = loop.readiness(
+            request,
+            spec,
+            window_batches=window.batch_ids,
+            rows_since_onset=window.rows_since_onset,
+            shortfall=window.shortfall,
+            champion_batches=champion_batches(model),
+        )
+        reason = "; ".join(readiness.reasons)
         print(reason)
-        if not ready:
+        if not readiness.ready:
             wait_for_labels(request, reason)
-            return {"model": model, "outcome": "waiting-for-labels", "reasons": [reason]}
+            return {"model": model, "outcome": "waiting-for-labels", "reasons": readiness.reasons}
         if not take_request(request):
             reason = "another run already builds a candidate for this drift"
             print(reason)

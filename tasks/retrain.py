@@ -12,8 +12,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from driftline import cooldown, registry, retraining
-from driftline.cooldown import Admission, RetrainRequest
+from driftline import cooldown, loop, registry, retraining
+from driftline.cooldown import RetrainRequest
+from driftline.loop import Admission
 from driftline.settings import Settings
 from driftline.spec import ModelSpec
 from tasks.common import artifact_key, store
@@ -37,7 +38,7 @@ def build_request(
         if pending is None:
             return None
         champion = registry.read_alias(store(), model, "champion")
-        stale = cooldown.stale_pending(pending, champion.version if champion else None)
+        stale = loop.stale_pending(pending, champion.version if champion else None)
         if stale:
             print(stale)
             cooldown.clear_pending(store(), model)
@@ -57,33 +58,33 @@ def build_request(
         reference_version=reference_version,
     )
     if request.trigger == "drift":
-        request = cooldown.keep_earliest_onset(request, cooldown.read_pending(store(), model))
+        request = loop.keep_earliest_onset(request, cooldown.read_pending(store(), model))
     return request
 
 
 @task(cache_policy=NO_CACHE)
 def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) -> Admission:
-    """Drift triggers: a window already claimed is a duplicate; else check the shadow slot, then claim.
-
-    The slot comes before the claim: a request refused because a candidate is in shadow must not use up
-    its cooldown window, or the drop it reports could never be acted on once the slot frees.
-    """
+    """Admit by ``loop.admit`` (duplicate, shadow slot), then create its claim; a lost claim is a duplicate."""
     shadow = registry.read_alias(store(), spec.name, "shadow")
     shadow_version = shadow.version if shadow else None
-    supersede = spec.cooldown.supersede_shadow
-    claimed, key = None, None
-    if request.trigger == "drift" and not rechecking:
-        occurred = datetime.fromisoformat(request.requested_at)
-        key = cooldown.idempotency_key(request.reference_version, occurred, spec.cooldown.seconds)
-        if cooldown.is_claimed(store(), request.model, key):
-            return cooldown.admit(
-                request, claimed=False, shadow_version=shadow_version, supersede_shadow=supersede, key=key
-            )
-        slot = cooldown.admit(request, claimed=None, shadow_version=shadow_version, supersede_shadow=supersede)
-        if not slot.proceed:
-            return slot
-        claimed = cooldown.claim(store(), request, key)
-    return cooldown.admit(request, claimed=claimed, shadow_version=shadow_version, supersede_shadow=supersede, key=key)
+    key = None if rechecking else loop.request_key(request, spec)
+    claimed_before = key is not None and cooldown.is_claimed(store(), request.model, key)
+    admission = loop.admit(
+        request, spec, shadow_version=shadow_version, already_claimed=claimed_before, rechecking=rechecking
+    )
+    if admission.proceed and admission.key is not None and not cooldown.claim(store(), request, admission.key):
+        return loop.lost_claim(request, admission.key)
+    return admission
+
+
+@task(cache_policy=NO_CACHE)
+def champion_batches(model: str) -> list[str] | None:
+    """The training batches of the current champion (None without one): a retrain on exactly those waits."""
+    champion = registry.read_alias(store(), model, "champion")
+    if champion is None or champion.version is None:
+        return None
+    lineage = registry.read_metadata(store(), model, champion.version).get("lineage") or {}
+    return [batch["batch_id"] for batch in lineage.get("training_batches", [])]
 
 
 @task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)

@@ -493,7 +493,8 @@ def shadow_status(
             document.update(verdict="continue", reasons=["no labelled rows scored by both models yet"])
         else:
             spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
-            verdict = shadow.decide(state, spec.shadow, datetime.now(UTC))
+            # The test's clock is event time: it stands where the last folded batch left it.
+            verdict = shadow.decide(state, spec.shadow, datetime.fromisoformat(state.updated_at))
             document.update(verdict.to_dict())
             document.update(
                 candidate=state.candidate,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from driftline import backtest, synth
 from driftline.cli import backtest_command
 from driftline.errors import InputError
-from driftline.spec import Features, ModelSpec, WindowSpec, load_spec
+from driftline.spec import Features, GuardSpec, ModelSpec, WindowSpec, load_spec
 
 SCENARIO = synth.default_scenario()
 CONCEPT_DRIFT = next(e.from_batch for e in SCENARIO.events if isinstance(e, synth.ConceptDrift))
@@ -136,6 +136,8 @@ def test_labels_are_used_only_after_their_delay(delay: int, served_sign: str) ->
         time_column="ts",
         features=Features(numeric=["x", "noise"]),
         window=WindowSpec(last_batches=1, min_labelled_rows=1_000),
+        # Every new champion is worse than the one it replaced on the next batch: the guard would roll back.
+        guard=GuardSpec(enabled=False),
     )
     result = backtest.run_backtest(
         _alternating_history(), spec, batches=10, policies="periodic:1", label_delay=delay, promotion="gates"

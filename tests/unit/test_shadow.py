@@ -42,7 +42,9 @@ RUNS = 2_000
 BATCH_ROWS = 500
 SD = 0.5  # per-row sd of the loss difference in the Gaussian scenarios
 ALPHA = 0.05
-POLICY = ShadowSpec(alpha=ALPHA, min_rows=1_000, max_rows=20_000, planned_rows=10_000, max_latency_ratio=None)
+POLICY = ShadowSpec(
+    alpha=ALPHA, min_rows=1_000, max_rows=20_000, planned_rows=10_000, max_latency_ratio=None, max_batches=None
+)
 
 DrawBatch = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -319,12 +321,37 @@ def test_row_budget_ends_inconclusive() -> None:
 
 
 @pytest.mark.parametrize("rows", [200, 3_000])
-def test_day_budget_ends_inconclusive(rows: int) -> None:
-    state = _state_with(np.random.default_rng(10).normal(0.0, 0.5, rows))
-    assert decide(state, POLICY, T0 + timedelta(days=13.9)).verdict == "continue"
-    verdict = decide(state, POLICY, T0 + timedelta(days=14))
+def test_day_budget_set_by_the_spec_ends_inconclusive(rows: int) -> None:
+    policy = POLICY.model_copy(update={"max_days": 14.0})
+    state = _state_with(np.random.default_rng(10).normal(0.0, 0.5, rows), policy)
+    assert decide(state, policy, T0 + timedelta(days=13.9)).verdict == "continue"
+    verdict = decide(state, policy, T0 + timedelta(days=14))
     assert verdict.verdict == "inconclusive"
     assert verdict.reasons[0] == "time budget spent: 14.00 days >= max_days 14"
+    if rows < policy.min_rows:  # the budget ran out before the test could say anything: the reason says so
+        assert "cannot hold min_rows 1000" in verdict.reasons[1]
+
+
+def test_default_budgets_ignore_the_clock_so_slow_batches_can_reach_a_verdict() -> None:
+    """A batch may span years of event time: by default only rows and batches bound the test."""
+    policy = ShadowSpec(min_rows=1_000, max_latency_ratio=None)
+    assert policy.max_days is None
+    state = _state_with(np.random.default_rng(12).normal(0.0, 0.5, 500), policy)
+    assert decide(state, policy, T0 + timedelta(days=505)).verdict == "continue"
+    better = _state_with(np.random.default_rng(13).normal(-0.3, 0.5, 1_500), policy)
+    assert decide(better, policy, T0 + timedelta(days=3 * 505)).verdict == "promote"
+
+
+def test_batch_budget_ends_inconclusive() -> None:
+    policy = POLICY.model_copy(update={"max_batches": 3})
+    state = start_shadow("m", "v2", "v1", now=T0)
+    rng = np.random.default_rng(14)
+    for index in range(3):
+        assert state.verdict == "continue"
+        state = fold_batch(state, rng.normal(0.0, 0.5, 200), f"b{index}", policy=policy, now=T0)
+    verdict = decide(state, policy, T0)
+    assert verdict.verdict == "inconclusive" and state.closed
+    assert verdict.reasons[0] == "batch budget spent: 3 >= max_batches 3"
 
 
 def test_slow_candidate_is_rejected_instead_of_promoted() -> None:
