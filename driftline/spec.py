@@ -114,6 +114,14 @@ class WindowSpec(BaseModel):
         ge=0,
         description="A drift-triggered retrain waits for this many labelled rows from the drifted batch on.",
     )
+    before_onset_weight: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="A retrain answering a drift or a performance drop with a known onset weighs rows older than the "
+        "onset this much (rows from the onset on weigh 1): 0 drops them, 1 ignores the onset. Applied only when at "
+        "least min_rows_since_drift rows follow the onset, so a regime that changed (even inverted) is learned.",
+    )
     early_stop_fraction: float = Field(
         default=0.1, gt=0, lt=0.5, description="Latest share of the training rows used for early stopping."
     )
@@ -159,10 +167,12 @@ class CooldownSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seconds: int = Field(
-        default=3600,
+    seconds: int | None = Field(
+        default=None,
         ge=0,
-        description="At most one drift-triggered retrain per model in this window (trigger `within`).",
+        description="Wall-clock cooldown: at most one drift-triggered retrain per reference in each window of this "
+        "many seconds. None or 0 (default, cadence-free): one retrain per drift announcement, and a lasting drift is "
+        "announced once per episode (driftline.loop.observe_drift).",
     )
     supersede_shadow: bool = Field(
         default=False, description="Whether a new candidate may replace one still in shadow."
@@ -184,7 +194,17 @@ class ShadowSpec(BaseModel):
     max_rows: int = Field(
         default=200_000, ge=100, description="Budget: inconclusive once this many rows were compared."
     )
-    max_days: float = Field(default=14.0, gt=0, description="Budget: inconclusive after this many days in shadow.")
+    max_batches: int | None = Field(
+        default=20,
+        ge=1,
+        description="Budget: inconclusive after this many labelled batches were compared (cadence-free).",
+    )
+    max_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Optional budget in event time: inconclusive once the labelled batches compared span this many "
+        "days. None (default): no time budget, as batches may span minutes or years.",
+    )
     equivalence_margin: float | None = Field(
         default=None,
         gt=0,
