@@ -550,7 +550,7 @@ class _Replay:
         self.shadow_state: shadow.ShadowState | None = None
         self.previous: _Model | None = None
         self.guard_state: guard.GuardState | None = None
-        self.monitor: performance.PerformanceState | None = None
+        self.monitors: dict[str, performance.PerformanceState] = {}  # per champion, as production keeps them
         self.scored: dict[int, set[str]] = {}  # batch -> every model that scored it
         self.watch = loop.DriftWatch()
         self.claims: set[str] = set()
@@ -638,76 +638,87 @@ class _Replay:
     # --------------------------------------------------------------------------------------- labels
 
     def _labels(self, t: int, labelled: int, events: list[str]) -> bool:
+        """As production: shadow-evaluate (shadow, guard, performance), then promote, then the retrains."""
         lab, spec = self.lab, self.spec
         batch = lab.batches[labelled]
         now = batch.arrived
         y = batch.y
         scorers = self.scored.get(labelled, set())
-        champion = self.champion
         # Shadow: the candidate and the champion it is compared with both scored the batch.
-        if self.candidate is not None and {self.candidate.name, champion.name} <= scorers:
+        to_promote = None
+        if self.candidate is not None and self.candidate.name in scorers:
             candidate = self.candidate
-            differences = shadow.paired_differences(
-                spec.task, y, lab.predict(candidate, labelled), lab.predict(champion, labelled)
-            )
-            state = self.shadow_state or shadow.start_shadow(spec.name, candidate.name, champion.name, now=now)
-            self.shadow_state = shadow.fold_batch(state, differences, batch.batch_id, policy=spec.shadow, now=now)
-            verdict = shadow.decide(self.shadow_state, spec.shadow, now)
-            if verdict.final:
-                self._decide(t, f"shadow {verdict.verdict}")
-                if verdict.verdict == "promote":
-                    self._promote(candidate, now, f"shadow: {verdict.reasons[0]}", events)
-                else:
+            compared = self.shadow_state.champion if self.shadow_state else self.champion.name
+            champion = self.champion if compared == self.champion.name else self.previous
+            if champion is not None and champion.name in scorers:
+                differences = shadow.paired_differences(
+                    spec.task, y, lab.predict(candidate, labelled), lab.predict(champion, labelled)
+                )
+                state = self.shadow_state or shadow.start_shadow(spec.name, candidate.name, champion.name, now=now)
+                self.shadow_state = shadow.fold_batch(state, differences, batch.batch_id, policy=spec.shadow, now=now)
+                verdict = shadow.decide(self.shadow_state, spec.shadow, now)
+                action = loop.shadow_action(verdict.verdict)
+                if action != "continue":
+                    self._decide(t, f"shadow {verdict.verdict}")
+                if action == "promote":
+                    to_promote = (candidate, verdict.reasons[0])
+                elif action == "retire":
                     events.append(f"{candidate.name} {verdict.verdict} in shadow: {verdict.reasons[0]}")
                     self._clear_shadow()
         # Guard: the new champion against the one it replaced, on rows both scored.
-        if self.guard_state is not None and self.previous is not None and not self.guard_state.closed:
+        guarded = self.guard_state
+        if guarded is not None and not guarded.closed and self.previous is not None:
             current, previous = self.champion, self.previous
             if {current.name, previous.name} <= scorers:
                 differences = shadow.paired_differences(
                     spec.task, y, lab.predict(current, labelled), lab.predict(previous, labelled)
                 )
-                self.guard_state = guard.fold_batch(
-                    self.guard_state, differences, batch.batch_id, policy=spec.guard, now=now
-                )
+                self.guard_state = guard.fold_batch(guarded, differences, batch.batch_id, policy=spec.guard, now=now)
                 verdict = guard.decide_rollback(self.guard_state, spec.guard)
                 if verdict.verdict == "rollback":
                     self._decide(t, "rollback")
                     events.append(f"rolled back {current.name} to {previous.name}: {verdict.reasons[0]}")
                     self.rollbacks += 1
                     self.champion, self.previous = previous, current
-                    self.guard_state = None
-                    self.monitor = None
                     self._promoted = True
-        # Performance: the champion's loss against its holdout.
-        degraded = False
+        # Performance: the champion's loss against its holdout (one monitor per champion, kept).
+        degraded: tuple[str, str] | None = None
         champion = self.champion
         if spec.performance.enabled and champion.baseline is not None and champion.name in scorers:
-            if self.monitor is None:
+            monitor = self.monitors.get(champion.name)
+            if monitor is None:
                 baseline = champion.baseline
-                self.monitor = performance.start_monitor(
+                monitor = performance.start_monitor(
                     spec.name, champion.name, baseline.loss, baseline.rows, now, baseline_sd=baseline.loss_sd
                 )
             losses = training.per_row_loss(spec.task, y, lab.predict(champion, labelled))
-            self.monitor = performance.fold_batch(self.monitor, losses, batch.batch_id, spec.performance, now)
-            verdict = performance.decide(self.monitor, spec.performance)
-            self.monitor, announce = performance.mark_alerted(self.monitor, verdict, batch.batch_id, now)
+            monitor = performance.fold_batch(monitor, losses, batch.batch_id, spec.performance, now)
+            verdict = performance.decide(monitor, spec.performance)
+            monitor, announce = performance.mark_alerted(monitor, verdict, batch.batch_id, now)
+            self.monitors[champion.name] = monitor
             if announce:
-                degraded = True
                 since = verdict.since_batch_id or batch.batch_id
+                degraded = (since, champion.name)
                 self._decide(t, f"performance degraded since {since}")
                 events.append(f"performance degraded since {since}: {verdict.reasons[0]}")
-                if self.policy.kind == "drift":
-                    onset = _as_text(lab.batches[int(since.removeprefix("b"))].start)
-                    self._request(t, batch.batch_id, onset, "performance degraded", events)
-        # The waiting request is re-checked now that labels arrived.
-        if self.policy.kind == "drift" and self.pending is not None:
-            self._recheck(t, events)
-        return degraded
+        # The promote flow acts on the shadow verdict once shadow-evaluate has finished.
+        if to_promote is not None and self.candidate is to_promote[0]:
+            self._promote(to_promote[0], now, f"shadow: {to_promote[1]}", events)
+        # The retrain flow acts on the degraded champion's announcement, then re-checks the waiting request.
+        if self.policy.kind == "drift":
+            if degraded is not None:
+                since, reference = degraded
+                onset = _as_text(lab.batches[int(since.removeprefix("b"))].start)
+                self._request(t, batch.batch_id, onset, "performance degraded", events, reference)
+            if self.pending is not None:
+                self._recheck(t, events)
+        return degraded is not None
 
     # --------------------------------------------------------------------------------------- retrains
 
-    def _request(self, t: int, batch_id: str, onset: str, why: str, events: list[str]) -> None:
+    def _request(
+        self, t: int, batch_id: str, onset: str, why: str, events: list[str], reference: str | None = None
+    ) -> None:
         """A drift-triggered retrain request, as the retrain flow handles one (``driftline.loop``)."""
         spec = self.spec
         request = RetrainRequest(
@@ -716,16 +727,23 @@ class _Replay:
             self.lab.batches[t].arrived.isoformat(),
             drift_batch_id=batch_id,
             drift_onset=onset,
-            reference_version=self.champion.name,
+            reference_version=reference or self.champion.name,
         )
         request = loop.keep_earliest_onset(request, self.pending)
         shadow_version = self.candidate.name if self.candidate else None
         key = loop.request_key(request, spec)
-        admission = loop.admit(request, spec, shadow_version=shadow_version, already_claimed=key in self.claims)
+        admission = loop.admit(
+            request,
+            spec,
+            shadow_version=shadow_version,
+            champion=self.champion.name,
+            already_claimed=key in self.claims,
+        )
         if admission.proceed and admission.key is not None:
             self.claims.add(admission.key)
         if not admission.proceed:
             events.append(f"{why}: no retrain now, {admission.reasons[0]}")
+            self._decide(t, f"request {admission.outcome}")
             if loop.waits(request, admission):
                 self.pending = request
             return
@@ -736,12 +754,13 @@ class _Replay:
         stale = loop.stale_pending(self.pending, self.champion.name)
         if stale:
             events.append(stale)
-            self._decide(t, "pending dropped: stale")
             self.pending = None
             return
         request = self.pending
         shadow_version = self.candidate.name if self.candidate else None
-        admission = loop.admit(request, self.spec, shadow_version=shadow_version, rechecking=True)
+        admission = loop.admit(
+            request, self.spec, shadow_version=shadow_version, champion=self.champion.name, rechecking=True
+        )
         if admission.proceed:
             self._ready_then_train(t, request, "waiting drift", events)
 
@@ -812,7 +831,6 @@ class _Replay:
         self.champion = model
         self.promotions += 1
         self._promoted = True
-        self.monitor = None
         self.previous = previous
         self.guard_state = (
             guard.start_guard(self.spec.name, model.name, previous.name, now=now) if self.spec.guard.enabled else None

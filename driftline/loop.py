@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from driftline.validation import GateReport
 
 Decision = Literal["shadow", "champion", "rejected"]
-Outcome = Literal["proceed", "duplicate", "shadow-busy", "waiting-for-labels", "nothing-pending"]
+Outcome = Literal["proceed", "duplicate", "stale", "shadow-busy", "waiting-for-labels", "nothing-pending"]
+ShadowAction = Literal["continue", "promote", "retire"]
 # A drift whose importance-weighted score rose by this factor since it was announced is announced again.
 ESCALATION_FACTOR = 1.5
 # Consecutive clean batches that end a drift episode (at least the hysteresis window).
@@ -222,16 +223,20 @@ def admit(
     spec: ModelSpec,
     *,
     shadow_version: str | None,
+    champion: str | None = None,
     already_claimed: bool = False,
     rechecking: bool = False,
 ) -> Admission:
     """Decide whether a retrain runs (pure); the caller creates ``key`` (conditional write) before training.
 
-    Order: a claimed key is a duplicate; then the shadow slot (a candidate in shadow refuses a drift retrain
-    unless ``cooldown.supersede_shadow``) without using up the key, so the request can wait for the slot;
-    then proceed, claiming the key. A labels re-check (``rechecking``) of a waiting request claims nothing.
+    Order: a request about a champion that was replaced meanwhile is stale (its drift was measured against a
+    reference no longer in force); a claimed key is a duplicate; then the shadow slot (a candidate in shadow
+    refuses a drift retrain unless ``cooldown.supersede_shadow``) without using up the key, so the request can
+    wait for the slot; then proceed, claiming the key. A labels re-check (``rechecking``) claims nothing.
     """
     key = None if rechecking else request_key(request, spec)
+    if request.trigger == "drift" and (reason := stale_pending(request, champion)):
+        return Admission(False, "stale", [reason.replace("the retrain waiting since", "the request about")], key)
     if key is not None and already_claimed:
         return lost_claim(request, key)
     if shadow_version is not None and not spec.cooldown.supersede_shadow and request.trigger != "manual":
@@ -379,6 +384,18 @@ def rows_since(frame: pl.DataFrame, spec: ModelSpec, onset: str | None) -> int:
     if onset is None:
         return frame.height
     return int(_at_or_after(frame, spec, onset).sum())
+
+
+# ------------------------------------------------------------------------------------------ shadow
+
+
+def shadow_action(verdict: str) -> ShadowAction:
+    """What a shadow verdict asks for: ``promote`` (the promote flow, auto or manual per the spec), ``retire``
+    (reject or inconclusive: the candidate leaves the shadow slot, freeing it for the next drift), or
+    ``continue``."""
+    if verdict == "promote":
+        return "promote"
+    return "continue" if verdict == "continue" else "retire"
 
 
 # ------------------------------------------------------------------------------------------ placement

@@ -189,6 +189,8 @@ def build_candidate(
             "training_batches": [asdict(batch) for batch in window.data.batches],
             "unlabelled_batches": list(window.data.unlabelled),
             "training_rows": window.frame.height,
+            # The onset the window's weights favour (``loop.onset_weights``), None when unweighted.
+            "favours_onset": request.drift_onset if loop.WEIGHT_COLUMN in window.frame.columns else None,
             "reference_profile": reference_key,
             "drift_event_id": request.drift_event_id,
             "parent_champion": parent,

@@ -39,14 +39,17 @@ def profile_batch(model: str, batch_id: str) -> dict:
             "event_time_max": profiled.event_time_max,
         },
     )
+    announcement = None
     if check.triggered:
-        publish(model, DRIFT_DETECTED, {**check.event_payload(), "drift_onset": profiled.event_time_min})
+        announcement = {**check.event_payload(), "drift_onset": profiled.event_time_min}
+        announcement["event_id"] = publish(model, DRIFT_DETECTED, announcement)
     reconcile_outbox(model)
     for reason in check.reasons:
         print(reason)
     return {
         "batch_id": batch_id,
-        "status": "drift" if check.triggered else "ok",
+        "status": "drift" if check.triggered else ("drift-continues" if check.declared else "ok"),
+        "announcement": announcement,
         "score": check.report.score,
         "drifted_features": check.report.drifted_features,
         "report_key": check.report_key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from driftline import loop
 from driftline.events import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, SHADOW_DECIDED
 from tasks.batches import load_spec
 from tasks.events import publish
@@ -14,6 +15,7 @@ from tasks.shadow import (
     publish_performance_artifact,
     publish_shadow_artifact,
     record_performance_announcement,
+    retire_candidate,
     roll_back,
 )
 
@@ -36,7 +38,12 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
             f"[{verdict.lower:.5f}, {verdict.upper:.5f}]"
         )
         outcome["shadow"] = verdict.to_dict()
-        if verdict.final and state.batch_ids and state.batch_ids[-1] == batch_id:
+        outcome["shadow_candidate"] = state.candidate
+        # Final on this very batch: announced once, however often the batch is evaluated again.
+        outcome["shadow_final"] = verdict.final and bool(state.batch_ids) and state.batch_ids[-1] == batch_id
+        if outcome["shadow_final"]:
+            if loop.shadow_action(verdict.verdict) == "retire":
+                retire_candidate(model, state.candidate, f"shadow {verdict.verdict}: {verdict.reasons[0]}")
             publish(
                 model,
                 SHADOW_DECIDED,
@@ -60,7 +67,9 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
         print(f"performance of {monitored.state.champion}: {health.verdict}; {'; '.join(health.reasons)}")
         outcome["performance"] = health.to_dict()
         if monitored.announce:
-            event_id = publish(model, PERFORMANCE_DEGRADED, monitored.event_payload())
+            payload = monitored.event_payload()
+            event_id = publish(model, PERFORMANCE_DEGRADED, payload)
             record_performance_announcement(model, monitored.state.champion, event_id)
             outcome["performance_event"] = event_id
+            outcome["announcement"] = {**payload, "event_id": event_id}
     return outcome

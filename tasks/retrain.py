@@ -69,8 +69,14 @@ def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) ->
     shadow_version = shadow.version if shadow else None
     key = None if rechecking else loop.request_key(request, spec)
     claimed_before = key is not None and cooldown.is_claimed(store(), request.model, key)
+    champion = registry.read_alias(store(), spec.name, "champion")
     admission = loop.admit(
-        request, spec, shadow_version=shadow_version, already_claimed=claimed_before, rechecking=rechecking
+        request,
+        spec,
+        shadow_version=shadow_version,
+        champion=champion.version if champion else None,
+        already_claimed=claimed_before,
+        rechecking=rechecking,
     )
     if admission.proceed and admission.key is not None and not cooldown.claim(store(), request, admission.key):
         return loop.lost_claim(request, admission.key)

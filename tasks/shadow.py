@@ -80,6 +80,12 @@ def promote_version(spec: ModelSpec, version: str, reason: str) -> promotion.Swi
 
 
 @task(cache_policy=NO_CACHE)
+def retire_candidate(model: str, candidate: str, reason: str) -> bool:
+    """The shadow test ended without a promotion: free the shadow slot (if it still names the candidate)."""
+    return registry.clear_alias_if(store(), model, "shadow", candidate, reason)
+
+
+@task(cache_policy=NO_CACHE)
 def roll_back(spec: ModelSpec, reason: str) -> promotion.Switchover:
     """Restore the previous champion."""
     return promotion.rollback(store(), spec.name, reason)
