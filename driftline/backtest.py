@@ -341,6 +341,7 @@ class BacktestResult:
             "promotion": self.promotion,
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
+            "captured_share": _finite_or_none(captured_share(self) if captured_share(self) is not None else math.nan),
             "policies": {name: result.to_dict() for name, result in self.policies.items()},
         }
 
@@ -975,6 +976,19 @@ def _change(gain: float) -> str:
     return f"{abs(gain):.4f} {'better' if gain > 0 else 'worse'}"
 
 
+def captured_share(result: BacktestResult, policy: str = "drift") -> float | None:
+    """Share of the gap between ``never`` and ``oracle`` (mean metric) that ``policy`` closes; None when a policy
+    is missing or the oracle is no better than never (nothing to capture)."""
+    chosen, never, oracle = (result.policies.get(name) for name in (policy, "never", "oracle"))
+    if chosen is None or never is None or oracle is None:
+        return None
+    better = 1.0 if result.higher_is_better else -1.0
+    gap = better * (oracle.mean_metric - never.mean_metric)
+    if not math.isfinite(gap) or gap <= 0:
+        return None
+    return better * (chosen.mean_metric - never.mean_metric) / gap
+
+
 def summary_lines(result: BacktestResult) -> list[str]:
     """Plain sentences: did drift-triggered retraining pay, and at what cost (compared with never/periodic)."""
     policies = result.policies
@@ -998,6 +1012,14 @@ def summary_lines(result: BacktestResult) -> list[str]:
         lines.append(
             f"From batch {since} on, when its first drift-triggered promotion served: mean {result.metric} "
             f"{_number(drift.mean_metric_from(since))} vs {_number(never.mean_metric_from(since))} ({_change(gain)})."
+        )
+    oracle = policies.get("oracle")
+    share = captured_share(result)
+    if share is not None and oracle is not None and never is not None and drift is not None:
+        lines.append(
+            f"Against the oracle (XGBoost defaults retrained every batch, served without gates: mean "
+            f"{_number(oracle.mean_metric)}): the drift policy captured {100 * share:.0f}% of the gap between never "
+            f"and the oracle, with {drift.retrains} retrain(s) to its {oracle.retrains}."
         )
     for other in periodic:
         if drift is None:

@@ -28,8 +28,13 @@ def backtest(
     ] = None,
     batches: Annotated[int, typer.Option("--batches", min=2, help="Cut the history into N equal-count batches.")] = 24,
     policies: Annotated[
-        str, typer.Option("--policies", help="Comma-separated: never, periodic:K (every K batches), drift.")
-    ] = "never,periodic:1,drift",
+        str,
+        typer.Option(
+            "--policies",
+            help="Comma-separated: never, periodic:K (every K batches), drift (the loop as deployed), oracle (XGBoost "
+            "defaults retrained every batch and served directly: the yardstick).",
+        ),
+    ] = "never,periodic:1,drift,oracle",
     label_delay: Annotated[
         int, typer.Option("--label-delay", min=0, help="Batches after its arrival at which a batch's labels arrive.")
     ] = 1,
