@@ -11,22 +11,37 @@ time and a binary target ``default``. The label rule (``default_probability``) i
 
 ``loan_amount``, ``monthly_spend``, ``txn_count`` and ``channel`` do not enter it at all. ``c`` is the
 concept-drift strength: at 1 utilization's role flips, so a model trained before the change degrades
-while every feature's distribution stays the same (only performance monitoring can see it).
+while every feature's distribution stays the same (only performance monitoring can see it). A label
+flip of strength ``f`` turns every feature's effect around the rule's stationary mean ``m``
+(``logit -> m + (1 - 2 f) (logit - m)``): at 1 a model of the old rule ranks rows backwards.
+
+A regression scenario (``task="regression"``) draws the target ``amount`` instead
+(``expected_amount``, plus Gaussian noise of sd ``AMOUNT_NOISE_SD``)::
+
+    amount = 2000 + 600 (ln income - 10) - 1200 (debt_ratio - 2/7) + 1200 (1 - 2 c) (utilization - 0.5)
+             - 150 (late_payments - 0.3) + 250 ([employment = self] - 0.2) - 400 ([employment = none] - 0.1)
+             + region effect (north -50, south -150, east +150, west +50) + 400 b      (floored at 0, cents)
 
 A ``Scenario`` schedules events on batch indices: ``CovariateDrift`` moves one feature's distribution
-(P(x) changes, P(y|x) does not), ``PriorDrift`` moves the base rate, ``ConceptDrift`` changes P(y|x).
-Each may ramp in over several batches and may end. Two presets tell the demo's story: ``default``
-(24 batches of 5,000 rows: input drift of income and channel at batch 8, a concept drift at 14 that the
-features do not show) and ``fast`` (12 x 2,000, the same story at batches 4 and 7)::
+(P(x) changes, P(y|x) does not), ``PriorDrift`` moves the base rate, ``ConceptDrift`` changes P(y|x),
+``LabelFlip`` inverts it. Each may ramp in over several batches and may end. Two presets tell the
+demo's story: ``default`` (24 batches of 5,000 rows: input drift of income and channel at batch 8, a
+concept drift at 14 that the features do not show) and ``fast`` (12 x 2,000, the same story at batches
+4 and 7). The realism suite (``REALISM``, ``realism_scenario``) holds the streams real users meet (slow
+cadence, one timestamp per batch, hourly rows, an inverted label rule, a regression with unicode names,
+tiny and large batches, and a stable control), to backtest with the minimal spec (``default_spec``)::
 
     scenario = get_scenario("default", seed=7)
     features, labels = generate_batch(scenario, 3)        # polars frames; labels = id + default
     for tick in stream(scenario): ...                     # batches, and labels once their delay passed
     write_dataset(scenario, "out/")                       # history.parquet, batches/, labels/, spec.yaml
+    inverted = realism_scenario("inversion", seed=3)      # + default_spec(inverted): columns and task only
+    write_dataset(inverted, "inv/", spec="minimal")       # spec.yaml holds only the required keys
 
 Determinism: every random draw comes from a generator seeded by (scenario seed, batch index, stream),
 so a batch does not depend on which other batches were generated, and the same seed writes the same
-bytes.
+bytes. Events and the label rules always name the canonical features (``FEATURES``); a scenario's
+``naming`` only changes how its columns and categories are written (``columns_of``).
 """
 
 from __future__ import annotations
@@ -34,14 +49,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from driftline.drift import DriftPolicy, DriftThresholds, Hysteresis
 from driftline.errors import InputError
@@ -50,6 +66,7 @@ from driftline.spec import CooldownSpec, Features, GatesSpec, GuardSpec, ModelSp
 ID_COLUMN = "id"
 TIME_COLUMN = "ts"
 TARGET = "default"
+AMOUNT = "amount"  # the target of regression scenarios
 # Ids of batch i start at i * ID_STRIDE (the convention of the tests' example batches), so they never
 # collide across batches; it bounds the rows of one batch.
 ID_STRIDE = 10_000_000
@@ -110,6 +127,48 @@ FEATURES = (*NUMERIC, *CATEGORICAL)
 _NUMERIC_BY_NAME = {f.name: f for f in NUMERIC_FEATURES}
 _CATEGORICAL_BY_NAME = {f.name: f for f in CATEGORICAL_FEATURES}
 
+# naming="unicode": the columns a user's export has (spaces, dots, capitals) and categories with accents,
+# symbols and an emoji, plus a derived category. Keys are the canonical names; every feature is renamed.
+UNICODE_COLUMNS: dict[str, str] = {
+    ID_COLUMN: "loan.id",
+    TIME_COLUMN: "Applied At",
+    "income": "Annual Income",
+    "debt_ratio": "debt.ratio",
+    "age": "Age",
+    "credit_lines": "Credit Lines",
+    "late_payments": "late payments",
+    "utilization": "Utilization",
+    "savings": "Savings (€)",
+    "tenure_months": "tenure.months",
+    "inquiries": "Inquiries",
+    "loan_amount": "Loan Amount",
+    "monthly_spend": "Monthly Spend",
+    "txn_count": "txn.count",
+    "region": "region.name",
+    "employment": "Employment Status",
+    "housing": "Housing",
+    "channel": "Channel",
+}
+UNICODE_CATEGORIES: dict[str, dict[str, str]] = {
+    "region": {
+        "north": "Hauts-de-France",
+        "south": "Provence-Alpes-Côte d’Azur",
+        "east": "Grand Est",
+        "west": "Île-de-France",
+    },
+    "employment": {"salaried": "Salarié", "self": "Indépendant", "none": "Sans emploi"},
+    "housing": {"rent": "Locataire", "own": "Propriétaire", "mortgage": "Prêt immobilier"},
+    "channel": {"web": "Web", "branch": "Agence", "partner": "Partenaire", "mobile": "App mobile 📱"},
+}
+INCOME_BAND = "Income Band"  # a category derived from income (naming="unicode" only; no effect of its own)
+INCOME_BANDS: tuple[tuple[float, str], ...] = (  # (upper bound of annual income, band)
+    (15_000, "< 15K €"),
+    (25_000, "15K - 25K €"),
+    (40_000, "25K - 40K €"),
+    (60_000, "40K - 60K €"),
+    (math.inf, "≥ 60K €"),
+)
+
 
 # ------------------------------------------------------------------------------------------ sampling
 
@@ -169,8 +228,10 @@ def sample_features(
         "credit_lines": base.poisson(4, rows),
         "late_payments": base.poisson(0.3, rows),
         "utilization": base.uniform(0, 1, rows),
-        "region": base.choice(["north", "south", "east", "west"], rows),
-        "employment": base.choice(["salaried", "self", "none"], rows, p=[0.7, 0.2, 0.1]),
+        # Categorical features are drawn as category indices (choice(n) draws exactly as choice(categories)
+        # does) and become strings once, in the frame: much faster than numpy string arrays.
+        "region": base.choice(4, rows),  # uniform: no p, as ever (with p the draws would differ)
+        "employment": base.choice(3, rows, p=[0.7, 0.2, 0.1]),
         "savings": extra.lognormal(8, 1.0, rows),
         "tenure_months": extra.integers(0, 241, rows),
         "inquiries": extra.poisson(1.0, rows),
@@ -179,7 +240,7 @@ def sample_features(
         "txn_count": extra.poisson(25, rows),
     }
     for feature in CATEGORICAL_FEATURES[2:]:
-        values[feature.name] = extra.choice(list(feature.categories), rows, p=list(feature.probabilities))
+        values[feature.name] = extra.choice(len(feature.categories), rows, p=list(feature.probabilities))
     if any(shifts.values()):
         moved = np.random.default_rng([*entropy, 3])
         for name in FEATURES:  # a fixed order, so the draws do not depend on the mapping's order
@@ -195,35 +256,59 @@ def sample_features(
                 raise InputError(f"feature {name!r} has no category {target!r}; it has {list(feature.categories)}")
             if not 0.0 <= amount <= 1.0:
                 raise InputError(f"a categorical shift is a share of rows in [0, 1]; {name!r} got {amount}")
-            values[name] = np.where(moved.random(rows) < amount, target, values[name])
+            values[name] = np.where(moved.random(rows) < amount, feature.categories.index(target), values[name])
+    columns: dict[str, np.ndarray | pl.Series] = dict(values)
+    for feature in CATEGORICAL_FEATURES:
+        columns[feature.name] = pl.Series(feature.name, feature.categories, dtype=pl.String).gather(
+            values[feature.name]
+        )
     step_us = spacing // dt.timedelta(microseconds=1)
     times = np.datetime64(start, "us") + np.arange(rows, dtype=np.int64) * np.timedelta64(step_us, "us")
     return pl.DataFrame(
         {
             ID_COLUMN: np.arange(rows, dtype=np.int64) + id_offset,
             TIME_COLUMN: times,
-            **{name: values[name] for name in FEATURES},
+            **{name: columns[name] for name in FEATURES},
         }
     )
 
 
-def default_probability(frame: pl.DataFrame, concept: float = 0.0, logit_shift: float = 0.0) -> np.ndarray:
-    """The true probability of default of each row (the label rule in the module docstring).
+# The label rule's mean logit over the undrifted features (-1 plus the means of its uncentred terms: debt
+# ratio, utilization, late payments, employment); a label flip turns the rule around it, so the base rate
+# stays about where it was.
+LOGIT_CENTER = -1.0 + 3.0 * 2 / 7 + 2.0 * 0.5 + 0.8 * 0.3 + 0.7 * 0.1
+AMOUNT_CENTER = 2000.0  # the regression rule's mean over the undrifted features (its terms are centred)
+AMOUNT_NOISE_SD = 200.0  # sd of the regression target around expected_amount
+AMOUNT_LEVEL_STEP = 400.0  # regression: a PriorDrift's logit_shift moves the expected amount by this much per unit
+_REGION_AMOUNT = {"north": -50.0, "south": -150.0, "east": 150.0, "west": 50.0}
 
-    Args:
-        frame: rows with every feature of ``FEATURES``.
-        concept: concept-drift strength ``c`` (1: utilization's role is flipped).
-        logit_shift: prior drift ``b`` added to the logit (moves the base rate).
 
-    Raises:
-        InputError: a feature column is missing.
-    """
+def _feature_column(frame: pl.DataFrame) -> Callable[[str], np.ndarray]:
     missing = [name for name in FEATURES if name not in frame.columns]
     if missing:
         raise InputError(f"frame lacks synthetic feature column(s) {missing}")
 
     def column(name: str) -> np.ndarray:
         return frame.get_column(name).to_numpy()
+
+    return column
+
+
+def default_probability(
+    frame: pl.DataFrame, concept: float = 0.0, logit_shift: float = 0.0, *, flip: float = 0.0
+) -> np.ndarray:
+    """The true probability of default of each row (the label rule in the module docstring).
+
+    Args:
+        frame: rows with every feature of ``FEATURES``.
+        concept: concept-drift strength ``c`` (1: utilization's role is flipped).
+        logit_shift: prior drift ``b`` added to the logit (moves the base rate).
+        flip: label-flip strength ``f`` (1: every feature's effect is negated around ``LOGIT_CENTER``).
+
+    Raises:
+        InputError: a feature column is missing.
+    """
+    column = _feature_column(frame)
 
     logit = (
         -1.0
@@ -236,19 +321,73 @@ def default_probability(frame: pl.DataFrame, concept: float = 0.0, logit_shift: 
         - 0.2 * (np.log(column("savings")) - 8.0)
         - 0.004 * (column("tenure_months") - 120.0)
         + 0.3 * (np.where(column("housing") == "rent", 1.0, 0.0) - 0.4)
-        + logit_shift
     )
+    if flip:  # only then, so an unflipped rule keeps its floating-point sums (and the presets their bytes)
+        logit = LOGIT_CENTER + (1.0 - 2.0 * flip) * (logit - LOGIT_CENTER)
+    logit = logit + logit_shift
     return 1.0 / (1.0 + np.exp(-logit))
 
 
 def sample_labels(
-    frame: pl.DataFrame, seed: int | Sequence[int], concept: float = 0.0, logit_shift: float = 0.0
+    frame: pl.DataFrame,
+    seed: int | Sequence[int],
+    concept: float = 0.0,
+    logit_shift: float = 0.0,
+    *,
+    flip: float = 0.0,
 ) -> pl.DataFrame:
     """Labels of ``frame`` (``id`` and ``default`` as int8), drawn from ``default_probability``."""
     rng = np.random.default_rng(seed)
-    probability = default_probability(frame, concept, logit_shift)
+    probability = default_probability(frame, concept, logit_shift, flip=flip)
     label = (rng.random(frame.height) < probability).astype(np.int8)
     return pl.DataFrame({ID_COLUMN: frame.get_column(ID_COLUMN), TARGET: label})
+
+
+def expected_amount(
+    frame: pl.DataFrame, concept: float = 0.0, logit_shift: float = 0.0, *, flip: float = 0.0
+) -> np.ndarray:
+    """The expected regression target ``amount`` of each row (the rule in the module docstring).
+
+    Args:
+        frame: rows with every feature of ``FEATURES``.
+        concept: concept-drift strength ``c`` (1: utilization's effect is negated).
+        logit_shift: prior drift ``b``: moves the level by ``b * AMOUNT_LEVEL_STEP``.
+        flip: label-flip strength ``f`` (1: every feature's effect is negated around ``AMOUNT_CENTER``).
+
+    Raises:
+        InputError: a feature column is missing.
+    """
+    column = _feature_column(frame)
+    employment = column("employment")
+    region = column("region")
+    amount = (
+        AMOUNT_CENTER
+        + 600.0 * (np.log(column("income")) - 10.0)
+        - 1200.0 * (column("debt_ratio") - 2 / 7)
+        + 1200.0 * (1.0 - 2.0 * concept) * (column("utilization") - 0.5)
+        - 150.0 * (column("late_payments") - 0.3)
+        + 250.0 * (np.where(employment == "self", 1.0, 0.0) - 0.2)
+        - 400.0 * (np.where(employment == "none", 1.0, 0.0) - 0.1)
+        + sum(np.where(region == name, effect, 0.0) for name, effect in _REGION_AMOUNT.items())
+    )
+    if flip:
+        amount = AMOUNT_CENTER + (1.0 - 2.0 * flip) * (amount - AMOUNT_CENTER)
+    return amount + AMOUNT_LEVEL_STEP * logit_shift
+
+
+def sample_amounts(
+    frame: pl.DataFrame,
+    seed: int | Sequence[int],
+    concept: float = 0.0,
+    logit_shift: float = 0.0,
+    *,
+    flip: float = 0.0,
+) -> pl.DataFrame:
+    """Regression targets of ``frame`` (``id`` and ``amount``): ``expected_amount`` plus Gaussian noise of sd
+    ``AMOUNT_NOISE_SD``, floored at 0 and rounded to cents."""
+    rng = np.random.default_rng(seed)
+    drawn = expected_amount(frame, concept, logit_shift, flip=flip) + rng.normal(0.0, AMOUNT_NOISE_SD, frame.height)
+    return pl.DataFrame({ID_COLUMN: frame.get_column(ID_COLUMN), AMOUNT: np.round(np.maximum(drawn, 0.0), 2)})
 
 
 # ------------------------------------------------------------------------------------------ scenario
@@ -294,13 +433,28 @@ class PriorDrift(_Event):
 
 
 class ConceptDrift(_Event):
-    """The label rule changes while the features do not: utilization's coefficient goes 2 -> 2 - 4 x strength."""
+    """The label rule changes while the features do not: utilization's coefficient goes 2 -> 2 - 4 x strength
+    (regression: 1200 -> 1200 (1 - 2 x strength))."""
 
     kind: Literal["concept"] = "concept"
     strength: float = Field(default=1.0, gt=0, le=1, description="1 flips utilization's role (+2 -> -2).")
 
 
-Event = Annotated[CovariateDrift | PriorDrift | ConceptDrift, Field(discriminator="kind")]
+class LabelFlip(_Event):
+    """The label rule inverts while the features do not: every feature's effect changes sign around the
+    rule's mean (``LOGIT_CENTER``; ``AMOUNT_CENTER`` for regression), so a model of the old rule ranks rows
+    backwards (AUC about 1 - its old AUC)."""
+
+    kind: Literal["flip"] = "flip"
+    strength: float = Field(
+        default=1.0, gt=0, le=1, description="1 negates every feature effect; 0.5 removes them (a constant rule)."
+    )
+
+
+Event = Annotated[CovariateDrift | PriorDrift | ConceptDrift | LabelFlip, Field(discriminator="kind")]
+# Scenario options added after the presets' outputs were published: left out of a dump at their defaults,
+# so the presets' truth.json (and every other dump of them) keeps its bytes.
+_LATER_OPTIONS = ("task", "timestamps", "naming")
 
 
 class Scenario(BaseModel):
@@ -320,6 +474,29 @@ class Scenario(BaseModel):
         default=1, ge=0, description="Batches after its own arrival at which a batch's labels arrive."
     )
     events: list[Event] = Field(default_factory=list, description="Scheduled drift events.")
+    task: Literal["binary", "regression"] = Field(
+        default="binary",
+        description="binary: the target `default` (default_probability); regression: the target `amount` "
+        "(expected_amount plus noise).",
+    )
+    timestamps: Literal["spread", "batch"] = Field(
+        default="spread",
+        description="spread: a batch's rows evenly over its period; batch: every row of a batch at its start "
+        "(one extract per period, e.g. a monthly snapshot).",
+    )
+    naming: Literal["plain", "unicode"] = Field(
+        default="plain",
+        description="plain: FEATURES and their categories as they are; unicode: columns with spaces, dots and "
+        "capitals, categories with accents and symbols, plus an `Income Band` category (UNICODE_COLUMNS).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_later_options_at_default(self, handler: SerializerFunctionWrapHandler) -> dict:
+        document = handler(self)
+        for option in _LATER_OPTIONS:
+            if getattr(self, option) == type(self).model_fields[option].default:
+                document.pop(option, None)
+        return document
 
     @model_validator(mode="after")
     def _events_fit(self) -> Scenario:
@@ -374,6 +551,7 @@ class BatchTruth:
     concept: float  # concept-drift strength in force
     logit_shift: float  # prior drift in force
     labels_arrive: int  # index of the batch with which this batch's labels arrive
+    flip: float = 0.0  # label-flip strength in force
 
     def to_dict(self) -> dict:
         return {
@@ -386,6 +564,7 @@ class BatchTruth:
             "concept": self.concept,
             "logit_shift": self.logit_shift,
             "labels_arrive": self.labels_arrive,
+            "flip": self.flip,
         }
 
 
@@ -400,7 +579,7 @@ def truth(scenario: Scenario, index: int) -> BatchTruth:
     _check_index(scenario, index)
     shifts: dict[str, float] = {}
     categories: dict[str, str] = {}
-    concept = logit_shift = 0.0
+    concept = logit_shift = flip = 0.0
     for event in scenario.events:
         weight = event.weight(index)
         if not weight:
@@ -411,8 +590,10 @@ def truth(scenario: Scenario, index: int) -> BatchTruth:
                 categories[event.feature] = event.category
         elif isinstance(event, PriorDrift):
             logit_shift += weight * event.logit_shift
-        else:
+        elif isinstance(event, ConceptDrift):
             concept += weight * event.strength
+        else:
+            flip += weight * event.strength
     start = scenario.start + index * scenario.batch_period
     return BatchTruth(
         index=index,
@@ -424,6 +605,7 @@ def truth(scenario: Scenario, index: int) -> BatchTruth:
         concept=concept,
         logit_shift=logit_shift,
         labels_arrive=index + scenario.label_delay,
+        flip=flip,
     )
 
 
@@ -432,23 +614,68 @@ def _check_index(scenario: Scenario, index: int) -> None:
         raise InputError(f"scenario {scenario.name!r} has batches 0..{scenario.batches - 1}, not {index}")
 
 
+@dataclass(frozen=True)
+class Columns:
+    """The columns a scenario writes, by role (what a spec names)."""
+
+    id: str
+    time: str
+    target: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+
+def columns_of(scenario: Scenario) -> Columns:
+    """The scenario's column names: ``FEATURES`` with ``id``/``ts``, or their ``UNICODE_COLUMNS`` names."""
+    target = TARGET if scenario.task == "binary" else AMOUNT
+    if scenario.naming == "plain":
+        return Columns(ID_COLUMN, TIME_COLUMN, target, NUMERIC, CATEGORICAL)
+    return Columns(
+        UNICODE_COLUMNS[ID_COLUMN],
+        UNICODE_COLUMNS[TIME_COLUMN],
+        target,
+        tuple(UNICODE_COLUMNS[name] for name in NUMERIC),
+        (*(UNICODE_COLUMNS[name] for name in CATEGORICAL), INCOME_BAND),
+    )
+
+
+def _unicode_features(features: pl.DataFrame) -> pl.DataFrame:
+    """The canonical batch with ``naming="unicode"``: renamed columns, relabelled categories, an income band."""
+    upper_bounds = [bound for bound, _ in INCOME_BANDS[:-1]]
+    bands = np.array([band for _, band in INCOME_BANDS])
+    band = bands[np.searchsorted(upper_bounds, features.get_column("income").to_numpy(), side="right")]
+    relabelled = features.with_columns(
+        *(pl.col(name).replace_strict(mapping) for name, mapping in UNICODE_CATEGORIES.items()),
+        pl.Series(INCOME_BAND, band, dtype=pl.String),
+    )
+    return relabelled.rename(UNICODE_COLUMNS)
+
+
 def generate_batch(scenario: Scenario, index: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Features (id, ts, every feature) and labels (id, default) of batch ``index``.
+    """Features (id, time, every feature) and labels (id, target) of batch ``index``, named by ``columns_of``.
 
     Raises:
         InputError: ``index`` outside the scenario.
     """
     state = truth(scenario, index)
+    spread = scenario.timestamps == "spread"
     features = sample_features(
         [scenario.seed, index],
         scenario.rows,
         start=state.start,
-        spacing=scenario.batch_period / scenario.rows,
+        spacing=scenario.batch_period / scenario.rows if spread else dt.timedelta(0),
         id_offset=index * ID_STRIDE,
         shifts=state.shifts,
         categories=state.categories,
     )
-    labels = sample_labels(features, [scenario.seed, index, 2], state.concept, state.logit_shift)
+    draw = sample_labels if scenario.task == "binary" else sample_amounts
+    labels = draw(features, [scenario.seed, index, 2], state.concept, state.logit_shift, flip=state.flip)
+    if scenario.naming == "unicode":
+        return _unicode_features(features), labels.rename({ID_COLUMN: UNICODE_COLUMNS[ID_COLUMN]})
     return features, labels
 
 
@@ -495,10 +722,11 @@ def stream(scenario: Scenario) -> Iterator[Tick]:
 
 def history(scenario: Scenario) -> pl.DataFrame:
     """Every batch's features joined with its target, in time order (what ``driftline backtest`` replays)."""
+    target = columns_of(scenario).target
     frames = []
     for index in range(scenario.batches):
         features, labels = generate_batch(scenario, index)
-        frames.append(features.with_columns(labels.get_column(TARGET)))
+        frames.append(features.with_columns(labels.get_column(target)))
     return pl.concat(frames)
 
 
@@ -548,17 +776,165 @@ def fast_scenario(seed: int = 0) -> Scenario:
 SCENARIOS = {"default": default_scenario, "fast": fast_scenario}
 
 
+# ------------------------------------------------------------------------------------------ realism suite
+# Streams a real user meets, each with known truth, to backtest the loop with the minimal spec
+# (default_spec). Every one but `stable` holds a change after which a model trained before it is clearly
+# worse than one trained after it, so a retrain can pay.
+
+
+def _default_story(from_input: int, from_concept: int) -> list[Event]:
+    """The presets' story: income (+0.6 sd) and the mobile channel (30% of rows) move, later utilization's
+    role flips."""
+    return [
+        CovariateDrift(feature="income", shift=0.6, from_batch=from_input),
+        CovariateDrift(feature="channel", shift=0.3, category="mobile", from_batch=from_input),
+        ConceptDrift(strength=1.0, from_batch=from_concept),
+    ]
+
+
+def slow_cadence_scenario(seed: int = 0) -> Scenario:
+    """30 batches of 500 rows, each spanning 511 days (1984 to 2026): incomes rise all along (+1 sd over the
+    30 batches, a slow ramp); from batch 15 utilization's role flips (concept drift)."""
+    return Scenario(
+        name="slow-cadence",
+        batches=30,
+        rows=500,
+        seed=seed,
+        start=dt.datetime(1984, 1, 1),
+        batch_period=dt.timedelta(days=511),
+        events=[
+            CovariateDrift(feature="income", shift=1.0, from_batch=0, ramp_batches=29),
+            ConceptDrift(strength=1.0, from_batch=15),
+        ],
+    )
+
+
+def coarse_time_scenario(seed: int = 0) -> Scenario:
+    """The default story in 24 monthly extracts (30 days apart) of 2,000 rows whose rows all carry the
+    extract's one timestamp: input drift at batch 8, concept drift at 14."""
+    return Scenario(
+        name="coarse-time",
+        batches=24,
+        rows=2_000,
+        seed=seed,
+        start=dt.datetime(2024, 1, 1),
+        batch_period=dt.timedelta(days=30),
+        timestamps="batch",
+        events=_default_story(8, 14),
+    )
+
+
+def hourly_small_scenario(seed: int = 0) -> Scenario:
+    """30 batches of 500 rows, one row an hour (a batch spans 500 hours, ~21 days); gradual drift: income
+    ramps up over batches 10 to 19 (+0.8 sd) and utilization's role flips over batches 12 to 17."""
+    return Scenario(
+        name="hourly-small",
+        batches=30,
+        rows=500,
+        seed=seed,
+        batch_period=dt.timedelta(hours=500),
+        events=[
+            CovariateDrift(feature="income", shift=0.8, from_batch=10, ramp_batches=9),
+            ConceptDrift(strength=1.0, from_batch=12, ramp_batches=5),
+        ],
+    )
+
+
+def inversion_scenario(seed: int = 0) -> Scenario:
+    """24 daily batches of 2,000 rows; at batch 12 the label rule inverts (a model of the old rule scores
+    AUC ~0.25 after it), while income, savings, monthly spend and the mobile channel drift slowly all along
+    (ramps over the 24 batches)."""
+    return Scenario(
+        name="inversion",
+        batches=24,
+        rows=2_000,
+        seed=seed,
+        events=[
+            CovariateDrift(feature="income", shift=0.6, from_batch=0, ramp_batches=23),
+            CovariateDrift(feature="savings", shift=-0.5, from_batch=0, ramp_batches=23),
+            CovariateDrift(feature="monthly_spend", shift=0.5, from_batch=0, ramp_batches=23),
+            CovariateDrift(feature="channel", shift=0.2, category="mobile", from_batch=0, ramp_batches=23),
+            LabelFlip(strength=1.0, from_batch=12),
+        ],
+    )
+
+
+def regression_unicode_scenario(seed: int = 0) -> Scenario:
+    """A regression (target ``amount``) in 24 daily batches of 2,000 rows, with the user's column names
+    (``Annual Income``, ``region.name``, ``loan.id``, ...) and unicode categories (``Île-de-France``,
+    ``40K - 60K €``); at batch 8, 30% of rows move to the region Grand Est (input drift), from batch 14
+    utilization's effect is negated (concept drift: the old model's RMSE triples)."""
+    return Scenario(
+        name="regression-unicode",
+        batches=24,
+        rows=2_000,
+        seed=seed,
+        task="regression",
+        naming="unicode",
+        events=[
+            CovariateDrift(feature="region", shift=0.3, category="east", from_batch=8),
+            ConceptDrift(strength=1.0, from_batch=14),
+        ],
+    )
+
+
+def tiny_scenario(seed: int = 0) -> Scenario:
+    """The default story in 24 daily batches of 200 rows: input drift at batch 8, concept drift at 14."""
+    return Scenario(name="tiny", batches=24, rows=200, seed=seed, events=_default_story(8, 14))
+
+
+def large_scenario(seed: int = 0) -> Scenario:
+    """The default story in 8 daily batches of 200,000 rows: input drift at batch 2, concept drift at 3."""
+    return Scenario(name="large", batches=8, rows=200_000, seed=seed, events=_default_story(2, 3))
+
+
+def stable_scenario(seed: int = 0) -> Scenario:
+    """The control: 24 daily batches of 2,000 rows and no drift at all, so a retrain cannot help."""
+    return Scenario(name="stable", batches=24, rows=2_000, seed=seed)
+
+
+REALISM: dict[str, Callable[[int], Scenario]] = {
+    "slow-cadence": slow_cadence_scenario,
+    "coarse-time": coarse_time_scenario,
+    "hourly-small": hourly_small_scenario,
+    "inversion": inversion_scenario,
+    "regression-unicode": regression_unicode_scenario,
+    "tiny": tiny_scenario,
+    "large": large_scenario,
+    "stable": stable_scenario,
+}
+
+
+def realism_scenario(name: str, seed: int = 0, *, batches: int | None = None, rows: int | None = None) -> Scenario:
+    """A scenario of the realism suite (``REALISM``), optionally shorter or with smaller batches.
+
+    Args:
+        name: one of ``REALISM``.
+        seed: seed of every random draw.
+        batches: number of batches (events, and their ramps, scale with it).
+        rows: rows per batch.
+
+    Raises:
+        InputError: unknown name or invalid overrides.
+    """
+    if name not in REALISM:
+        raise InputError(f"unknown realism scenario {name!r}; choose one of {', '.join(REALISM)}")
+    return get_scenario(name, seed=seed, batches=batches, rows=rows)
+
+
 def get_scenario(
     name: str = "default", *, seed: int | None = None, batches: int | None = None, rows: int | None = None
 ) -> Scenario:
-    """A preset scenario, optionally with another seed, length (events scale with it) or batch size.
+    """A preset (``SCENARIOS``) or realism (``REALISM``) scenario, optionally with another seed, length
+    (events scale with it) or batch size.
 
     Raises:
-        InputError: unknown preset name or invalid overrides.
+        InputError: unknown scenario name or invalid overrides.
     """
-    if name not in SCENARIOS:
-        raise InputError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
-    scenario = SCENARIOS[name](seed or 0)
+    factories = {**SCENARIOS, **REALISM}
+    if name not in factories:
+        raise InputError(f"unknown scenario {name!r}; choose one of {', '.join(factories)}")
+    scenario = factories[name](seed or 0)
     try:
         if batches is not None:
             if batches < 2:
@@ -574,30 +950,46 @@ def get_scenario(
 # ------------------------------------------------------------------------------------------ spec
 
 
+def default_spec(scenario: Scenario, name: str = "synth") -> ModelSpec:
+    """The minimal spec of the scenario: name, task, target, id and time columns and features; every policy
+    at its default (what a user who writes only the required keys gets).
+
+    Raises:
+        SpecError: ``name`` is not a valid model name.
+    """
+    columns = columns_of(scenario)
+    return ModelSpec(
+        name=name,
+        task=scenario.task,
+        target=columns.target,
+        id_column=columns.id,
+        time_column=columns.time,
+        features=Features(numeric=list(columns.numeric), categorical=list(columns.categorical)),
+    )
+
+
 def spec_for(scenario: Scenario, name: str = "synth") -> ModelSpec:
     """A model spec for the scenario's columns, with policies sized in its batches.
 
-    Columns, task and the drift section match ``configs/example.yaml``. The rest is tuned so the loop
-    reacts to this stream within a few batches (``driftline backtest`` shows what each knob costs):
+    For the presets, columns, task and the drift section match ``configs/example.yaml``. The rest is tuned
+    so the loop reacts to this stream within a few batches (``driftline backtest`` shows what each knob
+    costs):
 
     * ``window``: train on the last 2 labelled batches; a drift-triggered retrain waits until 2 batches
       since the drift onset are labelled, so its window holds only rows from after the change;
-    * ``gates.non_inferiority_margin`` 0.02 AUC: a candidate as good as the champion is not rejected for
-      the noise between two models trained on different batches;
-    * ``shadow``: tuned for one batch of rows; an equivalent candidate (within 0.01 log loss) is promoted,
-      which re-baselines the drift reference after a covariate drift; inconclusive after 3 periods;
+    * ``gates.non_inferiority_margin`` 0.02 AUC (regression: 0.05 noise sd of RMSE): a candidate as good
+      as the champion is not rejected for the noise between two models trained on different batches;
+    * ``shadow``: tuned for one batch of rows; an equivalent candidate (within 0.01 log loss; regression:
+      2% of the noise variance in squared error) is promoted, which re-baselines the drift reference after
+      a covariate drift; inconclusive after 3 periods;
     * ``cooldown``: one drift retrain per reference and 4 periods; a new drift-triggered candidate
       supersedes one in shadow (fresher data beats a test begun before the change).
     """
     rows = scenario.rows
     period_days = scenario.batch_period / dt.timedelta(days=1)
+    binary = scenario.task == "binary"
     return ModelSpec(
-        name=name,
-        task="binary",
-        target=TARGET,
-        id_column=ID_COLUMN,
-        time_column=TIME_COLUMN,
-        features=Features(numeric=list(NUMERIC), categorical=list(CATEGORICAL)),
+        **default_spec(scenario, name).model_dump(exclude_unset=True),
         drift=DriftPolicy(
             numeric_statistic="ks",
             categorical_statistic="hellinger",
@@ -612,12 +1004,16 @@ def spec_for(scenario: Scenario, name: str = "synth") -> ModelSpec:
             min_labelled_rows=max(10, min(1_000, rows)),
             min_rows_since_drift=2 * rows,
         ),
-        gates=GatesSpec(non_inferiority_margin=0.02),
+        # Regression: the binary floors are set to None explicitly, so the written YAML (which holds every
+        # key) loads back (a dumped default `min_auc: 0.6` would be rejected for a regression model).
+        gates=GatesSpec(non_inferiority_margin=0.02)
+        if binary
+        else GatesSpec(non_inferiority_margin=0.05 * AMOUNT_NOISE_SD, min_auc=None, max_logloss=None),
         shadow=ShadowSpec(
             min_rows=max(30, min(1_000, rows // 2)),
             planned_rows=max(100, rows),
             max_days=3 * period_days,
-            equivalence_margin=0.01,
+            equivalence_margin=0.01 if binary else 0.02 * AMOUNT_NOISE_SD**2,
         ),
         guard=GuardSpec(min_rows=max(30, min(1_000, rows // 2))),
         cooldown=CooldownSpec(seconds=round(4 * scenario.batch_period.total_seconds()), supersede_shadow=True),
@@ -640,18 +1036,43 @@ class SynthOutput:
     rows: int
 
 
-def write_dataset(scenario: Scenario, directory: str | Path, name: str = "synth") -> SynthOutput:
+def truth_document(scenario: Scenario) -> dict:
+    """What ``truth.json`` holds: the scenario and each batch's ``BatchTruth``.
+
+    A batch's ``flip`` is written only when the scenario has a ``LabelFlip`` (so the presets' file keeps
+    its bytes).
+    """
+    batches = [truth(scenario, index).to_dict() for index in range(scenario.batches)]
+    if not any(isinstance(event, LabelFlip) for event in scenario.events):
+        for state in batches:
+            del state["flip"]
+    return {"scenario": scenario.model_dump(mode="json"), "batches": batches}
+
+
+def write_dataset(
+    scenario: Scenario,
+    directory: str | Path,
+    name: str = "synth",
+    spec: Literal["tuned", "minimal"] = "tuned",
+) -> SynthOutput:
     """Write the scenario to ``directory``.
 
     Files: ``history.parquet`` (every row with its target, time-ordered, for ``driftline backtest``),
-    ``batches/<id>.parquet`` (id, ts, features) and ``labels/<id>.parquet`` (id, default) per batch,
-    ``spec.yaml`` (``spec_for``) and ``truth.json`` (the scenario and each batch's ``BatchTruth``).
+    ``batches/<id>.parquet`` (id, time, features) and ``labels/<id>.parquet`` (id, target) per batch,
+    ``spec.yaml`` and ``truth.json`` (``truth_document``). Columns are named by ``columns_of``.
+
+    Args:
+        scenario: what to write.
+        directory: created if missing.
+        name: model name written into the spec.
+        spec: ``tuned`` writes ``spec_for`` (policies sized for the stream), ``minimal`` ``default_spec``.
     """
     root = Path(directory)
     (root / "batches").mkdir(parents=True, exist_ok=True)
     (root / "labels").mkdir(parents=True, exist_ok=True)
     batch_paths: list[Path] = []
     label_paths: list[Path] = []
+    target = columns_of(scenario).target
     frames = []
     for index in range(scenario.batches):
         features, labels = generate_batch(scenario, index)
@@ -660,18 +1081,23 @@ def write_dataset(scenario: Scenario, directory: str | Path, name: str = "synth"
         label_paths.append(root / "labels" / f"{identifier}.parquet")
         features.write_parquet(batch_paths[-1])
         labels.write_parquet(label_paths[-1])
-        frames.append(features.with_columns(labels.get_column(TARGET)))
+        frames.append(features.with_columns(labels.get_column(target)))
     history_path = root / "history.parquet"
     pl.concat(frames).write_parquet(history_path)
     spec_path = root / "spec.yaml"
-    header = f"# Spec for the synthetic scenario {scenario.name!r} (seed {scenario.seed}), by driftline synth.\n"
-    spec_path.write_text(header + spec_for(scenario, name).to_yaml())
+    if spec == "tuned":
+        header = f"# Spec for the synthetic scenario {scenario.name!r} (seed {scenario.seed}), by driftline synth.\n"
+        text = spec_for(scenario, name).to_yaml()
+    else:  # only the keys it sets: every policy is left to the defaults of whoever reads it
+        header = (
+            f"# Minimal spec (every policy at its default) for the synthetic scenario {scenario.name!r} "
+            f"(seed {scenario.seed}), by driftline synth.\n"
+        )
+        minimal = default_spec(scenario, name).model_dump(mode="json", exclude_unset=True)
+        text = yaml.safe_dump(minimal, sort_keys=False, allow_unicode=True)
+    spec_path.write_text(header + text, encoding="utf-8")
     truth_path = root / "truth.json"
-    document = {
-        "scenario": scenario.model_dump(mode="json"),
-        "batches": [truth(scenario, index).to_dict() for index in range(scenario.batches)],
-    }
-    truth_path.write_text(json.dumps(document, indent=2) + "\n")
+    truth_path.write_text(json.dumps(truth_document(scenario), indent=2) + "\n", encoding="utf-8")
     return SynthOutput(
         directory=root,
         history=history_path,

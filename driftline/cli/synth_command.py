@@ -19,13 +19,24 @@ out = Console(soft_wrap=True)
 
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Directory to write (created if missing).")],
-    scenario: Annotated[str, typer.Option("--scenario", help="Preset story: default | fast.")] = "default",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="Preset story: default | fast, or one of the realism suite: slow-cadence | coarse-time | "
+            "hourly-small | inversion | regression-unicode | tiny | large | stable.",
+        ),
+    ] = "default",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of every random draw.")] = 0,
     batches: Annotated[
         int | None, typer.Option("--batches", min=2, help="Number of batches (drift events scale with it).")
     ] = None,
     rows: Annotated[int | None, typer.Option("--rows", min=10, help="Rows per batch.")] = None,
     name: Annotated[str, typer.Option("--name", help="Model name written into spec.yaml.")] = "synth",
+    minimal_spec: Annotated[
+        bool,
+        typer.Option("--minimal-spec", help="Write the minimal spec (columns and task; every policy at its default)."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
 ) -> None:
     """Write a synthetic credit-risk stream with scheduled drift and known truth; no server needed.
@@ -33,7 +44,9 @@ def synth(
     The default scenario: 24 daily batches of 5,000 rows (12 numeric + 4 categorical features); income
     and the channel mix drift at batch 8 (input drift), and at batch 14 the label rule changes while
     the features do not (concept drift: only performance monitoring sees it). --scenario fast tells the
-    same story in 12 batches of 2,000 rows.
+    same story in 12 batches of 2,000 rows. The realism suite holds streams real users meet (e.g.
+    --scenario inversion: the label rule inverts at batch 12 while features drift slowly); backtest
+    those with --minimal-spec.
 
     Writes OUT_DIR/history.parquet (every row with its target, for `driftline backtest`),
     batches/bNNN.parquet and labels/bNNN.parquet (for `driftline ingest` / `driftline labels`),
@@ -45,7 +58,7 @@ def synth(
 
     chosen = synthetic.get_scenario(scenario, seed=seed, batches=batches, rows=rows)
     started = time.perf_counter()
-    written = synthetic.write_dataset(chosen, out_dir, name=name)
+    written = synthetic.write_dataset(chosen, out_dir, name=name, spec="minimal" if minimal_spec else "tuned")
     seconds = time.perf_counter() - started
     if json_output:
         document = {
@@ -85,4 +98,6 @@ def _describe(event) -> str:
         return f"covariate drift: {event.feature} moves {event.shift:+g} sd"
     if isinstance(event, synthetic.PriorDrift):
         return f"prior drift: logit {event.logit_shift:+g}"
+    if isinstance(event, synthetic.LabelFlip):
+        return f"label flip (strength {event.strength:g}): every feature's effect changes sign, features do not"
     return f"concept drift (strength {event.strength:g}): utilization's role changes, features do not"
