@@ -406,18 +406,19 @@ class _Lab:
     def window_frame(self, window: tuple[int, ...]) -> pl.DataFrame:
         return retraining.restrict_days(pl.concat([self.batches[i].frame for i in window]), self.spec)
 
-    def model(self, window: tuple[int, ...], onset: str | None = None) -> _Model:
+    def model(self, window: tuple[int, ...], onset: str | None = None, kind: str | None = None) -> _Model:
         spec = self.spec
-        frame = loop.onset_weights(self.window_frame(window), spec, onset)
+        whole = self.window_frame(window)
+        frame = loop.onset_weights(whole, spec, onset, kind)
         weighted = (
             onset if frame.height != self.window_frame(window).height or loop.WEIGHT_COLUMN in frame.columns else None
         )
-        key = (window, weighted)
+        key = (window, weighted, loop.onset_weight(spec, kind) if weighted else None)
         if key in self.models:
             return self.models[key]
         name = f"m{self.batches[window[-1]].batch_id.removeprefix('b')}"
         if weighted is not None:
-            name += f"o{self._batch_at(weighted)}"
+            name += f"{'d' if kind == 'performance' else 'o'}{self._batch_at(weighted)}"
         started = time.perf_counter()
         try:
             split = training.time_split(frame, spec)
@@ -710,7 +711,7 @@ class _Replay:
             if degraded is not None:
                 since, reference = degraded
                 onset = _as_text(lab.batches[int(since.removeprefix("b"))].start)
-                self._request(t, batch.batch_id, onset, "performance degraded", events, reference)
+                self._request(t, batch.batch_id, onset, "performance degraded", events, reference, "performance")
             if self.pending is not None:
                 self._recheck(t, events)
         return degraded is not None
@@ -718,7 +719,14 @@ class _Replay:
     # --------------------------------------------------------------------------------------- retrains
 
     def _request(
-        self, t: int, batch_id: str, onset: str, why: str, events: list[str], reference: str | None = None
+        self,
+        t: int,
+        batch_id: str,
+        onset: str,
+        why: str,
+        events: list[str],
+        reference: str | None = None,
+        kind: str = "input",
     ) -> None:
         """A drift-triggered retrain request, as the retrain flow handles one (``driftline.loop``)."""
         spec = self.spec
@@ -729,6 +737,7 @@ class _Replay:
             drift_batch_id=batch_id,
             drift_onset=onset,
             reference_version=reference or self.champion.name,
+            drift_kind=kind,
         )
         request = loop.keep_earliest_onset(request, self.pending)
         shadow_version = self.candidate.name if self.candidate else None
@@ -784,7 +793,7 @@ class _Replay:
             self.pending = request
             return
         self.pending = None
-        model = lab.model(window, request.drift_onset)
+        model = lab.model(window, request.drift_onset, request.drift_kind)
         self._train_and_place(t, model, why, events)
 
     def _periodic(self, t: int, events: list[str]) -> None:

@@ -34,6 +34,7 @@ class RetrainRequest:
     drift_batch_id: str | None = None
     drift_onset: str | None = None  # earliest event time of the drifted batch (ISO) when known
     reference_version: str | None = None
+    drift_kind: str | None = None  # input | performance | prediction: what the drift event measured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

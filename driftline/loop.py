@@ -239,7 +239,8 @@ def admit(
         return Admission(False, "stale", [reason.replace("the retrain waiting since", "the request about")], key)
     if key is not None and already_claimed:
         return lost_claim(request, key)
-    if shadow_version is not None and not spec.cooldown.supersede_shadow and request.trigger != "manual":
+    outranks = request.drift_kind == "performance"  # a proven drop of the champion outranks the shadow test
+    if shadow_version is not None and not (spec.cooldown.supersede_shadow or outranks) and request.trigger != "manual":
         return Admission(
             False,
             "shadow-busy",
@@ -248,7 +249,8 @@ def admit(
         )
     reasons = [f"{request.trigger} retrain of {request.model}"]
     if shadow_version is not None:
-        reasons.append(f"supersedes shadow candidate {shadow_version}")
+        why = " (the champion's performance dropped: the candidate was chosen before)" if outranks else ""
+        reasons.append(f"supersedes shadow candidate {shadow_version}{why}")
     return Admission(True, "proceed", reasons, key)
 
 
@@ -334,6 +336,8 @@ def readiness(
     if request.trigger == "manual":
         return Readiness(True, [f"manual retrain on {len(window_batches)} labelled batch(es)"])
     minimum = spec.window.min_rows_since_drift
+    if onset_weight(spec, request.drift_kind) == 0:
+        minimum = max(minimum, spec.window.min_labelled_rows)  # the window will hold these rows alone
     if rows_since_onset < minimum:
         return Readiness(
             False,
@@ -347,15 +351,21 @@ def readiness(
 # ------------------------------------------------------------------------------------------ the window
 
 
-def onset_weights(frame: pl.DataFrame, spec: ModelSpec, onset: str | None) -> pl.DataFrame:
+def onset_weight(spec: ModelSpec, kind: str | None) -> float:
+    """Weight of the rows older than a drift's onset: ``window.before_drop_weight`` when the drift is a proven
+    performance drop (the rule changed), ``window.before_onset_weight`` for input (or prediction) drift."""
+    return spec.window.before_drop_weight if kind == "performance" else spec.window.before_onset_weight
+
+
+def onset_weights(frame: pl.DataFrame, spec: ModelSpec, onset: str | None, kind: str | None = None) -> pl.DataFrame:
     """The window with a training-weight column that favours rows from the drift onset on.
 
-    Rows at or after ``onset`` weigh 1; older rows weigh ``window.before_onset_weight`` (0 drops them, 1 keeps
+    Rows at or after ``onset`` weigh 1; older rows weigh ``onset_weight(spec, kind)`` (0 drops them, 1 keeps
     them as equals). Without an onset (manual or periodic retrains) the frame is returned unchanged. When
     fewer than ``window.min_rows_since_drift`` rows follow the onset the older rows keep weight 1: too few new
     rows to learn a regime from alone.
     """
-    weight = spec.window.before_onset_weight
+    weight = onset_weight(spec, kind)
     if onset is None or weight >= 1 or frame.height == 0:
         return frame
     after = _at_or_after(frame, spec, onset)

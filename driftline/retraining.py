@@ -95,7 +95,8 @@ def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest)
         return PreparedWindow(None, pl.DataFrame(), 0, shortfall=str(error))
     frame = restrict_days(data.frame, spec)
     onset = request.drift_onset if request.trigger == "drift" else None
-    return PreparedWindow(data, loop.onset_weights(frame, spec, onset), loop.rows_since(frame, spec, onset))
+    weighted = loop.onset_weights(frame, spec, onset, request.drift_kind)
+    return PreparedWindow(data, weighted, loop.rows_since(frame, spec, onset))
 
 
 @dataclass(frozen=True)

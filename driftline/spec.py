@@ -115,12 +115,20 @@ class WindowSpec(BaseModel):
         description="A drift-triggered retrain waits for this many labelled rows from the drifted batch on.",
     )
     before_onset_weight: float = Field(
-        default=0.25,
+        default=0.5,
         ge=0,
         le=1,
-        description="A retrain answering a drift or a performance drop with a known onset weighs rows older than the "
-        "onset this much (rows from the onset on weigh 1): 0 drops them, 1 ignores the onset. Applied only when at "
-        "least min_rows_since_drift rows follow the onset, so a regime that changed (even inverted) is learned.",
+        description="A retrain answering an input drift weighs rows older than its onset this much (rows from the "
+        "onset on weigh 1): 0 drops them, 1 ignores the onset. Inputs moved, but the old rows may still teach the same "
+        "rule, so they are kept at a discount. Applied only when at least min_rows_since_drift rows follow the onset.",
+    )
+    before_drop_weight: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="A retrain answering a proven performance drop of the champion weighs rows older than the drop's "
+        "onset this much: 0 (default) trains on the rows from the onset on only, so a rule that changed, even "
+        "inverted, is learned rather than outvoted by the old regime.",
     )
     early_stop_fraction: float = Field(
         default=0.1, gt=0, lt=0.5, description="Latest share of the training rows used for early stopping."
@@ -157,8 +165,40 @@ class GatesSpec(BaseModel):
     max_noise_drop: float | None = Field(
         default=0.05, gt=0, description="Largest metric drop under that noise (AUC points; RMSE rise in target sds)."
     )
-    max_p99_latency_ms: float | None = Field(default=50.0, gt=0, description="p99 single-row prediction latency.")
-    min_throughput_rows_per_s: float | None = Field(default=20_000, gt=0, description="Batch prediction throughput.")
+    max_p99_latency_ms: float | None = Field(
+        default=50.0,
+        gt=0,
+        description="Ceiling on p99 single-row prediction latency, judged load-corrected: fails only when the "
+        "bootstrap band of the corrected p99 lies entirely above it.",
+    )
+    min_throughput_rows_per_s: float | None = Field(
+        default=20_000,
+        gt=0,
+        description="Floor on batch prediction throughput, judged load-corrected: fails only when every "
+        "measured round's corrected rate is below it.",
+    )
+    max_latency_ratio: float | None = Field(
+        default=2.5,
+        ge=1,
+        le=100,
+        description="Candidate's median and p99 single-row latency, measured interleaved with the champion on "
+        "the same rows, may be at most this multiple of the champion's (plus latency_slack_ms). None: no "
+        "comparison.",
+    )
+    max_batch_time_ratio: float | None = Field(
+        default=2.5,
+        ge=1,
+        le=100,
+        description="Candidate's batch prediction time, measured interleaved with the champion on the same "
+        "rows, may be at most this multiple of the champion's (plus latency_slack_ms). None: no comparison.",
+    )
+    latency_slack_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=1_000,
+        description="Timing excesses over the champion below this many milliseconds (per single-row call and "
+        "per batch) are noise, never a failure.",
+    )
     max_model_bytes: int | None = Field(default=50_000_000, gt=0, description="Largest allowed UBJ model size.")
 
 
@@ -282,6 +322,9 @@ class PerformanceSpec(BaseModel):
     )
 
 
+_OTHER_TASK_GATES = {"binary": ("max_rmse", "max_mae"), "regression": ("min_auc", "max_logloss")}
+
+
 class ModelSpec(BaseModel):
     """A model's contract: its columns, task and policies."""
 
@@ -329,8 +372,7 @@ class ModelSpec(BaseModel):
         unknown_slices = [c for c in self.slices if c not in self.features.categorical]
         if unknown_slices:
             raise ValueError(f"slices {unknown_slices} must be categorical features")
-        metric_gates = {"binary": ("max_rmse", "max_mae"), "regression": ("min_auc", "max_logloss")}[self.task]
-        for gate in metric_gates:
+        for gate in _OTHER_TASK_GATES[self.task]:
             if gate in self.gates.model_fields_set and getattr(self.gates, gate) is not None:
                 raise ValueError(f"gates.{gate} does not apply to a {self.task} model")
         return self
@@ -346,7 +388,12 @@ class ModelSpec(BaseModel):
         return [self.id_column, self.time_column, *self.features.all]
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        """The spec as YAML that ``parse_spec`` reads back to the same spec (metric gates of the other task,
+        which only hold defaults, are written as null)."""
+        data = self.model_dump(mode="json")
+        for gate in _OTHER_TASK_GATES[self.task]:
+            data["gates"][gate] = None
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
     def content_hash(self) -> str:
         """sha256 of the canonical YAML (recorded in lineage)."""

@@ -29,10 +29,11 @@ def retrain(
     drift_batch_id: str | None = None,
     drift_onset: str | None = None,
     reference_version: str | None = None,
+    drift_kind: str | None = None,
 ) -> dict:
     """Train and validate a candidate for `model`; trigger is manual, drift (an event) or labels (re-check)."""
     spec = load_spec(model)
-    request = build_request(model, trigger, drift_event_id, drift_batch_id, drift_onset, reference_version)
+    request = build_request(model, trigger, drift_event_id, drift_batch_id, drift_onset, reference_version, drift_kind)
     if request is None:
         print("no retrain is waiting for labels: nothing to do")
         return {"model": model, "outcome": "nothing-pending"}

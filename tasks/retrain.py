@@ -30,6 +30,7 @@ def build_request(
     drift_batch_id: str | None,
     drift_onset: str | None,
     reference_version: str | None,
+    drift_kind: str | None = None,
 ) -> RetrainRequest | None:
     """The request this run serves; for a labels re-check, the pending one (None if nothing waits or it is
     stale). A drift request keeps the earliest onset of a pending one for the same reference."""
@@ -45,8 +46,8 @@ def build_request(
             return None
         return pending
     # Templated trigger parameters arrive as "" when the event lacks the field.
-    drift_event_id, drift_batch_id, drift_onset, reference_version = (
-        value or None for value in (drift_event_id, drift_batch_id, drift_onset, reference_version)
+    drift_event_id, drift_batch_id, drift_onset, reference_version, drift_kind = (
+        value or None for value in (drift_event_id, drift_batch_id, drift_onset, reference_version, drift_kind)
     )
     request = RetrainRequest(
         model=model,
@@ -56,6 +57,7 @@ def build_request(
         drift_batch_id=drift_batch_id,
         drift_onset=drift_onset,
         reference_version=reference_version,
+        drift_kind=drift_kind if drift_kind in ("input", "performance", "prediction") else None,
     )
     if request.trigger == "drift":
         request = loop.keep_earliest_onset(request, cooldown.read_pending(store(), model))

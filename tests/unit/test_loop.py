@@ -260,3 +260,26 @@ def test_other_failures_still_reject(failed: tuple[str, ...], champion_auc: floa
 def test_the_first_model_needs_its_absolute_gates() -> None:
     assert loop.decide_placement(_gates(), has_champion=False)[0] == "champion"
     assert loop.decide_placement(_gates("metric_floor auc", champion_auc=None), has_champion=False)[0] == "rejected"
+
+
+def test_a_proven_performance_drop_supersedes_the_candidate_in_shadow() -> None:
+    """The candidate was chosen before the champion's loss rose: the drop's answer replaces it."""
+    spec = _spec()
+    request = RetrainRequest(**{**_request().to_dict(), "drift_kind": "performance"})
+    admission = loop.admit(request, spec, shadow_version="v7")
+    assert admission.proceed and "performance dropped" in admission.reasons[-1]
+    assert not loop.admit(_request(), spec, shadow_version="v7").proceed  # input drift still waits for the slot
+
+
+def test_a_performance_drop_trains_on_the_rows_from_its_onset_on_and_waits_for_enough_of_them() -> None:
+    spec = _spec(window=WindowSpec(min_rows_since_drift=500, min_labelled_rows=1_000))
+    frame, onset = _window(3_000, 1_200)
+    kept = loop.onset_weights(frame, spec, onset, "performance")
+    assert kept.height == 1_200  # before_drop_weight 0: the old regime is dropped
+    weighted = loop.onset_weights(frame, spec, onset, "input")
+    assert weighted.height == frame.height and set(weighted.get_column(loop.WEIGHT_COLUMN).unique()) == {0.5, 1.0}
+    drop = RetrainRequest(**{**_request().to_dict(), "drift_kind": "performance"})
+    # The window will hold the post-onset rows alone: it waits for window.min_labelled_rows of them.
+    assert not loop.readiness(drop, spec, window_batches=["b1"], rows_since_onset=800).ready
+    assert loop.readiness(drop, spec, window_batches=["b1"], rows_since_onset=1_000).ready
+    assert loop.readiness(_request(), spec, window_batches=["b1"], rows_since_onset=800).ready
