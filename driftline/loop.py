@@ -199,7 +199,7 @@ class Admission:
 
 
 def request_key(request: RetrainRequest, spec: ModelSpec) -> str | None:
-    """The idempotency key of a drift-triggered request: one retrain per (reference, announcement).
+    """The idempotency key of a drift-triggered request: one retrain per (reference, kind, announcement).
 
     Cadence-free by default: the announcing batch (``drift_batch_id``) identifies the announcement, so the
     same event delivered twice, or two automations racing, share a key whatever the clock says. With
@@ -210,7 +210,8 @@ def request_key(request: RetrainRequest, spec: ModelSpec) -> str | None:
         return None
     reference = request.reference_version or "provisional"
     announcement = request.drift_batch_id or request.drift_event_id or request.requested_at
-    key = f"{reference}-{announcement}"
+    # The kind keeps an input drift announced on a batch apart from a drop announced with its labels.
+    key = f"{reference}-{request.drift_kind or 'drift'}-{announcement}"
     if spec.cooldown.seconds:
         occurred = datetime.fromisoformat(request.requested_at)
         occurred = occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC)

@@ -49,7 +49,9 @@ def _report(drift: bool, score: float = 0.4, features: tuple[str, ...] = ("x",))
 
 def test_a_duplicated_announcement_shares_its_key_and_the_next_announcement_does_not() -> None:
     spec = _spec()
-    assert loop.request_key(_request(), spec) == loop.request_key(_request(), spec) == "v1-b003"
+    assert loop.request_key(_request(), spec) == loop.request_key(_request(), spec) == "v1-drift-b003"
+    performance = RetrainRequest(**{**_request().to_dict(), "drift_kind": "performance"})
+    assert loop.request_key(performance, spec) != loop.request_key(_request(), spec)
     assert loop.request_key(_request(batch="b009"), spec) != loop.request_key(_request(), spec)
     assert loop.request_key(_request(reference="v2"), spec) != loop.request_key(_request(), spec)
     assert loop.request_key(_request(trigger="manual"), spec) is None
