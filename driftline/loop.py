@@ -49,6 +49,32 @@ MIN_QUIET_BATCHES = 2
 WEIGHT_COLUMN = "__driftline_weight__"
 
 
+# ------------------------------------------------------------------------------------------ time settings
+
+
+def time_settings(spec: ModelSpec) -> list[str]:
+    """What each duration a spec sets means for the loop, whatever the stream's cadence (``model create``
+    prints these): every default is cadence-free, so a duration is always the user's choice."""
+    notes = []
+    if spec.shadow.max_days is not None:
+        notes.append(
+            f"shadow.max_days {spec.shadow.max_days:g} counts event time: if the labelled batches a test needs to "
+            f"reach shadow.min_rows {spec.shadow.min_rows} span more than that, every candidate ends inconclusive "
+            "(unset it to budget in rows and batches only)"
+        )
+    if spec.cooldown.seconds:
+        notes.append(
+            f"cooldown.seconds {spec.cooldown.seconds} is wall-clock: at most one drift retrain per reference in each "
+            "window, however many batches arrive in it (unset: one per drift announcement)"
+        )
+    if spec.window.last_days is not None:
+        notes.append(
+            f"window.last_days {spec.window.last_days:g} keeps the rows of that many days of event time before the "
+            "newest: with batches spanning longer, a window holds part of one batch"
+        )
+    return notes
+
+
 # ------------------------------------------------------------------------------------------ drift episodes
 
 

@@ -235,7 +235,7 @@ class ShadowSpec(BaseModel):
         default=200_000, ge=100, description="Budget: inconclusive once this many rows were compared."
     )
     max_batches: int | None = Field(
-        default=20,
+        default=10,
         ge=1,
         description="Budget: inconclusive after this many labelled batches were compared (cadence-free).",
     )

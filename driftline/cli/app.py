@@ -180,6 +180,10 @@ def model_create(
     store.put(key, text, content_type="application/yaml")
     verb = "created" if previous is None else "updated"
     console.print(f"model [bold]{spec.name}[/bold] {verb}: {store.location(key)}")
+    from driftline.loop import time_settings
+
+    for note in time_settings(spec):
+        console.print(f"[yellow]note[/yellow]: {note}")
     console.print(f"next: driftline ingest {spec.name} <batch.parquet>")
 
 

@@ -132,6 +132,15 @@ def test_readiness(trigger: str, since: int, shortfall: str | None, window: list
     assert result.ready is ready and result.reasons
 
 
+def test_every_duration_a_spec_sets_is_named_and_the_defaults_set_none() -> None:
+    assert loop.time_settings(_spec()) == []
+    spec = ModelSpec.model_validate(
+        {**_spec().model_dump(), "shadow": {"max_days": 14}, "cooldown": {"seconds": 3600}, "window": {"last_days": 7}}
+    )
+    notes = loop.time_settings(spec)
+    assert [note.split(" ")[0] for note in notes] == ["shadow.max_days", "cooldown.seconds", "window.last_days"]
+
+
 # ------------------------------------------------------------------------------------------ episodes
 
 
