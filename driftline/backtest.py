@@ -794,7 +794,10 @@ class _Replay:
             return
         self.pending = None
         model = lab.model(window, request.drift_onset, request.drift_kind)
-        self._train_and_place(t, model, why, events)
+        placed = self._train_and_place(t, model, why, events)
+        if placed == "rejected" and (again := loop.retry(request, lab.rows_since(window, request.drift_onset))):
+            events.append(f"the drop stays proven: retried once {again.min_rows_since_onset} rows follow its onset")
+            self.pending = again
 
     def _periodic(self, t: int, events: list[str]) -> None:
         if self.candidate is not None:
@@ -807,7 +810,7 @@ class _Replay:
             return
         self._train_and_place(t, self.lab.model(window), "periodic", events)
 
-    def _train_and_place(self, t: int, model: _Model, why: str, events: list[str]) -> None:
+    def _train_and_place(self, t: int, model: _Model, why: str, events: list[str]) -> str:
         lab = self.lab
         self.retrains += 1
         self.rows_trained += model.rows
@@ -819,7 +822,7 @@ class _Replay:
         if model.trained is None:
             events.append(f"{why} retrain of {model.name} failed: {model.failure}")
             self._decide(t, "retrain failed")
-            return
+            return "failed"
         events.append(f"{why} retrain: {model.name} on {len(model.window)} batch(es) {window}{weighted}")
         report, seconds = lab.gate(model, self.champion)
         self.train_seconds += seconds
@@ -827,13 +830,14 @@ class _Replay:
         self._decide(t, f"placed {decision}")
         if decision == "rejected":
             events.append(f"{model.name} rejected by the gates: {reasons[0]}")
-            return
+            return decision
         if self.promotion == "gates":
             self._promote(model, lab.batches[t].arrived, "every gate passed", events)
-            return
+            return decision
         self._clear_shadow()
         self.candidate = model
         events.append(f"{model.name} enters shadow ({reasons[0]})")
+        return decision
 
     def _promote(self, model: _Model, now: datetime, why: str, events: list[str]) -> None:
         self._decide(self.outcomes_index(), "promoted")

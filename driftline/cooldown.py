@@ -35,6 +35,7 @@ class RetrainRequest:
     drift_onset: str | None = None  # earliest event time of the drifted batch (ISO) when known
     reference_version: str | None = None
     drift_kind: str | None = None  # input | performance | prediction: what the drift event measured
+    min_rows_since_onset: int | None = None  # a retry after a rejected answer waits for this many (loop.retry)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +74,8 @@ def answer_key(request: RetrainRequest) -> str:
     """One key per drift (event and onset) a retrain answers: a labels re-check and a drift run that both
     find the same waiting drift ready must not both build a candidate."""
     identity = f"{request.drift_event_id or request.requested_at}|{request.drift_onset or ''}"
+    if request.min_rows_since_onset:  # a retry answers the same drift again, with more rows
+        identity += f"|{request.min_rows_since_onset}"
     return f"answer-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
 
 

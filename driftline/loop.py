@@ -362,7 +362,7 @@ def readiness(
         return Readiness(False, [f"{shortfall}; waiting for labels"])
     if request.trigger == "manual":
         return Readiness(True, [f"manual retrain on {len(window_batches)} labelled batch(es)"])
-    minimum = spec.window.min_rows_since_drift
+    minimum = max(spec.window.min_rows_since_drift, request.min_rows_since_onset or 0)
     if onset_weight(spec, request.drift_kind) == 0:
         minimum = max(minimum, spec.window.min_labelled_rows)  # the window will hold these rows alone
     if rows_since_onset < minimum:
@@ -373,6 +373,20 @@ def readiness(
     if champion_batches is not None and list(window_batches) == list(champion_batches):
         return Readiness(False, ["no labelled batch arrived since the champion was trained; waiting for labels"])
     return Readiness(True, [f"{rows_since_onset} labelled rows since the drift onset (>= {minimum})"])
+
+
+def retry(request: RetrainRequest, rows_since_onset: int) -> RetrainRequest | None:
+    """The request again, after its candidate was rejected by the gates, or None when it is not retried.
+
+    A proven performance drop of the champion stays proven when its first answer fails: too few rows of the new
+    regime to learn it is the usual cause. So the request waits again, for twice the rows since the onset the
+    rejected attempt had, and is retried (re-checked when labels arrive, as any waiting request; stale once
+    the champion changes). Each retry doubles the data it waits for, so the retrains stay few. Input drift is
+    not retried: its candidate was no better than a champion whose performance holds.
+    """
+    if request.trigger != "drift" or request.drift_kind != "performance":
+        return None
+    return replace(request, min_rows_since_onset=max(2 * rows_since_onset, 1))
 
 
 # ------------------------------------------------------------------------------------------ the window

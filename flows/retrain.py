@@ -72,6 +72,11 @@ def retrain(
     if candidate.decision == "rejected":
         publish(model, CANDIDATE_REJECTED, candidate.event_payload())
         print(f"{candidate.version} rejected: {'; '.join(candidate.reasons)}")
+        again = loop.retry(request, window.rows_since_onset)
+        if again is not None:
+            wait_for_labels(
+                again, f"{candidate.version} rejected; retried once {again.min_rows_since_onset} rows follow"
+            )
         return {"model": model, "outcome": "rejected", "version": candidate.version, "reasons": candidate.reasons}
 
     placement = place_candidate(spec, candidate)

@@ -294,3 +294,16 @@ def test_a_performance_drop_trains_on_the_rows_from_its_onset_on_and_waits_for_e
     assert not loop.readiness(drop, spec, window_batches=["b1"], rows_since_onset=800).ready
     assert loop.readiness(drop, spec, window_batches=["b1"], rows_since_onset=1_000).ready
     assert loop.readiness(_request(), spec, window_batches=["b1"], rows_since_onset=800).ready
+
+
+def test_a_rejected_answer_to_a_proven_drop_is_retried_with_twice_the_rows() -> None:
+    spec = _spec(window=WindowSpec(min_rows_since_drift=500, min_labelled_rows=1_000))
+    drop = RetrainRequest(**{**_request().to_dict(), "drift_kind": "performance"})
+    again = loop.retry(drop, 1_000)
+    assert again is not None and again.min_rows_since_onset == 2_000
+    assert not loop.readiness(again, spec, window_batches=["b1"], rows_since_onset=1_999).ready
+    assert loop.readiness(again, spec, window_batches=["b1"], rows_since_onset=2_000).ready
+    assert loop.retry(_request(), 1_000) is None  # input drift: its candidate was no better, nothing to retry
+    from driftline.cooldown import answer_key
+
+    assert answer_key(again) != answer_key(drop)  # the retry is a new answer, not a duplicate of the first
