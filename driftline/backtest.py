@@ -794,7 +794,7 @@ class _Replay:
             return
         self.pending = None
         model = lab.model(window, request.drift_onset, request.drift_kind)
-        placed = self._train_and_place(t, model, why, events)
+        placed = self._train_and_place(t, model, why, events, loop.answers_drop(request))
         if placed == "rejected" and (again := loop.retry(request, lab.rows_since(window, request.drift_onset))):
             events.append(f"the drop stays proven: retried once {again.min_rows_since_onset} rows follow its onset")
             self.pending = again
@@ -810,7 +810,7 @@ class _Replay:
             return
         self._train_and_place(t, self.lab.model(window), "periodic", events)
 
-    def _train_and_place(self, t: int, model: _Model, why: str, events: list[str]) -> str:
+    def _train_and_place(self, t: int, model: _Model, why: str, events: list[str], drop: bool = False) -> str:
         lab = self.lab
         self.retrains += 1
         self.rows_trained += model.rows
@@ -826,7 +826,9 @@ class _Replay:
         events.append(f"{why} retrain: {model.name} on {len(model.window)} batch(es) {window}{weighted}")
         report, seconds = lab.gate(model, self.champion)
         self.train_seconds += seconds
-        decision, reasons = loop.decide_placement(report, has_champion=True, task=self.spec.task)
+        decision, reasons = loop.decide_placement(
+            report, has_champion=True, task=self.spec.task, champion_degraded=drop
+        )
         self._decide(t, f"placed {decision}")
         if decision == "rejected":
             events.append(f"{model.name} rejected by the gates: {reasons[0]}")

@@ -23,6 +23,7 @@ Every default is cadence-free: nothing here depends on the wall clock unless the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ import numpy as np
 import polars as pl
 
 from driftline.drift import hysteresis_met
+
+CHAMPION_GATE = "champion_non_inferiority"  # driftline.validation.CHAMPION_GATE (not imported: it loads xgboost)
 
 if TYPE_CHECKING:
     from driftline.cooldown import RetrainRequest
@@ -354,7 +357,8 @@ def readiness(
     """Whether an admitted retrain has the labelled data it needs (pure).
 
     A drift-triggered retrain waits while the window is short (``shortfall``), while fewer than
-    ``window.min_rows_since_drift`` labelled rows lie at or after the drift onset, and while its window holds
+    ``window.min_rows_since_drift`` labelled rows (a retry: ``request.min_rows_since_onset``) lie at or after
+    the drift onset, and while its window holds
     exactly the champion's training batches (no labels arrived since: it would retrain the same model).
     A manual retrain only needs a window.
     """
@@ -363,8 +367,6 @@ def readiness(
     if request.trigger == "manual":
         return Readiness(True, [f"manual retrain on {len(window_batches)} labelled batch(es)"])
     minimum = max(spec.window.min_rows_since_drift, request.min_rows_since_onset or 0)
-    if onset_weight(spec, request.drift_kind) == 0:
-        minimum = max(minimum, spec.window.min_labelled_rows)  # the window will hold these rows alone
     if rows_since_onset < minimum:
         return Readiness(
             False,
@@ -373,6 +375,11 @@ def readiness(
     if champion_batches is not None and list(window_batches) == list(champion_batches):
         return Readiness(False, ["no labelled batch arrived since the champion was trained; waiting for labels"])
     return Readiness(True, [f"{rows_since_onset} labelled rows since the drift onset (>= {minimum})"])
+
+
+def answers_drop(request: RetrainRequest | None) -> bool:
+    """Whether a retrain answers a proven performance drop of the champion (``kind: performance``)."""
+    return request is not None and request.trigger == "drift" and request.drift_kind == "performance"
 
 
 def retry(request: RetrainRequest, rows_since_onset: int) -> RetrainRequest | None:
@@ -384,7 +391,7 @@ def retry(request: RetrainRequest, rows_since_onset: int) -> RetrainRequest | No
     the champion changes). Each retry doubles the data it waits for, so the retrains stay few. Input drift is
     not retried: its candidate was no better than a champion whose performance holds.
     """
-    if request.trigger != "drift" or request.drift_kind != "performance":
+    if not answers_drop(request):
         return None
     return replace(request, min_rows_since_onset=max(2 * rows_since_onset, 1))
 
@@ -452,14 +459,22 @@ def shadow_action(verdict: str) -> ShadowAction:
 # ------------------------------------------------------------------------------------------ placement
 
 
-def decide_placement(report: GateReport, has_champion: bool, task: str = "binary") -> tuple[Decision, list[str]]:
+def decide_placement(
+    report: GateReport, has_champion: bool, task: str = "binary", champion_degraded: bool = False
+) -> tuple[Decision, list[str]]:
     """Where a new candidate goes (pure).
 
     Without a champion (bootstrap) the absolute gates suffice and the candidate becomes champion: there is
-    nothing to compare it with in shadow. With one, every gate must pass and the candidate enters shadow;
-    an absolute metric floor is waived when it is the only failure and the candidate beats the champion as
-    it serves now (its metric on the same latest holdout rows): a floor must never keep a worse champion in
-    place. The paired non-inferiority gate keeps protecting a healthy champion.
+    nothing to compare it with in shadow. With one, every gate must pass and the candidate enters shadow,
+    with two waivers, each stated in the reasons:
+
+    * an absolute metric floor, when the candidate beats the champion as it serves now (its metric on the
+      same latest holdout rows): a floor must never keep a worse champion in place;
+    * the paired non-inferiority interval, when the retrain answers a proven performance drop of the
+      champion (``champion_degraded``) and the candidate is at least as good on the point estimate or has the
+      lower holdout loss (the loss the monitor proved risen and the shadow test compares): the
+      interval protects a healthy champion, and after a change the few new rows make it too wide to pass;
+      the shadow test, anytime-valid on live rows, decides instead.
     """
     if not has_champion:
         if report.absolute_passed():
@@ -469,14 +484,32 @@ def decide_placement(report: GateReport, has_champion: bool, task: str = "binary
         return "rejected", [report.summary()]
     if report.passed:
         return "shadow", ["every gate passed: candidate enters shadow beside the champion"]
-    failures = report.failures
-    if failures and all(gate.name.startswith("metric_floor") for gate in failures):
-        metric, higher_is_better = ("auc", True) if task == "binary" else ("rmse", False)
-        mine, theirs = report.metrics.get(metric), report.metrics.get(f"champion_{metric}")
-        if mine is not None and theirs is not None and (mine > theirs if higher_is_better else mine < theirs):
-            floors = "; ".join(gate.detail for gate in failures)
-            return "shadow", [
-                f"floor waived ({floors}): the champion scores {metric} {theirs:.4f} on the same latest rows, the "
-                f"candidate {mine:.4f}; candidate enters shadow"
-            ]
+    metric, higher_is_better = ("auc", True) if task == "binary" else ("rmse", False)
+    mine, theirs = report.metrics.get(metric), report.metrics.get(f"champion_{metric}")
+    better = mine is not None and theirs is not None and (mine > theirs if higher_is_better else mine < theirs)
+    # The loss the performance monitor proved risen and the shadow test compares (log loss; squared error).
+    loss = "logloss" if task == "binary" else "rmse"
+    my_loss, their_loss = report.metrics.get(loss, math.nan), report.metrics.get(f"champion_{loss}", math.nan)
+    lower_loss = my_loss < their_loss
+    waived, reasons = [], []
+    for gate in report.failures:
+        if gate.name.startswith("metric_floor") and better:
+            waived.append(gate)
+            reasons.append(
+                f"floor waived ({gate.detail}): the champion scores {metric} {theirs:.4f} on the same latest rows, "
+                f"the candidate {mine:.4f}"
+            )
+        elif (
+            gate.name == CHAMPION_GATE
+            and champion_degraded
+            and (gate.measurements.get("difference", -1.0) >= 0 or lower_loss)
+        ):
+            waived.append(gate)
+            reasons.append(
+                f"non-inferiority interval waived ({gate.detail}): the champion's performance dropped and the "
+                f"candidate is no worse on the same latest rows ({loss} {my_loss:.4f} vs {their_loss:.4f}); the "
+                "shadow test decides"
+            )
+    if len(waived) == len(report.failures):
+        return "shadow", [*reasons, "candidate enters shadow"]
     return "rejected", [report.summary()]

@@ -54,10 +54,10 @@ def restrict_days(frame: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
 
 
 def decide_placement(
-    report: validation.GateReport, has_champion: bool, task: str = "binary"
+    report: validation.GateReport, has_champion: bool, task: str = "binary", champion_degraded: bool = False
 ) -> tuple[Decision, list[str]]:
     """Where a new candidate goes: ``driftline.loop.decide_placement``."""
-    return loop.decide_placement(report, has_champion, task)
+    return loop.decide_placement(report, has_champion, task, champion_degraded)
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,9 @@ def build_candidate(
         seed=spec.xgboost.seed,
     )
     timings["gates_seconds"] = round(time.monotonic() - mark, 3)
-    decision, reasons = decide_placement(report, has_champion=parent is not None, task=spec.task)
+    decision, reasons = decide_placement(
+        report, has_champion=parent is not None, task=spec.task, champion_degraded=loop.answers_drop(request)
+    )
 
     version = registry.new_version_id()
     mark = time.monotonic()

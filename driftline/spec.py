@@ -230,7 +230,12 @@ class ShadowSpec(BaseModel):
         lt=0.5,
         description="Error level of the anytime-valid confidence sequence (checked every batch).",
     )
-    min_rows: int = Field(default=1000, ge=30, description="No verdict before this many labelled paired rows.")
+    min_rows: int = Field(
+        default=500,
+        ge=30,
+        description="No verdict before this many labelled paired rows (the bounds are valid at any n; this only "
+        "keeps the first noisy rows from deciding).",
+    )
     max_rows: int = Field(
         default=200_000, ge=100, description="Budget: inconclusive once this many rows were compared."
     )
