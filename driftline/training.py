@@ -3,18 +3,23 @@
 Pure domain (polars, numpy, xgboost); the retrain flow only orders these steps::
 
     data = assemble_window(store, spec, batch_ids)     # features joined with labels, sorted by time
-    split = time_split(data.frame, spec)                # train | early stop | holdout, by event time
+    split = time_split(data.frame, spec)                # train | early stop | holdout, by event time;
+                                                        # split.notes: cuts that broke ties in time by id
     trained = train(split, spec, nthread=settings.nthread)
     store.create(layout.model_booster(model, version), model_bytes(trained.booster))
 
 Determinism: the same batches and spec give byte-identical UBJ models. Rows are sorted by (time, id)
-whatever order they arrived in, categorical codes come from the sorted training categories, every random
+whatever order they arrived in, categorical codes come from the sorted categories of the rows trained on, every random
 step is seeded from ``spec.xgboost.seed``, and the number of threads does not change the model.
 
-The saved booster is cut to its best early-stopping iteration, so it predicts at that iteration with no
-``iteration_range`` to remember. Its feature names are the user's column names; the three characters
-XGBoost refuses in a feature name (``[``, ``]``, ``<``) are replaced there, and the encoder records the
-mapping (``FeatureEncoder.booster_names``).
+Early stopping on the early-stopping rows picks the number of rounds; the saved booster is then refit on
+the train and early-stopping rows for that many rounds (scaled for the extra rows, with a floor after a
+small early-stopping set: ``train``), so it is complete as saved, with no ``iteration_range`` to remember.
+The holdout trains nothing. Optional per-row weights come in a ``WEIGHT_COLUMN`` column.
+
+The booster's feature names are the user's column names; the three characters XGBoost refuses in a
+feature name (``[``, ``]``, ``<``) are replaced there, and the encoder records the mapping
+(``FeatureEncoder.booster_names``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ from driftline.store import ObjectStore
 
 ENCODER_FORMAT = 1
 PROBABILITY_CLIP = 1e-7
+# A time cut inside a run of equal times moves to the run's end when that changes its part by at most this
+# share of the part's rows; otherwise it stays inside the run and divides it by id (``time_split``).
+TIE_TOLERANCE = 0.1
+# Optional per-row training weight: a column of this name in the frame given to ``time_split`` weights the
+# train and early-stopping rows (the holdout metrics stay unweighted).
+WEIGHT_COLUMN = "__driftline_weight__"
+# Early stopping on fewer rows than this stops too early (its loss is noise): the refit then gets at least
+# MIN_ETA_ROUNDS / eta rounds, 100 at eta 0.1 (``train``).
+SMALL_EARLY_STOP_ROWS = 500
+MIN_ETA_ROUNDS = 10.0
 _TASK_DEFAULTS: dict[str, dict[str, str]] = {
     "binary": {"objective": "binary:logistic", "eval_metric": "logloss"},
     "regression": {"objective": "reg:squarederror", "eval_metric": "rmse"},
@@ -211,49 +226,70 @@ def assemble_window(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -
 
 @dataclass(frozen=True)
 class Split:
-    """Train, early-stopping and holdout rows, each later in event time than the one before."""
+    """Train, early-stopping and holdout rows, in (time, id) order: each part is no earlier than the one before.
+
+    Each part is strictly later in event time than the one before unless ``ties_broken``: then a cut fell
+    inside a run of rows sharing one event time, those rows were divided by id, and ``notes`` say where.
+    """
 
     train: pl.DataFrame
     early_stop: pl.DataFrame
     holdout: pl.DataFrame
+    ties_broken: bool = False
+    notes: tuple[str, ...] = ()  # one line per cut placed inside a run of equal times, for the gate report
 
 
-def _cut(times: np.ndarray, desired: int, lower: int, upper: int, what: str) -> int:
-    """Index where the later part starts, moved off a run of equal times so no time straddles the cut.
+def _cut(times: np.ndarray, desired: int, lower: int, upper: int) -> tuple[int, tuple[int, int] | None]:
+    """Where the later part ``times[cut:upper]`` starts, and the run of equal times the cut falls inside.
 
-    The later part is ``times[cut:upper]`` and the earlier ``times[lower:cut]``; both must be non-empty.
+    The cut stays at ``desired`` (clamped so both parts keep a row) when a time change is there. Inside a
+    run of equal times it moves to the nearest end of the run if that changes the later part's rows by at
+    most ``TIE_TOLERANCE`` of them (at least one row); otherwise it stays inside the run, whose rows are then
+    divided in their (time, id) order, and the run's (start, end) is returned.
     """
-    if upper - lower < 2:
-        raise InputError(f"cannot split off {what}: {upper - lower} row(s) left")
     desired = min(max(desired, lower + 1), upper - 1)
     if times[desired - 1] < times[desired]:
-        return desired
+        return desired, None
     value = times[desired]
     first = int(np.searchsorted(times[lower:upper], value, side="left")) + lower
     after = int(np.searchsorted(times[lower:upper], value, side="right")) + lower
-    candidates = [c for c in (first, after) if lower < c < upper]
-    if not candidates:
-        raise InputError(f"cannot split off {what}: every remaining row has the same event time")
-    return min(candidates, key=lambda c: (abs(c - desired), c))
+    tolerance = max(1, math.floor(TIE_TOLERANCE * (upper - desired)))
+    candidates = [c for c in (first, after) if lower < c < upper and abs(c - desired) <= tolerance]
+    if candidates:
+        return min(candidates, key=lambda c: (abs(c - desired), c)), None
+    return desired, (first, after)
+
+
+def _tie_note(frame: pl.DataFrame, spec: ModelSpec, what: str, cut: int, run: tuple[int, int]) -> str:
+    first, after = run
+    value = frame.get_column(spec.time_column)[cut]
+    return (
+        f"{what} cut inside {after - first} rows sharing {spec.time_column} {value} "
+        f"({cut - first} before, {after - cut} after): ties broken by {spec.id_column}"
+    )
 
 
 def time_split(frame: pl.DataFrame, spec: ModelSpec) -> Split:
     """Split rows by event time: the latest are the holdout, the latest of the rest stop early.
 
-    The latest ``spec.window.holdout_fraction`` of the rows are the holdout; the latest
-    ``spec.window.early_stop_fraction`` of the remaining ones are the early-stopping set; the rest
-    train. A cut never separates rows with equal event times (it moves to the nearest time change),
-    so every holdout row is strictly later than every early-stopping row, and those than training rows.
+    Rows are sorted by (time, id). The latest ``spec.window.holdout_fraction`` of the rows are the
+    holdout; the latest ``spec.window.early_stop_fraction`` of the remaining ones are the early-stopping
+    set; the rest train. Ties in time never fail a split: a cut that falls inside a run of rows sharing
+    one event time moves to the nearest time change when that changes its part by at most
+    ``TIE_TOLERANCE`` (10%) of the part's rows, so no time straddles the cut; otherwise (daily snapshots,
+    monthly extracts, a whole window at one time) it stays at the row count and the run's rows are
+    divided by id, which ``Split.ties_broken`` and ``Split.notes`` record. Deterministic either way.
+    Other columns, such as ``WEIGHT_COLUMN``, are kept in every part.
 
     Args:
         frame: labelled rows (any order; sorted here by time, then id).
         spec: the model's spec.
 
     Returns:
-        The three parts.
+        The three parts, and notes on cuts placed inside a run of equal times.
 
     Raises:
-        InputError: a part would be empty (too few rows or too few distinct times).
+        InputError: fewer than 3 rows (a part would be empty).
     """
     window = spec.window
     rows = frame.height
@@ -261,14 +297,21 @@ def time_split(frame: pl.DataFrame, spec: ModelSpec) -> Split:
         raise InputError(f"model {spec.name!r}: {rows} row(s) cannot be split into train, early stop and holdout")
     frame = frame.sort([spec.time_column, spec.id_column], maintain_order=True)
     times = frame.get_column(spec.time_column).to_physical().to_numpy()
+    notes: list[str] = []
     holdout_rows = max(1, math.floor(rows * window.holdout_fraction + 0.5))
-    holdout_start = _cut(times, rows - holdout_rows, 0, rows, "the holdout")
+    holdout_start, run = _cut(times, rows - holdout_rows, 0, rows)
+    if run is not None:
+        notes.append(_tie_note(frame, spec, "holdout", holdout_start, run))
     early_rows = max(1, math.floor(holdout_start * window.early_stop_fraction + 0.5))
-    early_start = _cut(times, holdout_start - early_rows, 0, holdout_start, "the early-stopping rows")
+    early_start, run = _cut(times, holdout_start - early_rows, 0, holdout_start)
+    if run is not None:
+        notes.append(_tie_note(frame, spec, "early-stopping", early_start, run))
     return Split(
         train=frame.slice(0, early_start),
         early_stop=frame.slice(early_start, holdout_start - early_start),
         holdout=frame.slice(holdout_start, rows - holdout_start),
+        ties_broken=bool(notes),
+        notes=tuple(notes),
     )
 
 
@@ -416,16 +459,20 @@ class FeatureEncoder:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A booster cut to its best iteration, with what is needed to use and judge it."""
+    """A booster refit on the train and early-stopping rows, with what is needed to use and judge it."""
 
     booster: xgboost.Booster
     encoder: FeatureEncoder
-    best_iteration: int
-    rounds: int  # boosting rounds run before early stopping ended training
+    best_iteration: int  # best early-stopping iteration of the run on the training rows alone
+    rounds: int  # boosting rounds that run made before early stopping ended it
     metrics: dict[str, float]  # on the holdout: binary auc, logloss; regression rmse, mae
     importances: dict[str, float]  # total gain share per feature (0.0 if unused), summing to 1
     train_seconds: float
     params: dict[str, Any]  # as passed to xgboost.train
+    # Rounds of ``booster``, refit on train + early-stop rows; None: a booster built elsewhere (backtest's
+    # plain model), cut at ``best_iteration``.
+    refit_rounds: int | None = None
+    notes: tuple[str, ...] = ()  # how the number of rounds was chosen, when not simply by early stopping
 
 
 def training_params(spec: ModelSpec, nthread: int) -> dict[str, Any]:
@@ -435,6 +482,46 @@ def training_params(spec: ModelSpec, nthread: int) -> dict[str, Any]:
 
 def _labels(frame: pl.DataFrame, spec: ModelSpec) -> np.ndarray:
     return frame.get_column(spec.target).cast(pl.Float32).to_numpy()
+
+
+def _weights(frame: pl.DataFrame, what: str) -> np.ndarray | None:
+    """The rows' training weights (``WEIGHT_COLUMN``), or None when the frame has no such column."""
+    if WEIGHT_COLUMN not in frame.columns:
+        return None
+    try:
+        weights = frame.get_column(WEIGHT_COLUMN).cast(pl.Float64, strict=True).to_numpy()
+    except pl.exceptions.PolarsError as error:
+        raise InputError(
+            f"{what} rows: weight column {WEIGHT_COLUMN!r} is {frame.schema[WEIGHT_COLUMN]}, not numeric"
+        ) from error
+    bad = int(np.sum(~np.isfinite(weights) | (weights < 0)))  # nulls are NaN here
+    if bad:
+        raise InputError(f"{what} rows: {bad} weight(s) in {WEIGHT_COLUMN!r} are missing, negative or infinite")
+    if not weights.sum() > 0:
+        raise InputError(f"{what} rows: every weight in {WEIGHT_COLUMN!r} is 0")
+    return weights.astype(np.float32)
+
+
+def _learning_rate(params: dict[str, Any]) -> float:
+    return float(params.get("eta", params.get("learning_rate", 0.3)))  # 0.3: XGBoost's default
+
+
+def _refit_rounds(
+    spec: ModelSpec, params: dict[str, Any], best_iteration: int, scale: float, early_rows: int
+) -> tuple[int, tuple[str, ...]]:
+    """Rounds of the refit: the best iteration's, times ``scale`` (refit rows / training rows, by weight),
+    at least ``MIN_ETA_ROUNDS / eta`` after a small early-stopping set, at most ``num_boost_round``."""
+    scaled = max(1, math.floor((best_iteration + 1) * scale + 0.5))
+    eta = _learning_rate(params)
+    floor = math.ceil(MIN_ETA_ROUNDS / eta - 1e-9) if early_rows < SMALL_EARLY_STOP_ROWS else 1
+    rounds = min(max(scaled, floor), spec.xgboost.num_boost_round)
+    if rounds <= scaled:
+        return rounds, ()
+    return rounds, (
+        f"early stopping on {early_rows} rows chose {best_iteration + 1} round(s) ({scaled} for the refit rows); "
+        f"raised to {rounds}: fewer than {SMALL_EARLY_STOP_ROWS} early-stopping rows stop too early "
+        f"(floor {MIN_ETA_ROUNDS:g} / eta {eta:g}, at most num_boost_round)",
+    )
 
 
 def _gain_importances(booster: xgboost.Booster, encoder: FeatureEncoder) -> dict[str, float]:
@@ -450,46 +537,58 @@ def _gain_importances(booster: xgboost.Booster, encoder: FeatureEncoder) -> dict
 
 
 def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None = None) -> TrainedModel:
-    """Train an XGBoost model on the training rows, stopping early on the early-stopping rows.
+    """Train an XGBoost model: early stopping picks the rounds, then a refit uses the early-stopping rows too.
 
-    The booster is cut to its best iteration before it is returned, so saving and predicting need no
-    iteration range. Holdout metrics are computed with the cut booster.
+    1. A run on the training rows, stopped early on the early-stopping rows (``early_stopping_rounds``),
+       finds the best iteration.
+    2. The returned booster is refit, with the same params and seed, on the training and early-stopping rows
+       together (the most recent rows before the holdout), for the best iteration's rounds scaled by the
+       extra rows (by weight, with ``WEIGHT_COLUMN``). When the early-stopping set is small (fewer than
+       ``SMALL_EARLY_STOP_ROWS``), its noisy loss tends to stop far too early, so the refit gets at least
+       ``MIN_ETA_ROUNDS / eta`` rounds (100 at eta 0.1); ``TrainedModel.notes`` says so. Never more than
+       ``num_boost_round``.
+
+    The holdout never trains either booster; its metrics are computed with the refit booster, which is
+    complete as returned (saving and predicting need no iteration range). If the split's frames carry
+    ``WEIGHT_COLUMN``, its values weight the rows of both runs and of the early-stopping metric; holdout
+    metrics stay unweighted. Categorical codes come from the train and early-stopping rows.
 
     Args:
         split: rows split by time (``time_split``).
         spec: the model's spec (task, features, xgboost section).
         nthread: XGBoost threads; the model bytes do not depend on it.
-        progress: called with a short message at each step (rows, best iteration, metrics).
+        progress: called with a short message at each step (rows, best iteration, refit, metrics).
 
     Returns:
         The trained model with holdout metrics and gain importances.
 
     Raises:
-        InputError: the holdout cannot be scored (a binary holdout with a single class).
+        InputError: the holdout cannot be scored (a binary holdout with a single class), or a weight is
+            missing, negative or infinite, or all the train or early-stopping weights are 0.
     """
     say = progress or (lambda message: None)
     started = time.perf_counter()
-    encoder = FeatureEncoder.fit(split.train, spec)
+    train_weights = _weights(split.train, "training")
+    early_weights = _weights(split.early_stop, "early-stopping")
+    encoder = FeatureEncoder.fit(pl.concat([split.train, split.early_stop], how="vertical_relaxed"), spec)
     params = training_params(spec, nthread)
     say(
         f"training {spec.name}: {split.train.height} train, {split.early_stop.height} early-stop, "
         f"{split.holdout.height} holdout rows; {len(encoder.features)} features"
+        + ("; weighted" if train_weights is not None else "")
     )
     matrix_options = {
         "feature_names": encoder.booster_names,
         "feature_types": encoder.feature_types,
         "enable_categorical": True,
         "missing": np.nan,
+        "nthread": nthread,
     }
-    train_matrix = xgboost.QuantileDMatrix(
-        encoder.encode(split.train), label=_labels(split.train, spec), nthread=nthread, **matrix_options
-    )
+    train_x, train_y = encoder.encode(split.train), _labels(split.train, spec)
+    early_x, early_y = encoder.encode(split.early_stop), _labels(split.early_stop, spec)
+    train_matrix = xgboost.QuantileDMatrix(train_x, label=train_y, weight=train_weights, **matrix_options)
     early_matrix = xgboost.QuantileDMatrix(
-        encoder.encode(split.early_stop),
-        label=_labels(split.early_stop, spec),
-        ref=train_matrix,
-        nthread=nthread,
-        **matrix_options,
+        early_x, label=early_y, weight=early_weights, ref=train_matrix, **matrix_options
     )
     full = xgboost.train(
         params,
@@ -501,9 +600,28 @@ def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None
     )
     rounds = full.num_boosted_rounds()
     best_iteration = full.best_iteration if "best_iteration" in full.attributes() else rounds - 1
-    booster = full[: best_iteration + 1]
+    say(f"best iteration {best_iteration} of {rounds} rounds on the training rows")
+    del full, train_matrix, early_matrix
+
+    if (train_weights is None) != (early_weights is None):
+        raise InputError(f"{WEIGHT_COLUMN!r} must be in both the training and the early-stopping rows, or in neither")
+    fit_weights = None if train_weights is None else np.concatenate([train_weights, early_weights])
+    if fit_weights is None:
+        scale = (len(train_y) + len(early_y)) / len(train_y)
+    else:
+        scale = float(fit_weights.sum(dtype=np.float64) / train_weights.sum(dtype=np.float64))
+    refit_rounds, notes = _refit_rounds(spec, params, best_iteration, scale, split.early_stop.height)
+    fit_matrix = xgboost.QuantileDMatrix(
+        np.concatenate([train_x, early_x]),
+        label=np.concatenate([train_y, early_y]),
+        weight=fit_weights,
+        **matrix_options,
+    )
+    booster = xgboost.train(params, fit_matrix, num_boost_round=refit_rounds)
     train_seconds = time.perf_counter() - started
-    say(f"best iteration {best_iteration} of {rounds} rounds ({train_seconds:.2f} s)")
+    for note in notes:
+        say(note)
+    say(f"refit {refit_rounds} rounds on {len(train_y) + len(early_y)} train + early-stop rows ({train_seconds:.2f} s)")
     holdout_predictions = predict(booster, encoder, split.holdout)
     metrics = evaluate(spec.task, _labels(split.holdout, spec), holdout_predictions)
     say("holdout " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
@@ -516,6 +634,8 @@ def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None
         importances=_gain_importances(booster, encoder),
         train_seconds=train_seconds,
         params=params,
+        refit_rounds=refit_rounds,
+        notes=notes,
     )
 
 

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -251,6 +251,7 @@ def test_time_split_orders_parts_and_follows_the_fractions(
     assert split.early_stop.height == round((rows - split.holdout.height) * 0.2)
     assert split.train.get_column("event.ts").max() < split.early_stop.get_column("event.ts").min()
     assert split.early_stop.get_column("event.ts").max() < split.holdout.get_column("event.ts").min()
+    assert not split.ties_broken and split.notes == ()
 
 
 def test_time_split_never_separates_equal_times(binary_spec: ModelSpec) -> None:
@@ -259,22 +260,66 @@ def test_time_split_never_separates_equal_times(binary_spec: ModelSpec) -> None:
     split = training.time_split(frame, binary_spec)
     assert split.train.get_column("event.ts").max() < split.early_stop.get_column("event.ts").min()
     assert split.early_stop.get_column("event.ts").max() < split.holdout.get_column("event.ts").min()
-    assert split.holdout.height % 10 == 0 and split.early_stop.height % 10 == 0
-    assert abs(split.holdout.height - 250) <= 10
+    assert not split.ties_broken
 
 
-@pytest.mark.parametrize(
-    ("times", "problem"),
-    [
-        ([0, 1], "cannot be split"),
-        ([5] * 50, "same event time"),
-        ([0] * 40 + [1] * 10, "same event time"),  # the holdout takes time 1, nothing is left to stop early on
-    ],
-)
-def test_time_split_with_an_empty_part_raises(binary_spec: ModelSpec, times: list[int], problem: str) -> None:
-    frame = pl.DataFrame({"row id": np.arange(len(times)), "event.ts": times, "Churned": np.zeros(len(times))})
-    with pytest.raises(InputError, match=problem):
+def _ids(frame: pl.DataFrame) -> list[int]:
+    return frame.get_column("row id").to_list()
+
+
+def test_a_window_at_one_timestamp_is_split_by_id(binary_spec: ModelSpec) -> None:
+    # A yearly extract: every row has the same event time; ids arrive in any order.
+    ids = np.random.default_rng(SEED).permutation(512)
+    frame = pl.DataFrame({"row id": ids, "event.ts": [date(2021, 1, 1)] * 512, "Churned": np.zeros(512)})
+    split = training.time_split(frame, binary_spec)
+    assert (split.train.height, split.early_stop.height, split.holdout.height) == (307, 77, 128)
+    assert _ids(split.train) + _ids(split.early_stop) + _ids(split.holdout) == list(range(512))
+    assert split.ties_broken
+    assert split.notes == (
+        "holdout cut inside 512 rows sharing event.ts 2021-01-01 (384 before, 128 after): ties broken by row id",
+        "early-stopping cut inside 384 rows sharing event.ts 2021-01-01 (307 before, 77 after): ties broken by row id",
+    )
+    again = training.time_split(frame.sample(fraction=1.0, shuffle=True, seed=3), binary_spec)
+    for part in ("train", "early_stop", "holdout"):
+        assert getattr(again, part).equals(getattr(split, part))
+    assert again.notes == split.notes
+
+
+def test_two_daily_snapshots_split_inside_the_second_day(binary_spec: ModelSpec) -> None:
+    days = [date(2021, 1, 1)] * 500 + [date(2021, 1, 2)] * 500
+    frame = pl.DataFrame({"row id": np.arange(1000), "event.ts": days, "Churned": np.zeros(1000)})
+    split = training.time_split(frame, binary_spec)
+    assert (split.train.height, split.early_stop.height, split.holdout.height) == (600, 150, 250)
+    assert _ids(split.holdout) == list(range(750, 1000))
+    assert split.train.get_column("event.ts").max() == date(2021, 1, 2)  # rows 500-599: ties broken
+    assert [note.split(" (")[0] for note in split.notes] == [
+        "holdout cut inside 500 rows sharing event.ts 2021-01-02",
+        "early-stopping cut inside 250 rows sharing event.ts 2021-01-02",  # of the 750 rows before the holdout
+    ]
+
+
+def test_a_time_change_near_the_cut_is_preferred_to_breaking_ties(binary_spec: ModelSpec) -> None:
+    # The holdout's 250 rows would cut 5 rows into the run of time 1 (745 rows of time 0, then 255 of time 1):
+    # the cut moves to the time change (5 <= 10% of 250). The early-stopping cut (149 rows) has no time change
+    # near it, so it divides the run of time 0 by id.
+    frame = pl.DataFrame({"row id": np.arange(1000), "event.ts": [0] * 745 + [1] * 255, "Churned": np.zeros(1000)})
+    split = training.time_split(frame, binary_spec)
+    assert split.holdout.height == 255 and split.holdout.get_column("event.ts").min() == 1
+    assert (split.train.height, split.early_stop.height) == (596, 149)
+    assert [note.split(" ")[0] for note in split.notes] == ["early-stopping"]
+
+
+def test_time_split_of_fewer_than_three_rows_raises(binary_spec: ModelSpec) -> None:
+    frame = pl.DataFrame({"row id": [0, 1], "event.ts": [0, 1], "Churned": [0.0, 1.0]})
+    with pytest.raises(InputError, match="2 row\\(s\\) cannot be split"):
         training.time_split(frame, binary_spec)
+
+
+def test_a_whole_window_at_one_timestamp_trains(binary_spec: ModelSpec, binary_window: training.TrainingData) -> None:
+    frame = binary_window.frame.with_columns(pl.lit(START).alias("event.ts"))
+    split = training.time_split(frame, binary_spec)
+    trained = training.train(split, binary_spec, nthread=2)
+    assert split.ties_broken and trained.metrics["auc"] > 0.75
 
 
 # --- encoder ----------------------------------------------------------------------------------
@@ -464,6 +509,9 @@ def test_progress_reports_rows_and_best_iteration(binary_spec: ModelSpec, binary
     trained = training.train(split, binary_spec, nthread=2, progress=messages.append)
     assert f"{split.train.height} train" in messages[0]
     assert any(f"best iteration {trained.best_iteration}" in m for m in messages)
+    assert any(
+        f"refit {trained.refit_rounds} rounds on {split.train.height + split.early_stop.height}" in m for m in messages
+    )
     assert any("holdout auc" in m for m in messages)
 
 
@@ -499,7 +547,7 @@ def test_unseen_category_at_predict_time_does_not_crash(binary_model: training.T
     assert predictions[0] == predictions[1]  # both are simply missing
 
 
-def test_saved_model_predicts_at_the_best_iteration() -> None:
+def test_saved_model_is_the_refit_on_train_and_early_stop_rows() -> None:
     # Noisy labels and a large step: validation loss turns up early, well before the round limit.
     spec = _spec(xgboost={"num_boost_round": 200, "early_stopping_rounds": 5, "params": {"eta": 0.6, "max_depth": 6}})
     store, batch_ids = _store_batches(spec, 3)
@@ -507,31 +555,124 @@ def test_saved_model_predicts_at_the_best_iteration() -> None:
     split = training.time_split(data.frame, spec)
     trained = training.train(split, spec, nthread=2)
     assert trained.best_iteration + 1 < trained.rounds < 200
+    # 360 early-stopping rows (< 500): at least 10 / 0.6 -> 17 rounds.
+    scaled = math.floor((trained.best_iteration + 1) * 1800 / 1440 + 0.5)
+    assert trained.refit_rounds == max(scaled, 17)
     loaded = training.load_booster(training.model_bytes(trained.booster))
-    assert loaded.num_boosted_rounds() == trained.best_iteration + 1
+    assert loaded.num_boosted_rounds() == trained.refit_rounds
 
-    # The full booster, rebuilt the way train builds it, predicts the same only when limited to the best iteration.
+    # The same booster, rebuilt from the train and early-stopping rows alone.
     encoder = trained.encoder
     options = {"feature_names": encoder.booster_names, "feature_types": encoder.feature_types}
     options |= {"enable_categorical": True, "missing": np.nan}
-    train_matrix = xgboost.QuantileDMatrix(
-        encoder.encode(split.train), label=split.train.get_column("Churned").to_numpy(), **options
+    fit = pl.concat([split.train, split.early_stop])
+    matrix = xgboost.QuantileDMatrix(encoder.encode(fit), label=fit.get_column("Churned").to_numpy(), **options)
+    rebuilt = xgboost.train(trained.params, matrix, trained.refit_rounds)
+    assert training.model_bytes(rebuilt) == training.model_bytes(trained.booster)
+    np.testing.assert_array_equal(
+        training.predict(loaded, encoder, split.holdout), rebuilt.inplace_predict(encoder.encode(split.holdout))
     )
-    early = xgboost.QuantileDMatrix(
-        encoder.encode(split.early_stop),
-        label=split.early_stop.get_column("Churned").to_numpy(),
-        ref=train_matrix,
-        **options,
+
+
+def test_a_large_early_stopping_set_sets_the_rounds_alone() -> None:
+    # 6 batches: 1200 holdout, 720 early-stopping (>= 500: no floor) and 2880 training rows.
+    spec = _spec(xgboost={"num_boost_round": 400, "early_stopping_rounds": 10})
+    store, batch_ids = _store_batches(spec, 6)
+    split = training.time_split(training.assemble_window(store, spec, batch_ids).frame, spec)
+    assert (split.train.height, split.early_stop.height) == (2880, 720)
+    trained = training.train(split, spec, nthread=2)
+    assert trained.refit_rounds == math.floor((trained.best_iteration + 1) * 3600 / 2880 + 0.5)
+    assert trained.refit_rounds < 100 and trained.notes == ()
+
+
+@pytest.mark.parametrize(("num_boost_round", "floored"), [(5, False), (80, True)])
+def test_refit_rounds_never_exceed_num_boost_round(
+    binary_window: training.TrainingData, num_boost_round: int, floored: bool
+) -> None:
+    # 480 early-stopping rows: the floor (100 at eta 0.1) applies, capped at num_boost_round. With 5 rounds
+    # early stopping never ends the run; scaling for the extra rows (5 -> 6) is capped too.
+    spec = _spec(xgboost={"num_boost_round": num_boost_round, "early_stopping_rounds": 10})
+    trained = training.train(training.time_split(binary_window.frame, spec), spec, nthread=2)
+    assert trained.refit_rounds == num_boost_round == trained.booster.num_boosted_rounds()
+    assert [f"raised to {num_boost_round}" in note for note in trained.notes] == ([True] if floored else [])
+
+
+def test_holdout_rows_never_train(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, binary_model: training.TrainedModel
+) -> None:
+    split = training.time_split(binary_window.frame, binary_spec)
+    holdout = split.holdout.with_columns(pl.col("Churned").shuffle(seed=1), pl.col("spend.total") * 3)
+    other = training.train(training.Split(split.train, split.early_stop, holdout), binary_spec, nthread=2)
+    assert _sha256(other) == _sha256(binary_model)
+    assert other.metrics["auc"] < binary_model.metrics["auc"] - 0.2
+
+
+# --- training weights -------------------------------------------------------------------------
+
+
+def _weighted(frame: pl.DataFrame, weights: np.ndarray | list) -> pl.DataFrame:
+    return frame.with_columns(pl.Series(training.WEIGHT_COLUMN, weights))
+
+
+def test_unit_weights_give_the_unweighted_model(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, binary_model: training.TrainedModel
+) -> None:
+    frame = _weighted(binary_window.frame, np.ones(binary_window.rows))
+    trained = training.train(training.time_split(frame, binary_spec), binary_spec, nthread=2)
+    assert _sha256(trained) == _sha256(binary_model)
+    assert trained.metrics == binary_model.metrics
+
+
+def test_down_weighted_rows_before_a_change_barely_count(
+    binary_spec: ModelSpec, binary_window: training.TrainingData
+) -> None:
+    # The earliest half of the window has its labels flipped (a concept change at mid-window); the holdout
+    # (latest quarter) follows the new rule. Rows before the change weighted 0.01 hardly train at all.
+    half = binary_window.rows // 2
+    before = np.arange(binary_window.rows) < half
+    flipped = binary_window.frame.with_columns(
+        pl.when(pl.Series(before)).then(1 - pl.col("Churned")).otherwise(pl.col("Churned")).alias("Churned")
     )
-    full = xgboost.train(
-        trained.params, train_matrix, 200, evals=[(early, "e")], early_stopping_rounds=5, verbose_eval=False
-    )
-    assert full.num_boosted_rounds() == trained.rounds
-    holdout = encoder.encode(split.holdout)
-    at_best = full.inplace_predict(holdout, iteration_range=(0, trained.best_iteration + 1))
-    from_loaded = training.predict(loaded, encoder, split.holdout)
-    np.testing.assert_array_equal(from_loaded, at_best)
-    assert not np.array_equal(from_loaded, full.inplace_predict(holdout))
+    unweighted = training.train(training.time_split(flipped, binary_spec), binary_spec, nthread=2)
+    frame = _weighted(flipped, np.where(before, 0.01, 1.0))
+    weighted = training.train(training.time_split(frame, binary_spec), binary_spec, nthread=2)
+    assert unweighted.metrics["auc"] < 0.5 < 0.8 < weighted.metrics["auc"]
+
+
+def test_holdout_weights_change_nothing(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, binary_model: training.TrainedModel
+) -> None:
+    weights = np.ones(binary_window.rows)
+    weights[-800:] = np.random.default_rng(SEED).uniform(0, 5, 800)  # the holdout is the latest 800 rows
+    trained = training.train(training.time_split(_weighted(binary_window.frame, weights), binary_spec), binary_spec, 2)
+    assert _sha256(trained) == _sha256(binary_model)
+    assert trained.metrics == binary_model.metrics
+
+
+@pytest.mark.parametrize(
+    ("weight", "problem"),
+    [
+        (-1.0, "1 weight\\(s\\) .* missing, negative or infinite"),
+        (None, "1 weight\\(s\\) .* missing, negative or infinite"),
+        (float("inf"), "missing, negative or infinite"),
+    ],
+)
+def test_a_bad_weight_is_an_input_error(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, weight: float | None, problem: str
+) -> None:
+    weights = [1.0] * binary_window.rows
+    weights[0] = weight
+    split = training.time_split(_weighted(binary_window.frame, weights), binary_spec)
+    with pytest.raises(InputError, match=problem):
+        training.train(split, binary_spec, nthread=2)
+
+
+def test_all_zero_training_weights_are_an_input_error(
+    binary_spec: ModelSpec, binary_window: training.TrainingData
+) -> None:
+    split = training.time_split(_weighted(binary_window.frame, np.zeros(binary_window.rows)), binary_spec)
+    with pytest.raises(InputError, match="training rows: every weight in '__driftline_weight__' is 0"):
+        training.train(split, binary_spec, nthread=2)
 
 
 def test_bytes_that_are_not_a_model_are_an_input_error() -> None:
