@@ -432,9 +432,8 @@ class _Lab:
         else:
             reference = profiling.merge(self.profile(i) for i in window)
             seconds = time.perf_counter() - started
-            model = _Model(
-                name, window, trained, split.holdout, reference, baseline, seconds, split.train.height, onset=weighted
-            )
+            rows = split.train.height + split.early_stop.height  # the final model trains on both
+            model = _Model(name, window, trained, split.holdout, reference, baseline, seconds, rows, onset=weighted)
         self.models[key] = model
         return model
 

@@ -5,6 +5,7 @@ Every step is a plain function over the store; the ``retrain`` flow orders them 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -155,7 +156,10 @@ def build_candidate(
     timings: dict[str, float] = {}
     started = time.monotonic()
     split = training.time_split(window.frame, spec)
-    progress(f"training on {split.train.height} rows, early stopping on {split.early_stop.height}")
+    progress(
+        f"training on {split.train.height} rows, early stopping on {split.early_stop.height}, then the final model "
+        f"on both ({split.train.height + split.early_stop.height} rows)"
+    )
     trained = training.train(split, spec, nthread)
     timings["train_seconds"] = round(time.monotonic() - started, 3)
     booster_bytes = training.model_bytes(trained.booster)
@@ -172,6 +176,7 @@ def build_candidate(
         model_bytes=len(booster_bytes),
         seed=spec.xgboost.seed,
     )
+    report = dataclasses.replace(report, notes=[*split.notes, *trained.notes])
     timings["gates_seconds"] = round(time.monotonic() - mark, 3)
     decision, reasons = decide_placement(
         report, has_champion=parent is not None, task=spec.task, champion_degraded=loop.answers_drop(request)
@@ -202,6 +207,7 @@ def build_candidate(
         },
         "params": trained.params,
         "best_iteration": trained.best_iteration,
+        "refit_rounds": trained.refit_rounds,
         "metrics": trained.metrics,
         "importances": trained.importances,
         "encoder": trained.encoder.to_dict(),

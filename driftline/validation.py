@@ -129,6 +129,7 @@ class GateReport:
 
     gates: list[GateResult]
     metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # how the rows judged were chosen (e.g. ties broken by id)
 
     @property
     def passed(self) -> bool:
@@ -161,6 +162,7 @@ class GateReport:
             "summary": self.summary(),
             "metrics": dict(self.metrics),
             "gates": [gate.to_dict() for gate in self.gates],
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -168,6 +170,7 @@ class GateReport:
         return cls(
             gates=[GateResult.from_dict(gate) for gate in data["gates"]],
             metrics={key: float(value) for key, value in data.get("metrics", {}).items()},
+            notes=[str(note) for note in data.get("notes", [])],
         )
 
     def to_markdown(self) -> str:
@@ -186,6 +189,7 @@ class GateReport:
             limit = "" if gate.limit is None else _number(gate.limit)
             cells = [gate.name, value, limit, marks[gate.verdict], gate.detail]
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines += ["", *[f"- {note}" for note in self.notes]] if self.notes else []
         return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -309,3 +310,15 @@ def test_backtest_command_names_bad_input(small_history: tuple[Path, Path], tmp_
 def test_backtest_help_teaches_with_an_example() -> None:
     result = CliRunner().invoke(_app(), ["backtest", "--help"])
     assert result.exit_code == 0 and "Example" in result.stdout and "driftline synth" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["coarse-time", "slow-cadence"])
+def test_any_cadence_backtests_with_the_minimal_spec(name: str) -> None:
+    """A whole batch at one timestamp, or batches spanning years: the default spec trains, gates and shadows."""
+    scenario = synth.realism_scenario(name, batches=12, rows=600)
+    spec = synth.default_spec(scenario, "cadence")
+    result = backtest.run_backtest(synth.history(scenario), spec, batches=12, policies="never,drift,oracle")
+    drift = result.policies["drift"]
+    assert all(math.isfinite(outcome.metric) for outcome in drift.per_batch)
+    assert not [e for o in drift.per_batch for e in o.events if "time budget" in e or "failed" in e]
+    assert result.to_dict()["policies"]["oracle"]["retrains"] == len(drift.per_batch)
