@@ -19,7 +19,8 @@ Each step ``t`` of the replay is what production sees when batch ``t`` arrives:
    for a retrain), then the waiting request is re-checked; a periodic policy retrains here.
 
 No label is used before it arrives. Policies: ``never`` (the first champion stays), ``periodic:K`` (a retrain
-after every K served batches, through the gates and the shadow test), ``drift`` (the loop as deployed) and
+after every K served batches, through the gates and the shadow test; a new candidate supersedes one in
+shadow), ``drift`` (the loop as deployed) and
 ``oracle`` (XGBoost's defaults retrained on the window after every batch and put in service directly: no
 split, no gates, no shadow; what plain retraining reaches, the yardstick of the others). With
 ``promotion="shadow"`` a candidate that passes every gate enters shadow and is promoted on the shadow test's
@@ -799,10 +800,7 @@ class _Replay:
             self.pending = again
 
     def _periodic(self, t: int, events: list[str]) -> None:
-        if self.candidate is not None:
-            # A schedule never supersedes a running shadow test.
-            events.append(f"periodic retrain skipped: {self.candidate.name} is still in shadow")
-            return
+        # A schedule retrains on its schedule: a new candidate that passes the gates replaces the one in shadow.
         window = self.lab.labelled_window(self.labelled_through)
         rows = sum(self.lab.batches[i].rows for i in window)
         if rows < self.spec.window.min_labelled_rows or window == self.champion.window:
@@ -835,6 +833,8 @@ class _Replay:
         if self.promotion == "gates":
             self._promote(model, lab.batches[t].arrived, "every gate passed", events)
             return decision
+        if self.candidate is not None:
+            events.append(f"{model.name} supersedes {self.candidate.name} in shadow")
         self._clear_shadow()
         self.candidate = model
         events.append(f"{model.name} enters shadow ({reasons[0]})")
