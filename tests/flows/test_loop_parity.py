@@ -89,6 +89,7 @@ def _answer(model: str, announcement: dict) -> dict:
         drift_batch_id=announcement["batch_id"],
         drift_onset=announcement["drift_onset"],
         reference_version=announcement["reference_version"],
+        drift_kind=announcement["kind"],
     )
 
 
