@@ -23,6 +23,7 @@ Every default is cadence-free: nothing here depends on the wall clock unless the
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from driftline.drift import hysteresis_met
+from driftline.layout import NAME_PATTERN
 
 CHAMPION_GATE = "champion_non_inferiority"  # driftline.validation.CHAMPION_GATE (not imported: it loads xgboost)
 
@@ -244,8 +246,10 @@ def request_key(request: RetrainRequest, spec: ModelSpec) -> str | None:
     if spec.cooldown.seconds:
         occurred = datetime.fromisoformat(request.requested_at)
         occurred = occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC)
-        return f"{reference}-w{int(occurred.timestamp() // spec.cooldown.seconds)}"
-    return key.replace("/", "_")
+        key = f"{reference}-w{int(occurred.timestamp() // spec.cooldown.seconds)}"
+    if len(key) > 63 or not NAME_PATTERN.fullmatch(key) or ".." in key:  # e.g. an event id (a UUID) as the name
+        key = f"k-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+    return key
 
 
 def admit(

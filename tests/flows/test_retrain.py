@@ -68,10 +68,13 @@ def test_a_manual_retrain_without_champion_bootstraps_one(store: ObjectStore, pr
 def test_a_drift_retrain_enters_shadow_and_a_repeated_event_is_a_duplicate(store: ObjectStore) -> None:
     model = _model(store)
     champion = retrain(model)["version"]
+    frame = example_batch(5, rows=3_000)  # labels arrived since the champion trained: there is news to learn
+    store.create(layout.batch_data(model, "b005"), parquet_bytes(frame))
+    store.create(layout.batch_labels(model, "b005"), parquet_bytes(example_labels(frame, 5)))
     drift = {
         "trigger": "drift",
         "drift_event_id": str(uuid.uuid4()),
-        "drift_batch_id": "b004",
+        "drift_batch_id": "b005",
         "reference_version": champion,
     }
     first = retrain(model, **drift)

@@ -55,6 +55,13 @@ def test_a_duplicated_announcement_shares_its_key_and_the_next_announcement_does
     assert loop.request_key(_request(batch="b009"), spec) != loop.request_key(_request(), spec)
     assert loop.request_key(_request(reference="v2"), spec) != loop.request_key(_request(), spec)
     assert loop.request_key(_request(trigger="manual"), spec) is None
+    # An announcement named only by its event id (a UUID) still gives a valid, stable object name.
+    by_event = RetrainRequest(**{**_request(batch=None).to_dict(), "drift_event_id": "8b7a1b7b-1d3b-4f53-a579-b07"})
+    key = loop.request_key(by_event, spec)
+    assert key == loop.request_key(by_event, spec) and len(key) <= 63
+    from driftline.layout import retrain_claim
+
+    assert retrain_claim("m", key).endswith(".json")
 
 
 def test_a_wall_clock_cooldown_applies_only_when_the_spec_sets_one() -> None:
