@@ -138,6 +138,12 @@ def test_2_ingest_through_the_automation_reaches_drift_detected(
     assert any("income" in str(artifact["data"]) for artifact in artifacts.json())
 
 
+def _add_labelled_batch(s3: S3Store, name: str, i: int) -> None:
+    frame = example_batch(i, rows=3_000)
+    s3.create(layout.batch_data(name, f"b{i:03d}"), parquet_bytes(frame))
+    s3.create(layout.batch_labels(name, f"b{i:03d}"), parquet_bytes(example_labels(frame, i)))
+
+
 def _labelled_model(s3: S3Store, name: str) -> None:
     spec = example_spec(name)
     spec = spec.model_copy(
@@ -147,9 +153,7 @@ def _labelled_model(s3: S3Store, name: str) -> None:
     )
     s3.put(layout.model_spec(name), spec.to_yaml().encode())
     for i in range(1, 4):
-        frame = example_batch(i, rows=3_000)
-        s3.create(layout.batch_data(name, f"b{i:03d}"), parquet_bytes(frame))
-        s3.create(layout.batch_labels(name, f"b{i:03d}"), parquet_bytes(example_labels(frame, i)))
+        _add_labelled_batch(s3, name, i)
 
 
 def _wait_until_retrains_settle(api_url: str, timeout: float = 300) -> None:
@@ -183,10 +187,17 @@ def test_3_retrain_bootstraps_by_hand_and_a_drift_storm_builds_one_candidate_per
     assert outcome["candidate"]["decision"] == "champion"
     champion = outcome["candidate"]["version"]
     _wait_until_retrains_settle(api_url)  # the example model's drift from test 2 may still be retraining
+    _add_labelled_batch(s3, "storm-a", 4)  # news since the champion trained (else a drift retrain waits)
 
     for _ in range(5):
         for model, reference in (("storm-a", champion), ("storm-b", None)):
-            payload = {"batch_id": "b003", "score": 0.5, "reference_version": reference, "drift_onset": None}
+            payload = {
+                "batch_id": "b003",
+                "score": 0.5,
+                "reference_version": reference,
+                "drift_onset": None,
+                "kind": "input",
+            }
             prefect_api.publish(s3, new_event(model, DRIFT_DETECTED, payload), api_url)
     # Automations create runs within seconds, slower when SQLite is busy: wait for the outcome, then
     # for every queued duplicate to finish, and only then count.
