@@ -1,4 +1,5 @@
-"""The realism suite: every scenario of ``driftline.synth.REALISM`` backtested with the minimal spec.
+"""The realism suite: the demo's ``default`` stream and every scenario of ``driftline.synth.REALISM``, each
+backtested with the minimal spec.
 
     .venv/bin/python -m benchmarks.realism [--scenarios a,b] [--seeds 0,1] [--out docs/realism]
 
@@ -23,7 +24,7 @@ POLICIES = "never,periodic:1,periodic:4,drift,oracle"
 
 
 def run(name: str, seed: int, out: Path | None) -> dict:
-    scenario = synth.realism_scenario(name, seed=seed)
+    scenario = synth.get_scenario(name, seed=seed)
     spec = synth.default_spec(scenario, name.replace("_", "-"))
     frame = synth.history(scenario)
     started = time.perf_counter()
@@ -68,7 +69,9 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenarios", default=",".join(synth.REALISM), help="comma-separated scenario names")
+    parser.add_argument(
+        "--scenarios", default=",".join(["default", *synth.REALISM]), help="comma-separated scenario names"
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--out", default=None, help="directory for each backtest's outputs and the table")
     args = parser.parse_args()
