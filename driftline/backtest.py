@@ -39,7 +39,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 import xgboost
 
-from driftline import guard, loop, performance, profiling, retraining, shadow, training, validation
+from driftline import guard, loop, performance, profiling, retraining, scoring, shadow, training, validation
 from driftline.cooldown import RetrainRequest
 from driftline.drift import DriftReport, compare_profiles
 from driftline.errors import InputError
@@ -191,14 +191,6 @@ class Batch:
         return self.frame.height
 
 
-def _as_utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return datetime.fromtimestamp(float(value), UTC)
-
-
 def _as_text(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
@@ -231,7 +223,7 @@ def split_batches(frame: pl.DataFrame, spec: ModelSpec, batches: int) -> list[Ba
                 y=part.get_column(spec.target).to_numpy(),
                 start=times.min(),
                 end=times.max(),
-                arrived=_as_utc(times.max()),
+                arrived=scoring.as_utc(times.max()),
             )
         )
     return out
@@ -342,12 +334,12 @@ class BacktestResult:
             "promotion": self.promotion,
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
-            "captured_share": _finite_or_none(captured_share(self) if captured_share(self) is not None else math.nan),
+            "captured_share": _finite_or_none(captured_share(self)),
             "policies": {name: result.to_dict() for name, result in self.policies.items()},
         }
 
 
-def _finite_or_none(value: float) -> float | None:
+def _finite_or_none(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
@@ -411,9 +403,7 @@ class _Lab:
         spec = self.spec
         whole = self.window_frame(window)
         frame = loop.onset_weights(whole, spec, onset, kind)
-        weighted = (
-            onset if frame.height != self.window_frame(window).height or loop.WEIGHT_COLUMN in frame.columns else None
-        )
+        weighted = onset if frame.height != whole.height or loop.WEIGHT_COLUMN in frame.columns else None
         key = (window, weighted, loop.onset_weight(spec, kind) if weighted else None)
         if key in self.models:
             return self.models[key]
@@ -705,7 +695,7 @@ class _Replay:
                 events.append(f"performance degraded since {since}: {verdict.reasons[0]}")
         # The promote flow acts on the shadow verdict once shadow-evaluate has finished.
         if to_promote is not None and self.candidate is to_promote[0]:
-            self._promote(to_promote[0], now, f"shadow: {to_promote[1]}", events)
+            self._promote(t, to_promote[0], now, f"shadow: {to_promote[1]}", events)
         # The retrain flow acts on the degraded champion's announcement, then re-checks the waiting request.
         if self.policy.kind == "drift":
             if degraded is not None:
@@ -785,7 +775,7 @@ class _Replay:
             request,
             spec,
             window_batches=[lab.batches[i].batch_id for i in window],
-            rows_since_onset=lab.rows_since(window, request.drift_onset),
+            rows_since_onset=(since := lab.rows_since(window, request.drift_onset)),
             shortfall=shortfall,
             champion_batches=[lab.batches[i].batch_id for i in self.champion.window],
         )
@@ -795,7 +785,7 @@ class _Replay:
         self.pending = None
         model = lab.model(window, request.drift_onset, request.drift_kind)
         placed = self._train_and_place(t, model, why, events, loop.answers_drop(request))
-        if placed == "rejected" and (again := loop.retry(request, lab.rows_since(window, request.drift_onset))):
+        if placed == "rejected" and (again := loop.retry(request, since)):
             events.append(f"the drop stays proven: retried once {again.min_rows_since_onset} rows follow its onset")
             self.pending = again
 
@@ -831,7 +821,7 @@ class _Replay:
             events.append(f"{model.name} rejected by the gates: {reasons[0]}")
             return decision
         if self.promotion == "gates":
-            self._promote(model, lab.batches[t].arrived, "every gate passed", events)
+            self._promote(t, model, lab.batches[t].arrived, "every gate passed", events)
             return decision
         if self.candidate is not None:
             events.append(f"{model.name} supersedes {self.candidate.name} in shadow")
@@ -840,8 +830,8 @@ class _Replay:
         events.append(f"{model.name} enters shadow ({reasons[0]})")
         return decision
 
-    def _promote(self, model: _Model, now: datetime, why: str, events: list[str]) -> None:
-        self._decide(self.outcomes_index(), "promoted")
+    def _promote(self, t: int, model: _Model, now: datetime, why: str, events: list[str]) -> None:
+        self._decide(t, "promoted")
         previous = self.champion
         self.champion = model
         self.promotions += 1
@@ -852,9 +842,6 @@ class _Replay:
         )
         self._clear_shadow()
         events.append(f"promoted {model.name}: {why}")
-
-    def outcomes_index(self) -> int:
-        return self.first_served + len(self.outcomes)
 
     def _clear_shadow(self) -> None:
         self.candidate = None

@@ -117,8 +117,9 @@ def evaluate_batch(store: ObjectStore, spec: ModelSpec, batch_id: str, now: date
         return Evaluation(model, batch_id, notes=(f"no labels for batch {batch_id}",))
     aliases = {a: (s.version if (s := registry.read_alias(store, model, a)) else None) for a in layout.ALIASES}
     champion, candidate = aliases["champion"], aliases["shadow"]
-    # The shadow test's time budget counts event time (the batch's latest), never the clock of arrival.
-    event_now = scoring.stored_event_time_max(store, spec, batch_id) or now
+    # A time budget (only when the spec sets one) counts event time, the batch's latest, never the clock of
+    # arrival; reading it costs a download of the batch, so it is read only then.
+    event_now = (spec.shadow.max_days is not None and scoring.stored_event_time_max(store, spec, batch_id)) or now
     notes: list[str] = []
     shadow_state = shadow_verdict = guard_state = guard_verdict = None
 

@@ -35,8 +35,7 @@ import polars as pl
 
 from driftline.drift import hysteresis_met
 from driftline.layout import NAME_PATTERN
-
-CHAMPION_GATE = "champion_non_inferiority"  # driftline.validation.CHAMPION_GATE (not imported: it loads xgboost)
+from driftline.validation import CHAMPION_GATE
 
 if TYPE_CHECKING:
     from driftline.cooldown import RetrainRequest
@@ -51,6 +50,7 @@ ShadowAction = Literal["continue", "promote", "retire"]
 ESCALATION_FACTOR = 1.5
 # Consecutive clean batches that end a drift episode (at least the hysteresis window).
 MIN_QUIET_BATCHES = 2
+# Optional per-row training weight: training.train weights the train and early-stop rows by it (holdout unweighted).
 WEIGHT_COLUMN = "__driftline_weight__"
 
 
@@ -269,8 +269,9 @@ def admit(
     wait for the slot; then proceed, claiming the key. A labels re-check (``rechecking``) claims nothing.
     """
     key = None if rechecking else request_key(request, spec)
-    if request.trigger == "drift" and (reason := stale_pending(request, champion)):
-        return Admission(False, "stale", [reason.replace("the retrain waiting since", "the request about")], key)
+    if request.trigger == "drift" and stale_pending(request, champion):
+        reason = f"the request about drift on {request.reference_version} is stale: {champion} is champion now"
+        return Admission(False, "stale", [reason], key)
     if key is not None and already_claimed:
         return lost_claim(request, key)
     outranks = request.drift_kind == "performance"  # a proven drop of the champion outranks the shadow test

@@ -37,6 +37,7 @@ import xgboost
 
 from driftline import layout
 from driftline.errors import InputError, ObjectNotFoundError
+from driftline.loop import WEIGHT_COLUMN  # optional per-row weight of train and early-stop rows (loop.onset_weights)
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
 
@@ -45,9 +46,6 @@ PROBABILITY_CLIP = 1e-7
 # A time cut inside a run of equal times moves to the run's end when that changes its part by at most this
 # share of the part's rows; otherwise it stays inside the run and divides it by id (``time_split``).
 TIE_TOLERANCE = 0.1
-# Optional per-row training weight: a column of this name in the frame given to ``time_split`` weights the
-# train and early-stopping rows (the holdout metrics stay unweighted).
-WEIGHT_COLUMN = "__driftline_weight__"
 # Early stopping on fewer rows than this stops too early (its loss is noise): the refit then gets at least
 # MIN_ETA_ROUNDS / eta rounds, 100 at eta 0.1 (``train``).
 SMALL_EARLY_STOP_ROWS = 500

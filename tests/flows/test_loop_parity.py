@@ -46,18 +46,7 @@ SCENARIO = synth.Scenario(
 
 def parity_spec(name: str) -> ModelSpec:
     """Defaults, except what measures this machine (timing gates, shadow latency): the replay skips those."""
-    spec = synth.default_spec(SCENARIO, name) if hasattr(synth, "default_spec") else None
-    base = spec or ModelSpec.model_validate(
-        {
-            "name": name,
-            "task": "binary",
-            "target": synth.TARGET,
-            "id_column": synth.ID_COLUMN,
-            "time_column": synth.TIME_COLUMN,
-            "features": {"numeric": list(synth.NUMERIC), "categorical": list(synth.CATEGORICAL)},
-        }
-    )
-    return base.model_copy(
+    return synth.default_spec(SCENARIO, name).model_copy(
         update={
             "gates": GatesSpec(max_p99_latency_ms=None, min_throughput_rows_per_s=None),
             "shadow": ShadowSpec(max_latency_ratio=None),
