@@ -154,6 +154,8 @@ class DriftReport:
     reasons: list[str]
     n_reference: int
     n_current: int
+    # What makes the verdict say little, e.g. a 0-row profile; also the first reasons.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -173,6 +175,7 @@ class DriftReport:
             "reasons": self.reasons,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
+            "warnings": self.warnings,
             "features": {name: feature.to_dict() for name, feature in self.features.items()},
         }
 
@@ -189,6 +192,7 @@ class DriftReport:
             reasons=list(data["reasons"]),
             n_reference=int(data["n_reference"]),
             n_current=int(data["n_current"]),
+            warnings=list(data.get("warnings", [])),  # reports stored before warnings existed have none
         )
 
 
@@ -196,7 +200,7 @@ class DriftReport:
 @dataclass(frozen=True)
 class _Column:
     n: int  # all rows
-    missing: int  # nulls and NaN
+    missing: int  # nulls, NaN and +-inf
     kll: Any | None  # kll_doubles_sketch of the numeric values
     frequencies: dict[str, float] | None  # category -> count (frequent items), non-missing only
     stddev: float | None
@@ -220,7 +224,9 @@ def _column(view: DatasetProfileView, name: str) -> _Column | None:
         return None
     counts = column.get_metric("counts")
     n = int(counts.n.value) if counts is not None else 0
-    missing = int(counts.null.value) if counts is not None else 0
+    # counts/null holds nulls and NaN (whylogs' convention); +-inf is kept out of the sketches too, so it
+    # is missing as well: otherwise 30% +inf, or a column of nothing but +inf, would look like no change.
+    missing = int(counts.null.value) + int(counts.inf.value) if counts is not None else 0
     distribution = column.get_metric("distribution")
     kll = None
     stddev = None
@@ -253,6 +259,12 @@ def _column(view: DatasetProfileView, name: str) -> _Column | None:
         uncertain=frozenset(uncertain),
         exact_categories=exact,
     )
+
+
+def _rows(view: DatasetProfileView) -> int:
+    """Rows a profile saw: the largest ``counts/n`` of its columns (0 for an empty profile)."""
+    counts = [column.get_metric("counts") for column in view.get_columns().values()]
+    return max((int(metric.n.value) for metric in counts if metric is not None), default=0)
 
 
 def infer_kind(view: DatasetProfileView, name: str) -> Literal["numeric", "categorical"]:
@@ -527,15 +539,21 @@ def compare_profiles(
         top = sorted(features, key=lambda name: (-normalised[name], name))[: policy.top_k]
     score = float(sum(normalised[name] for name, f in features.items() if f.verdict == "drift"))
 
-    reasons: list[str] = []
+    # An empty side makes every statistic 0: "no drift" would be a silent pass, so say so first. An
+    # empty batch is no evidence that the distribution moved, hence no drift (and no retrain) from it.
+    warnings: list[str] = []
+    for side, view in (("current", current), ("reference", reference)):
+        if _rows(view) == 0:
+            warnings.append(f"the {side} profile has 0 rows: nothing to compare, drift not checked")
+    reasons: list[str] = list(warnings)
     drifted_top = [name for name in top if features[name].verdict == "drift"] if policy.top_k > 0 else []
     if score >= policy.score_threshold:
         reasons.append(f"drift score {score:.2f} >= {policy.score_threshold:.2f} ({weight_source} weights)")
     if drifted_top:
         which = "a feature" if weight_source == "uniform" else f"a top-{policy.top_k} feature"
         reasons.append(f"{which} drifted: {', '.join(drifted_top)}")
-    drift = bool(reasons)
-    if not drift:
+    drift = len(reasons) > len(warnings)
+    if not drift and not warnings:
         reasons.append(f"no drift: score {score:.2f} < {policy.score_threshold:.2f} and no top feature drifted")
     for name in sorted(features, key=lambda n: (-features[n].severity, n)):
         if features[name].verdict != "none":
@@ -553,6 +571,7 @@ def compare_profiles(
         reasons=reasons,
         n_reference=n_reference,
         n_current=n_current,
+        warnings=warnings,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import uuid
 from dataclasses import asdict, dataclass
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from driftline import layout
-from driftline.errors import ConflictError
+from driftline.errors import ConflictError, InfrastructureError, IntegrityError, ObjectNotFoundError
 from driftline.layout import validate_name
 from driftline.store import ObjectStore
 
@@ -30,6 +31,7 @@ CANDIDATE_REJECTED = "driftline.candidate.rejected"
 SHADOW_DECIDED = "driftline.shadow.decided"
 MODEL_PROMOTED = "driftline.model.promoted"
 MODEL_ROLLED_BACK = "driftline.model.rolled_back"
+SCORING_FAILED = "driftline.scoring.failed"
 STACK_CHECKED = "driftline.stack.checked"
 
 MODEL_EVENTS = (
@@ -44,6 +46,7 @@ MODEL_EVENTS = (
     SHADOW_DECIDED,
     MODEL_PROMOTED,
     MODEL_ROLLED_BACK,
+    SCORING_FAILED,
 )
 
 
@@ -54,6 +57,51 @@ def model_resource_id(model: str) -> str:
 
 def stack_check_resource_id(nonce: str) -> str:
     return f"driftline.stack-check.{validate_name(nonce, 'stack-check nonce')}"
+
+
+# --------------------------------------------------------------------------------------------- payloads
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"(?P<name>[\w-]*(?:token|secret|password|passwd|signature|credential|api[_-]?key|access[_-]?key)[\w-]*)"
+    r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s&,;'\"]+)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"\b(?P<scheme>bearer|basic)\s+[\w.~+/=-]+", re.IGNORECASE)
+ERROR_MESSAGE_LIMIT = 500
+
+
+def redact(message: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
+    """An error message fit for an event payload: URL credentials and token-like values masked, cut at
+    ``limit`` characters."""
+    cleaned = _URL_USERINFO.sub(r"\g<scheme>***@", message)
+    cleaned = _SECRET_PARAM.sub(r"\g<name>\g<sep>***", cleaned)
+    cleaned = _BEARER.sub(r"\g<scheme> ***", cleaned)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+def failure_kind(error: BaseException) -> str:
+    """What kind of failure stopped scoring: ``integrity`` (a stored object does not match its sha256),
+    ``missing`` (an object is not there), ``infrastructure`` (a service is down) or ``error``."""
+    if isinstance(error, IntegrityError):
+        return "integrity"
+    if isinstance(error, ObjectNotFoundError):
+        return "missing"
+    if isinstance(error, InfrastructureError):
+        return "infrastructure"
+    return "error"
+
+
+def scoring_failed_payload(batch_id: str, version: str | None, error: BaseException) -> dict[str, Any]:
+    """Payload of ``driftline.scoring.failed``: which batch and champion, the kind and the redacted message."""
+    message = str(error) or type(error).__name__
+    return {
+        "batch_id": batch_id,
+        "version": version,
+        "role": "champion",
+        "kind": failure_kind(error),
+        "error_type": type(error).__name__,
+        "error": redact(message),
+    }
 
 
 # --------------------------------------------------------------------------------------------- outbox

@@ -6,6 +6,7 @@ of a key, so a name can never escape its prefix (no ``/``, no ``..``).
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from driftline.errors import InvalidNameError
@@ -26,7 +27,7 @@ def validate_name(value: str, kind: str = "name") -> str:
     Raises:
         InvalidNameError: naming the value and the rule it breaks.
     """
-    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
+    if not is_valid_name(value):
         raise InvalidNameError(
             f"invalid {kind} {value!r}: use 1-63 characters of a-z, 0-9, '.', '_', '-', "
             "starting with a letter or digit, without '..'"
@@ -55,12 +56,36 @@ def batch_quarantine(model: str, batch_id: str) -> str:
     return f"datasets/{_model(model)}/batches/{validate_name(batch_id, 'batch id')}.rejected.json"
 
 
-def batch_id_from_key(key: str) -> str | None:
-    """The batch id of a ``datasets/<model>/batches/<id>.parquet`` key, else None."""
-    name = key.rsplit("/", 1)[-1]
-    if not name.endswith(".parquet"):
+def batch_name_from_key(key: str) -> str | None:
+    """The name ``<name>`` of a ``datasets/<model>/batches/<name>.parquet`` key, valid batch id or not, else None.
+
+    Only direct children of a model's batches folder are batches: ``batches/sub/x.parquet`` is not batch
+    ``x`` (another tool's folder would otherwise collide with, or pose as, a real batch).
+    """
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "datasets" or parts[2] != "batches" or not parts[3].endswith(".parquet"):
         return None
-    return name.removesuffix(".parquet")
+    return parts[3].removesuffix(".parquet")
+
+
+def is_valid_name(value: str) -> bool:
+    """Whether ``validate_name`` would accept ``value``."""
+    return isinstance(value, str) and bool(NAME_PATTERN.fullmatch(value)) and ".." not in value
+
+
+def batch_id_from_key(key: str) -> str | None:
+    """The batch id of a ``datasets/<model>/batches/<id>.parquet`` key; None for other keys and invalid ids."""
+    name = batch_name_from_key(key)
+    return name if name is not None and is_valid_name(name) else None
+
+
+def misnamed_batch_id(key: str) -> str:
+    """A valid batch id standing for ``key``, a batch object whose name is not one (``k-<sha256 prefix>``).
+
+    Its quarantine record then lives at a valid key (``batch_quarantine(model, misnamed_batch_id(key))``)
+    and keeps the original key inside it; the same key always maps to the same id, so it is recorded once.
+    """
+    return "k-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def models_prefix() -> str:

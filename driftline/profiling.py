@@ -230,9 +230,14 @@ def iter_parquet_chunks(
 def parquet_schema(path: str | Path) -> dict[str, pl.DataType]:
     """Column name -> polars dtype of a parquet file, read from its footer only."""
     try:
-        return dict(pl.read_parquet_schema(str(path)))
+        # A handle, not the path: polars expands a path as a glob ('g[1].parquet' would read g1.parquet),
+        # and read_parquet_schema has no glob=False.
+        with open(path, "rb") as handle:
+            return dict(pl.read_parquet_schema(handle))
     except FileNotFoundError as error:
         raise InputError(f"{path}: no such file") from error
+    except IsADirectoryError as error:
+        raise InputError(f"{path}: is a directory, not a parquet file") from error
     except Exception as error:  # polars raises ComputeError / OSError variants for a bad footer
         raise InputError(f"{path}: not a readable parquet file ({error})") from error
 

@@ -26,14 +26,24 @@ Decision = Literal["shadow", "champion", "rejected"]
 
 
 def labelled_batch_ids(store: ObjectStore, model: str) -> list[str]:
-    """Batches that have both features and labels, in id order (default ids sort by arrival time)."""
-    features = {layout.batch_id_from_key(k) for k in store.list(layout.batches_prefix(model))}
+    """Batches that have both features and labels and are not quarantined, in id order (default ids sort by
+    arrival time)."""
+    return _labelled_batches(store, model)[0]
+
+
+def _labelled_batches(store: ObjectStore, model: str) -> tuple[list[str], list[str]]:
+    """(usable labelled batch ids, labelled batch ids skipped because the batch is quarantined)."""
+    keys = set(store.list(layout.batches_prefix(model)))
+    features = {layout.batch_id_from_key(k) for k in keys}
     labelled = {
         key.rsplit("/", 1)[-1].removesuffix(".parquet")
         for key in store.list(layout.labels_prefix(model))
         if key.endswith(".parquet")
     }
-    return sorted(b for b in labelled if b in features)
+    both = sorted(b for b in labelled if b in features)
+    # A quarantined batch failed validation; training on it would fail (or learn from bad data) on every retrain.
+    quarantined = [b for b in both if layout.batch_quarantine(model, b) in keys]
+    return [b for b in both if b not in quarantined], quarantined
 
 
 def select_window(batch_ids: list[str], spec: ModelSpec) -> list[str]:
@@ -69,6 +79,7 @@ class PreparedWindow:
     frame: pl.DataFrame  # what trains: with a weight column favouring the onset (``loop.onset_weights``)
     rows_since_onset: int
     shortfall: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. labelled batches skipped because quarantined
 
     @property
     def batch_ids(self) -> list[str]:
@@ -82,8 +93,12 @@ def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest)
         InputError: too little labelled data for a manual retrain. A drift-triggered one gets an empty
             window with the ``shortfall`` instead, so that it waits for labels rather than failing.
     """
+    usable, quarantined = _labelled_batches(store, spec.name)
+    notes = [
+        f"skipped labelled batch {b!r}: quarantined ({layout.batch_quarantine(spec.name, b)})" for b in quarantined
+    ]
     try:
-        ids = select_window(labelled_batch_ids(store, spec.name), spec)
+        ids = select_window(usable, spec)
         if not ids:
             raise InputError(
                 f"model {spec.name!r} has no labelled batches yet; store labels with "
@@ -93,11 +108,11 @@ def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest)
     except InputError as error:
         if request.trigger == "manual":
             raise
-        return PreparedWindow(None, pl.DataFrame(), 0, shortfall=str(error))
+        return PreparedWindow(None, pl.DataFrame(), 0, shortfall=str(error), notes=notes)
     frame = restrict_days(data.frame, spec)
     onset = request.drift_onset if request.trigger == "drift" else None
     weighted = loop.onset_weights(frame, spec, onset, request.drift_kind)
-    return PreparedWindow(data, weighted, loop.rows_since(frame, spec, onset))
+    return PreparedWindow(data, weighted, loop.rows_since(frame, spec, onset), notes=notes)
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,7 @@ def build_candidate(
         model_bytes=len(booster_bytes),
         seed=spec.xgboost.seed,
     )
-    report = dataclasses.replace(report, notes=[*split.notes, *trained.notes])
+    report = dataclasses.replace(report, notes=[*window.notes, *split.notes, *trained.notes])
     timings["gates_seconds"] = round(time.monotonic() - mark, 3)
     decision, reasons = decide_placement(
         report, has_champion=parent is not None, task=spec.task, champion_degraded=loop.answers_drop(request)

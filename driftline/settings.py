@@ -7,24 +7,68 @@ files or touches the network: settings are built when a command or flow asks for
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# scheme://user:password@ inside any text: the password part is what must never be shown.
+_USERINFO_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):(?P<password>[^@/\s]*)@")
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its userinfo replaced by ``***`` (user, host and path kept).
+
+    Works on URLs too malformed to parse (a bad port, no host), since those are the ones echoed in errors.
+    """
+    return redact_urls(url)
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with every ``scheme://user:password@`` password replaced by ``***``."""
+    return _USERINFO_PASSWORD.sub(lambda match: f"{match['head']}:{REDACTED}@", text)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per invalid setting, naming its environment variable, without echoing the input.
+
+    pydantic's own text repeats the input value, which for an endpoint can hold a password.
+    """
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in item["loc"])
+        name = "DRIFTLINE_" + field.replace(".", "_").upper()
+        lines.append(f"{name} ({field}): {redact_urls(item['msg'].removeprefix('Value error, '))}")
+    return "; ".join(lines) or redact_urls(str(error))
 
 
 class Settings(BaseSettings):
     """Where driftline keeps its state and how it reaches S3 and Prefect."""
 
-    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="ignore", validate_default=True)
+    # hide_input_in_errors: an invalid endpoint URL may carry a password; messages name the setting instead.
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLINE_", extra="ignore", validate_default=True, hide_input_in_errors=True
+    )
 
     # --- object store -------------------------------------------------------------------------
     s3_endpoint_url: str | None = Field(
         default=None,
         description=(
             "S3-compatible endpoint, e.g. http://127.0.0.1:5250 (local moto) or https://minio.example:9000. "
-            "Unset means AWS S3 (or, for the CLI, the local stack when it is up)."
+            "Unset means the local stack when it is up; with neither, the CLI stops unless DRIFTLINE_S3_USE_AWS "
+            "is true (flows and workers always take unset as AWS S3)."
+        ),
+    )
+    s3_use_aws: bool = Field(
+        default=False,
+        description=(
+            "Use AWS S3 (the default credential chain) when DRIFTLINE_S3_ENDPOINT_URL is unset. Without it the "
+            "CLI refuses to fall back to AWS when the local stack is down, so a `promote` after `driftline down` "
+            "never acts on a real bucket by accident; it also keeps the local stack's endpoint from being used."
         ),
     )
     s3_bucket: str = Field(
@@ -139,6 +183,14 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
+        shown = redact_url(value)
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+            raise ValueError(f"{shown!r} is not an http(s) URL")
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+        except ValueError as error:
+            raise ValueError(f"{shown!r} is not a valid URL: {redact_urls(str(error))}") from None
+        if not parts.hostname:
+            raise ValueError(f"{shown!r} is not a valid URL: no host")
         return value.rstrip("/")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -418,6 +418,31 @@ def _format_errors(error: ValidationError, source: str) -> str:
     return f"{source}: invalid model spec\n" + "\n".join(problems)
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(f"duplicate key {key!r} on line {line} (first on line {first})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key repeated in one mapping: plain YAML keeps the last value silently, so a
+    second ``drift:`` block would quietly replace the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *anchor' may override keys on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first_lines:
+                    raise _DuplicateKeyError(key, line, first_lines[key])
+                first_lines[key] = line
+            except TypeError:  # an unhashable key: SafeLoader raises its own error below
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_spec(text: str | bytes, source: str = "spec") -> ModelSpec:
     """Parse and validate spec YAML.
 
@@ -429,7 +454,9 @@ def parse_spec(text: str | bytes, source: str = "spec") -> ModelSpec:
         SpecError: listing every problem with its key path.
     """
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _DuplicateKeyError as error:
+        raise SpecError(f"{source}: {error}") from error
     except yaml.YAMLError as error:
         raise SpecError(f"{source}: not valid YAML ({error})") from error
     if not isinstance(data, dict):

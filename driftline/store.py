@@ -106,6 +106,21 @@ class ObjectStore(Protocol):
         """Stream the object to ``path`` (memory stays bounded), checking its sha256; remove it on failure."""
         ...
 
+    def adopt(self, key: str, path: Path, accept: Callable[[Path], bool] | None = None) -> ObjectInfo | None:
+        """Give an object another tool wrote (no sha256 metadata) a recorded sha256, so later reads verify it.
+
+        Streams the object to ``path`` without a checksum, lets ``accept`` judge the local copy (None:
+        accept), then rewrites the same bytes with their sha256 only if the ETag is still the one read, so
+        a concurrent writer is never overwritten. An object that already has a sha256 is verified like
+        ``download`` and returned unchanged. Returns the object's info, or None when ``accept`` refused it
+        (nothing written; ``path`` keeps the bytes).
+
+        Raises:
+            IntegrityError: the object has a sha256 and its bytes do not match it.
+            ConflictError: the object changed or vanished between the read and the rewrite.
+        """
+        ...
+
     def exists(self, key: str) -> bool:
         """Whether the key exists."""
         ...
@@ -163,6 +178,32 @@ class MemoryStore:
         with self._lock:
             _, etag, metadata = self._objects[key]
             self._objects[key] = (bytes(data), etag, metadata)
+
+    def put_foreign(self, key: str, data: bytes) -> ObjectInfo:
+        """Write bytes without a sha256, as a tool other than driftline would (fault injection in tests)."""
+        with self._lock:
+            etag = self._etag(data)
+            self._objects[key] = (bytes(data), etag, {})
+            return ObjectInfo(key=key, etag=etag, sha256="", size=len(data))
+
+    def adopt(self, key: str, path: Path, accept: Callable[[Path], bool] | None = None) -> ObjectInfo | None:
+        with self._lock:
+            try:
+                data, etag, metadata = self._objects[key]
+            except KeyError:
+                raise ObjectNotFoundError(f"{self.describe()}: no object {key!r}") from None
+        Path(path).write_bytes(data)
+        recorded = metadata.get(SHA256_METADATA_KEY)
+        if recorded is not None:
+            try:
+                _verify(key, data, recorded, self.describe())
+            except IntegrityError:
+                Path(path).unlink(missing_ok=True)
+                raise
+            return ObjectInfo(key=key, etag=etag, sha256=recorded, size=len(data))
+        if accept is not None and not accept(Path(path)):
+            return None
+        return self.replace(key, data, etag)
 
     def read(self, key: str) -> StoredObject:
         with self._lock:
@@ -464,6 +505,53 @@ class S3Store:
                 f"sha256 {digest.hexdigest()} != recorded {recorded}"
             )
         return ObjectInfo(key=key, etag=response["ETag"], sha256=recorded, size=size)
+
+    def adopt(self, key: str, path: Path, accept: Callable[[Path], bool] | None = None) -> ObjectInfo | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        path = Path(path)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            with path.open("wb") as sink:
+                for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):
+                    digest.update(chunk)
+                    sink.write(chunk)
+                    size += len(chunk)
+        except (ClientError, BotoCoreError) as error:
+            path.unlink(missing_ok=True)
+            raise self._translate(error, key) from error
+        etag, actual = response["ETag"], digest.hexdigest()
+        recorded = response.get("Metadata", {}).get(SHA256_METADATA_KEY)
+        if recorded is not None:
+            if recorded != actual:
+                path.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"{self.describe()}: object {key!r} is corrupt or was tampered with: "
+                    f"sha256 {actual} != recorded {recorded}"
+                )
+            return ObjectInfo(key=key, etag=etag, sha256=recorded, size=size)
+        if accept is not None and not accept(path):
+            return None
+        content_type = response.get("ContentType") or "application/octet-stream"
+        try:
+            # Streamed from the local copy (memory stays bounded); IfMatch: the bytes hashed are the bytes kept.
+            with path.open("rb") as body:
+                written = self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=body,
+                    ContentType=content_type,
+                    Metadata={SHA256_METADATA_KEY: actual},
+                    IfMatch=etag,
+                )
+        except (ClientError, BotoCoreError) as error:
+            translated = self._translate(error, key)
+            if isinstance(translated, ObjectNotFoundError):
+                raise ConflictError(f"{self.describe()}: {key!r} was deleted since it was read") from error
+            raise translated from error
+        return ObjectInfo(key=key, etag=written["ETag"], sha256=actual, size=size)
 
     def exists(self, key: str) -> bool:
         try:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from typing import Any, NoReturn
 
-from driftline.events import DRIFT_DETECTED
+from prefect import flow
+from prefect.client.schemas.objects import State
+
+from driftline.events import DRIFT_DETECTED, SCORING_FAILED, scoring_failed_payload
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.scoring import (
     check_prediction_drift,
+    failure_of,
     load_batch,
     publish_scoring_artifact,
     record_scoring_failure,
@@ -16,6 +20,15 @@ from tasks.scoring import (
     scoring_roles,
     write_scoring_summary,
 )
+
+
+def fail_scoring(model: str, batch_id: str, version: str, state: State[Any]) -> NoReturn:
+    """Announce that the champion could not score the batch (driftline.scoring.failed), then fail the run."""
+    error = failure_of(state)
+    print(f"champion {version} could not score {batch_id}: {type(error).__name__}: {error}")
+    # Best effort: the event is in the outbox either way, and the run must fail with the scoring error.
+    publish(model, SCORING_FAILED, scoring_failed_payload(batch_id, version, error), return_state=True)
+    raise error
 
 
 @flow(name="score-batch", log_prints=True)
@@ -27,8 +40,14 @@ def score_batch(model: str, batch_id: str) -> dict:
     if "champion" not in roles:
         print(f"{model} has no champion yet: nothing scores batch {batch_id}")
         return {"batch_id": batch_id, "scored": {}}
-    batch = load_batch(spec, batch_id)
-    champion = score_version(spec, batch, batch_id, roles["champion"], "champion")
+    loaded = load_batch(spec, batch_id, return_state=True)
+    if not loaded.is_completed():
+        fail_scoring(model, batch_id, roles["champion"], loaded)
+    batch = loaded.result()
+    scored = score_version(spec, batch, batch_id, roles["champion"], "champion", return_state=True)
+    if not scored.is_completed():
+        fail_scoring(model, batch_id, roles["champion"], scored)
+    champion = scored.result()
     results = [champion]
     failures = {}
     failed: dict[str, tuple[str, str]] = {}

@@ -6,26 +6,41 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from driftline import layout
-from driftline.batches import pending_batches
+from driftline.batches import BatchScan, scan_batches
 from flows.profile_batch import profile_batch
+from tasks.batches import quarantine_misnamed_batch
 from tasks.common import store
 
 
 @task(cache_policy=NO_CACHE)
-def find_pending(model: str | None) -> dict[str, list[str]]:
-    """Batches waiting for a profile, per model."""
-    return pending_batches(store(), model)
+def find_pending(model: str | None) -> BatchScan:
+    """Batches waiting for a profile and misnamed batch objects waiting for a quarantine record, per model."""
+    return scan_batches(store(), model)
 
 
 @flow(name="watch-batches", log_prints=True)
 def watch_batches(model: str | None = None) -> dict[str, dict[str, str]]:
     """Run profile-batch for each unprofiled batch (all models unless `model` is given); idempotent.
 
+    A batch object whose name is not a valid batch id is quarantined instead (keyed by its original key
+    in the outcomes), once, so it neither fails the watch nor is looked at again.
+
     A batch that an event-triggered run is profiling at the same moment is safe: the profile and the
     report are created with conditional writes, so the second run finds them and emits nothing.
     """
     outcomes: dict[str, dict[str, str]] = {}
-    for name, batch_ids in find_pending(model).items():
+    scan = find_pending(model)
+    for name, keys in scan.misnamed.items():
+        for key in keys:
+            # One by one, each with its own state: a failure here must not stop the other batches or models.
+            state = quarantine_misnamed_batch(name, key, return_state=True)
+            if state.is_completed():
+                outcomes.setdefault(name, {})[key] = "QUARANTINED"
+                print(f"{key}: not a valid batch id; quarantined ({state.result()})")
+            else:
+                outcomes.setdefault(name, {})[key] = state.type.value
+                print(f"{key}: not a valid batch id; recording its quarantine failed ({state.type.value})")
+    for name, batch_ids in scan.pending.items():
         for batch_id in batch_ids:
             state = profile_batch(name, batch_id, return_state=True)
             outcomes.setdefault(name, {})[batch_id] = state.type.value

@@ -30,6 +30,12 @@ def quarantine_batch(model: str, batch_id: str, check: batches.BatchCheck) -> st
     return batches.quarantine(store(), model, batch_id, check)
 
 
+@task(cache_policy=NO_CACHE)
+def quarantine_misnamed_batch(model: str, key: str) -> str:
+    """Record that a batch object's name is not a valid batch id, so it is skipped from then on."""
+    return batches.quarantine_misnamed(store(), model, key)
+
+
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def check_drift(spec: ModelSpec, batch_id: str) -> monitoring.DriftCheck:
     """Compare the batch's profile with the reference and decide on drift."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
+from driftline import layout
 from driftline.cli import prefect_api
 from driftline.events import new_event
 from tasks.common import store
@@ -43,3 +44,30 @@ def publish(model: str, name: str, payload: dict[str, Any]) -> str:
 def reconcile_outbox(model: str, lookback_hours: float = 24.0) -> list[str]:
     """Re-emit the model's outbox events of the last hours that the Prefect server has not stored."""
     return prefect_api.reconcile(store(), model, PREFECT_API_URL.value(), timedelta(hours=lookback_hours))
+
+
+def models_with_spec() -> list[str]:
+    """Every model whose spec is stored (``models/<model>/spec.yaml``), sorted."""
+    keys = store().list(layout.models_prefix())
+    return sorted({model for model in map(layout.model_from_spec_key, keys) if model})
+
+
+@task(cache_policy=NO_CACHE)
+def reconcile_all_outboxes(lookback_hours: float = 24.0) -> dict[str, int]:
+    """Re-emit what the Prefect server missed from every model's outbox; model -> events re-sent.
+
+    A model whose reconcile fails is logged and left out of the result; the others still run.
+    """
+    logger = get_run_logger()
+    api_url = PREFECT_API_URL.value()
+    resent: dict[str, int] = {}
+    for model in models_with_spec():
+        try:
+            ids = prefect_api.reconcile(store(), model, api_url, timedelta(hours=lookback_hours))
+        except Exception as error:  # one model's broken outbox or a server hiccup must not stop the others
+            logger.warning("outbox of %s not reconciled: %s: %s", model, type(error).__name__, error)
+            continue
+        resent[model] = len(ids)
+        if ids:
+            logger.info("re-sent %s outbox event(s) of %s the server never stored", len(ids), model)
+    return resent

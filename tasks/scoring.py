@@ -3,12 +3,16 @@ prediction drift and the operational metrics."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
-from prefect import task
+from prefect import Task, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
 
 from driftline import monitoring, registry, scoring
+from driftline.errors import IntegrityError
 from driftline.settings import Settings
 from driftline.spec import ModelSpec
 from tasks.common import artifact_key, store
@@ -31,7 +35,18 @@ def load_batch(spec: ModelSpec, batch_id: str) -> pl.DataFrame:
     return scoring.read_batch(store(), spec, batch_id)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def retry_unless_corrupt(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry transient failures only: a booster that fails its integrity check does not heal."""
+    return not isinstance(state.data, IntegrityError)
+
+
+def failure_of(state: State[Any]) -> BaseException:
+    """The exception a failed or crashed task state holds (one made from its message if it holds none)."""
+    error = state.result(raise_on_failure=False)
+    return error if isinstance(error, BaseException) else RuntimeError(str(state.message or state.name))
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_unless_corrupt, cache_policy=NO_CACHE)
 def score_version(spec: ModelSpec, batch: pl.DataFrame, batch_id: str, version: str, role: str) -> scoring.ScoredBatch:
     """Predict the batch with one version and store the predictions."""
     return scoring.score(store(), spec, batch, batch_id, version, role, Settings().nthread)

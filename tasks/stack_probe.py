@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from prefect import task
@@ -29,3 +30,12 @@ def read_probe(nonce: str, sha256: str) -> str:
         raise RuntimeError(f"probe {key!r} read back different content")
     store.delete(key)
     return store.location(key)
+
+
+TELEMETRY_VARIABLES = ("DO_NOT_TRACK", "WHYLOGS_NO_ANALYTICS", "PREFECT_SERVER_ANALYTICS_ENABLED")
+
+
+@task
+def telemetry_settings() -> dict[str, str | None]:
+    """The telemetry switches as a flow run on the worker sees them (all must say off)."""
+    return {name: os.environ.get(name) for name in TELEMETRY_VARIABLES}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from driftline.cli.supervisor import parent_death_signal
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -58,6 +61,8 @@ def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        # Dies with pytest even when pytest is killed (SIGTERM lets `prefect server start` stop uvicorn).
+        preexec_fn=parent_death_signal(signal.SIGTERM),
     )
     try:
         deadline = time.monotonic() + timeout
@@ -72,11 +77,11 @@ def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
             time.sleep(0.25)
         yield api_url
     finally:
-        os.killpg(process.pid, 15)
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
 

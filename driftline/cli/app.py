@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from driftline.errors import DriftlineError, InfrastructureError, InputError
-from driftline.settings import Settings
+from driftline.errors import DriftlineError, InfrastructureError, InputError, StackError
+from driftline.settings import Settings, describe_settings_error, redact_urls
 
 app = typer.Typer(
     name="driftline",
@@ -35,17 +36,25 @@ out = Console(soft_wrap=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
+def _safe(value: object) -> str:
+    """User-controlled text (paths, columns, names, notes, errors) for a rich string: passwords in URLs
+    redacted, brackets escaped so that rich shows them instead of reading them as markup."""
+    return escape(redact_urls(str(value)))
+
+
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
     try:
         return Settings()
-    except Exception as error:  # pydantic's ValidationError names the setting; keep its text
-        raise InputError(f"invalid DRIFTLINE_* setting: {error}") from error
+    except ValidationError as error:
+        raise InputError(f"invalid DRIFTLINE_* setting: {describe_settings_error(error)}") from error
 
 
 def _stack(quiet: bool = False):
     from driftline.cli.stack import LocalStack
 
-    progress = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]·[/dim] {message}"))
+    progress = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]·[/dim] {_safe(message)}"))
     return LocalStack(_settings(), progress=progress)
 
 
@@ -63,9 +72,9 @@ def up() -> None:
         f"[green]stack up[/green] in {actions.pop('seconds')} s: "
         + ", ".join(f"{part} {action}" for part, action in actions.items())
     )
-    out.print(f"S3 endpoint   {stack.s3_url}  (bucket {stack.settings.s3_bucket})")
-    out.print(f"Prefect UI    {stack.prefect_url}")
-    out.print(f"Prefect API   {stack.api_url}")
+    out.print(f"S3 endpoint   {_safe(stack.s3_url)}  (bucket {stack.settings.s3_bucket})")
+    out.print(f"Prefect UI    {_safe(stack.prefect_url)}")
+    out.print(f"Prefect API   {_safe(stack.api_url)}")
     out.print("Stop with:    driftline down")
 
 
@@ -73,7 +82,7 @@ def up() -> None:
 def down() -> None:
     """Stop exactly the processes `driftline up` started (SIGTERM, wait, SIGKILL). Safe to run twice."""
     outcome = _stack(quiet=True).down()
-    console.print(", ".join(f"{part} {result}" for part, result in outcome.items()))
+    console.print(", ".join(f"{part} {_safe(result)}" for part, result in outcome.items()))
 
 
 @app.command()
@@ -105,14 +114,14 @@ def status(
             table.add_row(
                 part.name,
                 "[green]yes[/green]" if part.healthy else "[red]no[/red]",
-                part.url or "",
+                _safe(part.url or ""),
                 str(part.pid or ""),
-                part.detail,
+                _safe(part.detail),
             )
         out.print(table)
         if result.deep is not None:
             colour = "green" if result.deep.get("ok") else "red"
-            out.print(f"[{colour}]deep check[/{colour}]: {json.dumps(result.deep)}")
+            out.print(f"[{colour}]deep check[/{colour}]: {_safe(json.dumps(result.deep))}")
     if not result.healthy:
         raise typer.Exit(3)
 
@@ -143,14 +152,37 @@ app.add_typer(model_app, name="model")
 
 
 def _remote():
-    """Settings and store for commands that use S3 (the local stack fills in unset endpoints)."""
+    """Settings and store for commands that use S3 (the local stack fills in unset endpoints).
+
+    Raises:
+        StackError: no endpoint is set, the local stack is not up and AWS was not chosen explicitly.
+    """
     from driftline.cli.stack import resolve_settings
     from driftline.store import open_store
 
+    requested = _settings()
     try:
-        settings = resolve_settings(Settings())
-    except Exception as error:
-        raise InputError(f"invalid DRIFTLINE_* setting: {error}") from error
+        settings = resolve_settings(requested)
+    except Exception as error:  # a damaged stack.json: name it, never echo a URL's password
+        raise InputError(f"invalid local stack state in {requested.state_dir}: {redact_urls(str(error))}") from error
+    if requested.s3_endpoint_url is None and requested.s3_use_aws:
+        # AWS was asked for: the local stack's endpoint (and its dummy keys) must not replace it.
+        settings = settings.model_copy(
+            update={
+                "s3_endpoint_url": None,
+                "aws_access_key_id": requested.aws_access_key_id,
+                "aws_secret_access_key": requested.aws_secret_access_key,
+            }
+        )
+    elif settings.s3_endpoint_url is None and "s3_endpoint_url" not in requested.model_fields_set:
+        # An endpoint set empty (the README's way to ignore a running stack) chooses AWS explicitly too.
+        # Falling back to AWS otherwise would let `driftline promote` after `driftline down` act on a
+        # real bucket with whatever credentials the machine has.
+        raise StackError(
+            f"the local stack is not up (no {requested.state_dir / 'stack.json'}) and no S3 endpoint is set: "
+            "start it with `driftline up`, point at an S3-compatible store with DRIFTLINE_S3_ENDPOINT_URL, "
+            "or set DRIFTLINE_S3_USE_AWS=true to use AWS S3"
+        )
     return settings, open_store(settings)
 
 
@@ -175,16 +207,16 @@ def model_create(
     except ObjectNotFoundError:
         previous = None
     if previous == text:
-        console.print(f"model [bold]{spec.name}[/bold]: spec unchanged at {store.location(key)}")
+        console.print(f"model [bold]{_safe(spec.name)}[/bold]: spec unchanged at {_safe(store.location(key))}")
         return
     store.put(key, text, content_type="application/yaml")
     verb = "created" if previous is None else "updated"
-    console.print(f"model [bold]{spec.name}[/bold] {verb}: {store.location(key)}")
+    console.print(f"model [bold]{_safe(spec.name)}[/bold] {verb}: {_safe(store.location(key))}")
     from driftline.loop import time_settings
 
     for note in time_settings(spec):
-        console.print(f"[yellow]note[/yellow]: {note}")
-    console.print(f"next: driftline ingest {spec.name} <batch.parquet>")
+        console.print(f"[yellow]note[/yellow]: {_safe(note)}")
+    console.print(f"next: driftline ingest {_safe(spec.name)} <batch.parquet>")
 
 
 # --------------------------------------------------------------------------------------------- batches
@@ -228,8 +260,8 @@ def ingest(
     api_url = prefect_api.check_server(settings.prefect_api_url)
     started = datetime.now(UTC)
     key, event_id = submit_batch(store, api_url, model, batch_id, file.read_bytes())
-    console.print(f"uploaded {file} -> {store.location(key)}")
-    console.print(f"announced driftline.batch.arrived ({event_id})")
+    console.print(f"uploaded {_safe(file)} -> {_safe(store.location(key))}")
+    console.print(f"announced driftline.batch.arrived ({_safe(event_id)})")
     outcome: dict = {"model": model, "batch_id": batch_id, "key": key, "event_id": event_id}
     if wait:
         console.print("waiting for profile-batch ...")
@@ -248,11 +280,11 @@ def ingest(
     elif wait:
         payload = outcome["payload"]
         if outcome["outcome"] == BATCH_REJECTED:
-            out.print(f"[red]rejected[/red]: {'; '.join(payload.get('problems', []))}")
+            out.print(f"[red]rejected[/red]: {_safe('; '.join(payload.get('problems', [])))}")
         else:
             verdict = "[red]drift[/red]" if payload.get("drift") else "[green]no drift[/green]"
             out.print(f"profiled {payload.get('rows')} rows: {verdict}, score {payload.get('score'):.2f}")
-            out.print(f"report: {payload.get('report_key')}")
+            out.print(f"report: {_safe(payload.get('report_key'))}")
     if wait and (outcome["outcome"] == BATCH_REJECTED or outcome["payload"].get("drift")):
         raise typer.Exit(1)
 
@@ -281,14 +313,14 @@ def labels(
     settings, store = _remote()
     spec = read_spec(store, model)
     try:
-        frame = pl.read_parquet(file)
+        frame = pl.read_parquet(file, glob=False)  # a path, never a pattern: 'g[1].parquet' is one file
     except FileNotFoundError as error:
         raise InputError(f"{file}: no such file") from error
     except Exception as error:
         raise InputError(f"{file}: not a readable parquet file ({error})") from error
     api_url = prefect_api.check_server(settings.prefect_api_url)
     key, rows, share = submit_labels(store, api_url, spec, batch_id, frame, str(file))
-    console.print(f"stored {rows} labels ({share:.0%} of the batch) -> {store.location(key)}")
+    console.print(f"stored {rows} labels ({share:.0%} of the batch) -> {_safe(store.location(key))}")
     console.print("announced driftline.labels.arrived")
 
 
@@ -315,7 +347,7 @@ def retrain(
         run = prefect_api.run_deployment_and_wait(
             settings.prefect_api_url, "retrain/retrain", {"model": model, "trigger": "manual"}, timeout=0
         )
-        console.print(f"started {run.name}: {run.url}")
+        console.print(f"started {_safe(run.name)}: {_safe(run.url)}")
         return
     console.print(f"running retrain/retrain for {model} (timeout {timeout:.0f} s) ...")
     run = prefect_api.run_deployment_and_wait(
@@ -344,11 +376,11 @@ def retrain(
     if json_output:
         out.print_json(json.dumps(document, default=str))
     else:
-        out.print(f"{run.name}: {run.state} in {run.seconds:.0f} s ({run.url})")
+        out.print(f"{_safe(run.name)}: {_safe(run.state)} in {run.seconds:.0f} s ({_safe(run.url)})")
         if outcome:
             payload = outcome["payload"]
-            out.print(f"{payload['version']}: {payload['decision']}; metrics {payload['metrics']}")
-            out.print(f"gates: {payload['gate_summary']}")
+            out.print(f"{_safe(payload['version'])}: {_safe(payload['decision'])}; metrics {_safe(payload['metrics'])}")
+            out.print(f"gates: {_safe(payload['gate_summary'])}")
         else:
             out.print("no candidate was built (duplicate, shadow busy or waiting for labels: see the run's logs)")
     if not run.ok:
@@ -374,11 +406,15 @@ def models(
     if json_output:
         out.print_json(json.dumps(document))
         return
-    out.print(" ".join(f"{alias}={version or '-'}" for alias, version in document["aliases"].items()))
+    out.print(" ".join(f"{alias}={_safe(version or '-')}" for alias, version in document["aliases"].items()))
     table = Table("version", "created", "status", "metrics", "trigger")
     for version in document["versions"]:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in version["metrics"].items())
-        table.add_row(version["version"], version["created_at"][:19], version["status"], metrics, version["trigger"])
+        table.add_row(
+            *(_safe(cell) for cell in (version["version"], version["created_at"][:19], version["status"])),
+            _safe(metrics),
+            _safe(version["trigger"]),
+        )
     out.print(table)
 
 
@@ -402,21 +438,32 @@ def lineage(
         return
     drift = document["drift"]
     lineage_ = document["lineage"] or {}
-    out.print(f"[bold]{model} {version}[/bold] created {document['created_at']} ({document['trigger']})")
+    out.print(
+        f"[bold]{_safe(model)} {_safe(version)}[/bold] created {_safe(document['created_at'])} "
+        f"({_safe(document['trigger'])})"
+    )
     if drift["event_id"]:
         out.print(
-            f"  drift event {drift['event_id']} on batch {drift['batch_id']}: score {drift['score']}, "
-            f"features {drift['drifted_features']}"
+            _safe(
+                f"  drift event {drift['event_id']} on batch {drift['batch_id']}: score {drift['score']}, "
+                f"features {drift['drifted_features']}"
+            )
         )
     batches = [b["batch_id"] for b in lineage_.get("training_batches", [])]
-    out.print(f"  trained on {lineage_.get('training_rows')} rows from {len(batches)} batches: {', '.join(batches)}")
     out.print(
-        f"  parent champion {lineage_.get('parent_champion')}; spec {str(lineage_.get('spec_hash'))[:12]}; "
-        f"git {str(lineage_.get('git_commit'))[:12]}"
+        _safe(f"  trained on {lineage_.get('training_rows')} rows from {len(batches)} batches: {', '.join(batches)}")
     )
-    out.print(f"  metrics {document['metrics']}; gates passed: {document['gates']}; decision {document['decision']}")
+    out.print(
+        _safe(
+            f"  parent champion {lineage_.get('parent_champion')}; spec {str(lineage_.get('spec_hash'))[:12]}; "
+            f"git {str(lineage_.get('git_commit'))[:12]}"
+        )
+    )
+    out.print(
+        _safe(f"  metrics {document['metrics']}; gates passed: {document['gates']}; decision {document['decision']}")
+    )
     for move in document["alias_moves"]:
-        out.print(f"  {move['at']}: {move['alias']} {move['from']} -> {move['to']} ({move['reason']})")
+        out.print(_safe(f"  {move['at']}: {move['alias']} {move['from']} -> {move['to']} ({move['reason']})"))
 
 
 @app.command()
@@ -432,7 +479,7 @@ def doctor(
     """
     from datetime import timedelta
 
-    from driftline import registry
+    from driftline import layout, registry
     from driftline.cli import prefect_api
     from driftline.events import read_outbox
     from driftline.layout import validate_name
@@ -440,6 +487,21 @@ def doctor(
     settings, store = _remote()
     report = registry.doctor(store, validate_name(model, "model"))
     document = report.to_dict()
+    spec_key = layout.model_spec(model)
+    if not store.exists(spec_key):
+        # Without its spec no flow can run for the model: objects under it are stranded, not healthy.
+        stored = {
+            "registry objects": next(iter(store.list(f"models/{model}/")), None) is not None,
+            "batches": next(iter(store.list(layout.batches_prefix(model))), None) is not None,
+        }
+        found = [what for what, present in stored.items() if present]
+        document["problems"].insert(
+            0,
+            f"missing spec {store.location(spec_key)}"
+            + (f" although {' and '.join(found)} exist for it" if found else ": nothing is stored for this model")
+            + f" (create it: driftline model create <spec.yaml> with name: {model})",
+        )
+        document["healthy"] = False
     since = datetime.now(UTC) - timedelta(days=7)
     records = [r for r in read_outbox(store, model, since)]
     stuck: list[str] = []
@@ -462,11 +524,11 @@ def doctor(
         out.print_json(json.dumps(document))
     else:
         verdict = "[green]healthy[/green]" if document["healthy"] else "[red]problems[/red]"
-        out.print(f"{model}: {verdict}, {report.checked_versions} version(s), {len(records)} outbox event(s)")
+        out.print(f"{_safe(model)}: {verdict}, {report.checked_versions} version(s), {len(records)} outbox event(s)")
         for problem in document["problems"]:
-            out.print(f"[red]problem[/red]: {problem}")
+            out.print(f"[red]problem[/red]: {_safe(problem)}")
         for warning in document["warnings"]:
-            out.print(f"[yellow]warning[/yellow]: {warning}")
+            out.print(f"[yellow]warning[/yellow]: {_safe(warning)}")
     if not document["healthy"]:
         raise typer.Exit(1)
 
@@ -511,22 +573,22 @@ def shadow_status(
         out.print_json(json.dumps(document, default=str))
         return
     if document["candidate"] is None:
-        out.print(f"{model}: no candidate in shadow")
+        out.print(f"{_safe(model)}: no candidate in shadow")
         return
 
     def fmt(value):
         return "-" if value is None else f"{value:.5f}"
 
     out.print(
-        f"{model}: candidate {document['candidate']} vs champion {document.get('champion', '?')}: "
-        f"[bold]{document['verdict']}[/bold] after {document['n']:,} paired rows"
+        f"{_safe(model)}: candidate {_safe(document['candidate'])} vs champion {_safe(document.get('champion', '?'))}: "
+        f"[bold]{_safe(document['verdict'])}[/bold] after {document['n']:,} paired rows"
     )
     out.print(
         f"  mean loss difference {fmt(document['estimate'])}, "
         f"anytime-valid interval [{fmt(document['lower'])}, {fmt(document['upper'])}]"
     )
     for reason in document.get("reasons", []):
-        out.print(f"  - {reason}")
+        out.print(f"  - {_safe(reason)}")
 
 
 @app.command("promote")
@@ -552,7 +614,7 @@ def promote_command(
     spec = parse_spec(store.get(layout.model_spec(model)), layout.model_spec(model))
     switch = promote(store, model, version, "manual: driftline promote")
     evaluation.start_guard(store, spec, switch.champion, switch.previous, datetime.now(UTC))
-    console.print(f"{model}: champion {switch.previous or '-'} -> [bold]{switch.champion}[/bold]")
+    console.print(f"{_safe(model)}: champion {_safe(switch.previous or '-')} -> [bold]{_safe(switch.champion)}[/bold]")
     _announce(settings, store, new_event(model, MODEL_PROMOTED, switch.to_dict()), prefect_api)
 
 
@@ -573,7 +635,9 @@ def rollback_command(
     settings, store = _remote()
     model = validate_name(model, "model")
     switch = rollback(store, model, "manual: driftline rollback", to=validate_name(to, "version") if to else None)
-    console.print(f"{model}: champion {switch.previous} -> [bold]{switch.champion}[/bold] (rolled back)")
+    console.print(
+        f"{_safe(model)}: champion {_safe(switch.previous)} -> [bold]{_safe(switch.champion)}[/bold] (rolled back)"
+    )
     _announce(settings, store, new_event(model, MODEL_ROLLED_BACK, switch.to_dict()), prefect_api)
 
 
@@ -585,7 +649,7 @@ def _announce(settings, store, record, prefect_api) -> None:
         from driftline.events import write_outbox
 
         write_outbox(store, record)
-        console.print(f"[yellow]event kept in the outbox, not sent[/yellow]: {error}")
+        console.print(f"[yellow]event kept in the outbox, not sent[/yellow]: {_safe(error)}")
 
 
 @app.command()
@@ -606,11 +670,11 @@ def profile(
     from driftline import profiling
 
     schema = profiling.parquet_schema(file)
-    total = pq.ParquetFile(str(file)).metadata.num_rows
+    total = pq.ParquetFile(str(file)).metadata.num_rows  # pyarrow opens the path itself: no glob
     profiler = profiling.Profiler(schema)
     started = clock.perf_counter()
     with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task(f"profiling {file.name}", total=total)
+        bar = progress.add_task(f"profiling {_safe(file.name)}", total=total)
         for chunk in profiling.iter_parquet_chunks(file, chunk_rows):
             profiler.update(chunk)
             progress.update(bar, advance=chunk.height)
@@ -620,10 +684,10 @@ def profile(
     seconds = clock.perf_counter() - started
     console.print(
         f"{profiler.rows:,} rows x {len(profiler.kinds)} columns in {seconds:.2f} s "
-        f"({profiler.rows / max(seconds, 1e-9):,.0f} rows/s) -> {output} ({len(data) / 1024:.0f} KiB)"
+        f"({profiler.rows / max(seconds, 1e-9):,.0f} rows/s) -> {_safe(output)} ({len(data) / 1024:.0f} KiB)"
     )
     if profiler.skipped:
-        console.print(f"[yellow]skipped[/yellow] (no sketch for these types): {profiler.skipped}")
+        console.print(f"[yellow]skipped[/yellow] (no sketch for these types): {_safe(profiler.skipped)}")
 
 
 @app.command()
@@ -674,10 +738,10 @@ def drift(
     report = compare_profiles(reference_view, current_view, **options)
     if png is not None:
         png.write_bytes(reports.drift_png(report))
-        console.print(f"wrote {png}")
+        console.print(f"wrote {_safe(png)}")
     if markdown is not None:
         markdown.write_text(reports.drift_markdown(report))
-        console.print(f"wrote {markdown}")
+        console.print(f"wrote {_safe(markdown)}")
     if json_output:
         out.print_json(json.dumps(reports.drift_json(report)))
     else:
@@ -685,7 +749,7 @@ def drift(
         for row in reports.drift_table_rows(report):
             colour = {"drift": "red", "possible": "yellow", "none": "green"}[row["verdict"]]
             table.add_row(
-                row["feature"],
+                _safe(row["feature"]),
                 row["statistic"],
                 f"{row['value']:.4f}",
                 f"{row['threshold']:.4f}",
@@ -693,8 +757,11 @@ def drift(
                 f"[{colour}]{row['verdict']}[/{colour}]",
             )
         out.print(table)
+        for warning in report.warnings:
+            out.print(f"[yellow]warning[/yellow]: {_safe(warning)}")
         for reason in report.reasons:
-            out.print(f"- {reason}")
+            if reason not in report.warnings:  # warnings lead the reasons: shown once, as warnings
+                out.print(f"- {_safe(reason)}")
     if report.drift:
         raise typer.Exit(1)
 
@@ -726,12 +793,12 @@ def monitor(
     document = history.to_dict()
     if png is not None:
         png.write_bytes(reports.history_png(document))
-        console.print(f"wrote {png}")
+        console.print(f"wrote {_safe(png)}")
     if json_output:
         out.print_json(json.dumps(document, default=str))
         return
     switches = {s.batch_id: s for s in history.switches if s.batch_id}
-    table = Table(title=f"{model}: {len(history.batches)} batches", min_width=100)
+    table = Table(title=f"{_safe(model)}: {len(history.batches)} batches", min_width=100)
     for column in ("batch", "rows", "input drift", "pred drift", "champion", history.metric, "loss +", "p99 ms"):
         table.add_column(column)
 
@@ -743,16 +810,18 @@ def monitor(
     for point in history.batches:
         if point.batch_id in switches:
             switch = switches[point.batch_id]
-            table.add_row(f"[bold]{switch.kind}[/bold]", "", "", "", switch.version, "", "", "", style="green")
+            table.add_row(
+                f"[bold]{_safe(switch.kind)}[/bold]", "", "", "", _safe(switch.version), "", "", "", style="green"
+            )
         perf = point.performance or {}
         loss = perf.get("estimate")
         degraded = perf.get("verdict") == "degraded"
         table.add_row(
-            point.batch_id,
+            _safe(point.batch_id),
             str(point.rows or "-"),
             score(point.input_drift, point.input_score),
             score(point.prediction_drift, point.prediction_score),
-            point.champion or "-",
+            _safe(point.champion or "-"),
             f"{point.metric:.4f}" if point.metric is not None else "-",
             ("-" if loss is None else (f"[red]{loss:+.3f}[/red]" if degraded else f"{loss:+.3f}")),
             f"{point.latency_ms.get('p99'):.2f}" if point.latency_ms.get("p99") is not None else "-",
@@ -762,7 +831,6 @@ def monitor(
         "loss + : the performance monitor's estimate of the champion's per-row loss over its holdout loss "
         "(red: proven above tolerance); bounds in --json and --png"
     )
-    out.print(table)
 
 
 @app.command()
@@ -797,7 +865,7 @@ def demo(
     options = DemoOptions(
         spec_path=spec, model=model, fast=fast, batches=batches, rows=rows, seed=seed, settle_timeout=settle_timeout
     )
-    summary = run_demo(options, console, progress=lambda message: console.print(f"[dim]·[/dim] {message}"))
+    summary = run_demo(options, console, progress=lambda message: console.print(f"[dim]·[/dim] {_safe(message)}"))
     if json_output:
         out.print_json(json.dumps(summary.to_dict(), default=str))
     else:
@@ -818,27 +886,36 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def main() -> None:
-    """Console-script entry point: map driftline errors to their exit codes and a one-line message."""
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI (``args``, default ``sys.argv[1:]``); map driftline errors to their exit code and one line.
+
+    The message is printed without markup and with URL passwords redacted: an error quotes paths,
+    columns, spec keys and endpoints, which are the user's text, not rich markup.
+    """
     try:
         # standalone_mode=False returns typer.Exit's code instead of raising it.
-        result = app(standalone_mode=False)
+        result = app(args=args, prog_name="driftline", standalone_mode=False)
     except DriftlineError as error:
-        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
-        sys.exit(error.exit_code)
+        console.print(f"[red]error:[/red] {_safe(error)}", highlight=False)
+        return error.exit_code
     except typer.Exit as done:
-        sys.exit(done.exit_code)
+        return done.exit_code
     except typer.Abort:
         console.print("aborted")
-        sys.exit(130)
+        return 130
     except Exception as error:
         import click
 
         if isinstance(error, click.ClickException):
             error.show()
-            sys.exit(2)
+            return 2
         raise
-    sys.exit(result if isinstance(result, int) else 0)
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
 
 
 if __name__ == "__main__":

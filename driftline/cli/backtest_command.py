@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -88,7 +89,8 @@ def backtest(
     frame, spec = replay.load_history(data, spec, time_column=time_col)
     console.print(
         f"{frame.height:,} rows of {data} in {batches} batches; policies {', '.join(p.name for p in chosen)}; "
-        f"labels {label_delay} batch(es) late; promotion by {promotion}"
+        f"labels {label_delay} batch(es) late; promotion by {promotion}",
+        markup=False,  # the path and policy names are the user's text, not rich markup
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -101,7 +103,7 @@ def backtest(
         task = bar.add_task("backtest", total=None)
 
         def progress(done: int, total: int, message: str) -> None:
-            bar.update(task, completed=done, total=total, description=message)
+            bar.update(task, completed=done, total=total, description=escape(message))
 
         result = replay.run_backtest(
             frame,
@@ -121,7 +123,7 @@ def backtest(
         table = Table("policy", f"mean {result.metric}", "retrains", "promotions", "train + gates (s)")
         for name, policy in result.policies.items():
             table.add_row(
-                name,
+                escape(name),
                 f"{policy.mean_metric:.4f}",
                 str(policy.retrains),
                 str(policy.promotions),
@@ -129,9 +131,10 @@ def backtest(
             )
         out.print(table)
         for line in replay.summary_lines(result):
-            out.print(line)
+            out.print(line, markup=False)
     console.print(
-        f"backtest of {result.batches} batches in {result.seconds:.1f} s -> " + ", ".join(map(str, paths.values()))
+        f"backtest of {result.batches} batches in {result.seconds:.1f} s -> " + ", ".join(map(str, paths.values())),
+        markup=False,
     )
 
 

@@ -9,6 +9,7 @@ and prints them as a timeline, then summarises what the loop did.
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,9 +42,15 @@ from driftline.store import ObjectStore, open_store
 
 # The fast story told in 10 batches (events scale with it: input drift at 3, concept drift at 6).
 FAST_BATCHES = 10
-WAIT_PROFILED_S = 180.0
 LOOKBACK = timedelta(seconds=30)
-WAIT_SCORED_S = 180.0
+# Waits follow what the server does: they end only after this long with no new event and no run changing
+# state (a loaded machine is slow, not stuck), or after BUSY_TIMEOUT_S while a run stays under way unchanged.
+IDLE_TIMEOUT_S = 120.0
+BUSY_TIMEOUT_S = 900.0
+WAIT_PROFILED_S = IDLE_TIMEOUT_S
+WAIT_SCORED_S = IDLE_TIMEOUT_S
+PROGRESS_EVERY_S = 15.0
+RUNS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,52 @@ class DemoSummary:
         return asdict(self)
 
 
+# --------------------------------------------------------------------------------------------- waiting
+@dataclass(frozen=True)
+class Activity:
+    """What the server showed at one look: how many events were seen, and the unfinished flow runs."""
+
+    events: int
+    runs: frozenset[tuple[str, str]] = frozenset()  # (flow run id, state name)
+    busy: bool = False  # a run is PENDING or RUNNING: work is under way
+
+
+def has_moved(before: Activity | None, after: Activity) -> bool:
+    """Whether anything happened between two looks: a new event, a run created, changing state or ending."""
+    return before is None or after.events != before.events or after.runs != before.runs
+
+
+def keep_waiting(idle_seconds: float, busy: bool, idle_timeout: float, busy_timeout: float = BUSY_TIMEOUT_S) -> bool:
+    """Whether to go on waiting after ``idle_seconds`` without movement.
+
+    Args:
+        idle_seconds: seconds since ``has_moved`` was last true.
+        busy: a run is PENDING or RUNNING right now.
+        idle_timeout: how long nothing may move while nothing runs (queued runs alone do not count: with
+            the worker down they never start).
+        busy_timeout: how long a run may stay under way unchanged (a crashed worker leaves runs RUNNING).
+
+    Returns:
+        True to keep waiting, False to give up.
+    """
+    return idle_seconds < idle_timeout or (busy and idle_seconds < max(busy_timeout, idle_timeout))
+
+
+def describe_runs(runs: list[dict[str, Any]]) -> str:
+    """``running: score-batch x2; queued: profile-batch (Late) x1``, or ``no runs`` when there are none."""
+    groups: dict[str, dict[str, int]] = {"running": {}, "queued": {}}
+    for run in runs:
+        group = "running" if run.get("state") in ("PENDING", "RUNNING") else "queued"
+        label = run["flow"] if group == "running" else f"{run['flow']} ({run.get('state_name')})"
+        groups[group][label] = groups[group].get(label, 0) + 1
+    parts = [
+        f"{group}: " + ", ".join(f"{label} x{n}" for label, n in sorted(counts.items()))
+        for group, counts in groups.items()
+        if counts
+    ]
+    return "; ".join(parts) or "no runs"
+
+
 # --------------------------------------------------------------------------------------------- timeline
 class Timeline:
     """Prints the model's events as the server stores them (polled; the API pages by 50)."""
@@ -95,6 +148,29 @@ class Timeline:
         self.since = started - timedelta(seconds=5)
         self.seen: set[str] = set()
         self.events: list[dict[str, Any]] = []
+        self.poll_every = 1.0
+        self.runs: list[dict[str, Any]] = []
+        self._runs_read_at = -math.inf
+        self.last_activity = "none yet"
+
+    def read_runs(self) -> list[dict[str, Any]]:
+        """The model's flow runs that are due or under way (every ``RUNS_EVERY_S``; the last answer on an error)."""
+        if time.monotonic() - self._runs_read_at >= RUNS_EVERY_S:
+            self._runs_read_at = time.monotonic()
+            try:
+                runs = prefect_api.active_flow_runs(self.api_url)
+            except InfrastructureError:
+                return self.runs  # a busy server is not a reason to give up; the idle timeout still runs
+            self.runs = [run for run in runs if run.get("model") == self.model]
+        return self.runs
+
+    def activity(self) -> Activity:
+        runs = self.read_runs()
+        return Activity(
+            events=len(self.events),
+            runs=frozenset((str(run["id"]), str(run.get("state_name"))) for run in runs),
+            busy=any(run.get("state") in ("PENDING", "RUNNING") for run in runs),
+        )
 
     def poll(self) -> list[dict[str, Any]]:
         fresh: list[dict[str, Any]] = []
@@ -120,19 +196,56 @@ class Timeline:
                 return fresh
             self.since = following
 
-    def wait(self, done: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll the timeline until ``done()`` or raise after ``timeout`` seconds, naming what was awaited."""
-        deadline = time.monotonic() + timeout
+    def wait(self, done: Callable[[], bool], timeout: float, what: str, limit: float | None = None) -> None:
+        """Poll the timeline until ``done()``, for as long as the server shows progress.
+
+        Gives up when nothing moved (no new event, no run changing state) for ``timeout`` seconds, see
+        ``keep_waiting``, or after ``limit`` seconds in all; prints what is queued and running every
+        ``PROGRESS_EVERY_S``.
+
+        Raises:
+            InfrastructureError: naming what was awaited, what is queued or running and the last activity.
+        """
+        started = last_moved = last_progress = time.monotonic()
+        before: Activity | None = None
         while True:
-            self.poll()
+            fresh = self.poll()
             if done():
                 return
-            if time.monotonic() > deadline:
+            now_activity = self.activity()
+            now = time.monotonic()
+            if has_moved(before, now_activity):
+                if before is not None:
+                    last_moved = now
+                    self.last_activity = self._describe_change(before, now_activity, fresh)
+                before = now_activity
+            idle = now - last_moved
+            over_limit = limit is not None and now - started >= limit
+            if over_limit or not keep_waiting(idle, now_activity.busy, timeout):
+                why = f"within {limit:.0f} s" if over_limit else f"within {timeout:.0f} s without progress"
                 raise InfrastructureError(
-                    f"demo: no {what} within {timeout:.0f} s; is the worker running (`driftline status`)? "
+                    f"demo: no {what} {why} ({describe_runs(self.runs)}; last activity {idle:.0f} s ago: "
+                    f"{self.last_activity}); is the worker running (`driftline status`)? "
                     "Its log: .driftline/logs/worker.log"
                 )
-            time.sleep(1.0)
+            if now - last_progress >= PROGRESS_EVERY_S:
+                last_progress = now
+                self.console.print(
+                    f"[dim]waiting for {what} ({now - started:.0f} s): {describe_runs(self.runs)}; "
+                    f"last activity {idle:.0f} s ago: {self.last_activity}[/dim]"
+                )
+            time.sleep(self.poll_every)
+
+    def _describe_change(self, before: Activity, after: Activity, fresh: list[dict[str, Any]]) -> str:
+        if fresh:
+            last = fresh[-1]
+            batch = (last.get("payload") or {}).get("batch_id")
+            return last["event"].removeprefix("driftline.") + (f" {batch}" if batch else "")
+        flows = {str(run["id"]): run["flow"] for run in self.runs}
+        changed = sorted(f"{flows.get(run_id, 'run')} {state}" for run_id, state in after.runs - before.runs)
+        if changed:
+            return "run " + ", ".join(changed)
+        return f"{len(before.runs - after.runs)} run(s) ended"
 
     def named(self, *names: str) -> list[dict[str, Any]]:
         return [event for event in self.events if event["event"] in names]
@@ -159,6 +272,7 @@ _STYLES = {
     "model.promoted": "bold green",
     "model.rolled_back": "bold red",
     "batch.rejected": "red",
+    "scoring.failed": "bold red",
 }
 
 
@@ -202,6 +316,10 @@ def describe_event(name: str, payload: dict[str, Any]) -> str:
         return f"champion {payload.get('previous')} -> {champion} ({payload.get('reason')})"
     if short == "model.rolled_back":
         return f"champion {payload.get('previous')} -> {payload.get('champion')} (rolled back)"
+    if short == "scoring.failed":
+        return f"{batch}: champion {payload.get('version')} failed ({payload.get('kind')}): {payload.get('error')}"[
+            :200
+        ]
     return str({k: v for k, v in payload.items() if k not in ("model", "event_id")})[:160]
 
 
@@ -351,7 +469,7 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
     run = prefect_api.run_deployment_and_wait(api_url, "retrain/retrain", {"model": name, "trigger": "manual"}, 900)
     if not run.ok:
         raise InfrastructureError(f"demo: bootstrap retrain ended {run.state}; see {run.url}")
-    timeline.wait(lambda: bool(timeline.named(MODEL_PROMOTED)), 60, "bootstrap champion")
+    timeline.wait(lambda: bool(timeline.named(MODEL_PROMOTED)), IDLE_TIMEOUT_S, "bootstrap champion")
 
     # 2. The stream: each batch is profiled (drift) and scored by the champion (and by a shadow candidate
     #    when one is in place); its labels arrive `label_delay` batches later, once it has been scored.
@@ -379,7 +497,12 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
 
     # 3. Let the automations finish: the promotion of a candidate trained after the concept drift ends the demo.
     try:
-        timeline.wait(recovered, options.settle_timeout, "promotion of a candidate trained after the drift")
+        timeline.wait(
+            recovered,
+            IDLE_TIMEOUT_S,
+            "promotion of a candidate trained after the drift",
+            limit=options.settle_timeout,
+        )
     except InfrastructureError as error:
         console.print(f"[yellow]{error}[/yellow]")
     timeline.poll()

@@ -6,6 +6,7 @@ work without a server.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,50 @@ import httpx
 from driftline.errors import InfrastructureError
 from driftline.events import EventRecord, read_outbox, write_outbox
 from driftline.store import ObjectStore
+
+# Our own calls retry what a busy server answers (SQLite "database is locked" is a 503) and dropped
+# connections, with capped exponential backoff: 0.5 + 1 + 2 + 4 = 7.5 s of waiting over 5 attempts.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_ATTEMPTS = 5
+RETRY_BASE_DELAY = 0.5
+RETRY_MAX_DELAY = 4.0
+
+
+def retry_delay(attempt: int, retry_after: str | None = None) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based): doubling from the base, capped; a numeric
+    ``Retry-After`` is honoured up to the cap."""
+    delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
+    if retry_after is not None:
+        with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep the backoff
+            delay = min(RETRY_MAX_DELAY, max(delay, float(retry_after)))
+    return delay
+
+
+def request(method: str, url: str, *, json: Any = None, timeout: float = 10.0, hint: str = "") -> httpx.Response:
+    """One API call, retried on 429/502/503/504 and connection errors; any other answer is returned as is.
+
+    Raises:
+        InfrastructureError: still unreachable or still answering a retryable status after
+            ``RETRY_ATTEMPTS`` attempts; the message names the URL.
+    """
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            response = httpx.request(method, url, json=json, headers=_headers(), timeout=timeout)
+        except httpx.TransportError as error:
+            if attempt == RETRY_ATTEMPTS:
+                raise InfrastructureError(
+                    f"Prefect API {url} is unreachable after {attempt} attempts ({error}){hint}"
+                ) from error
+            time.sleep(retry_delay(attempt))
+            continue
+        if response.status_code not in RETRY_STATUSES:
+            return response
+        if attempt == RETRY_ATTEMPTS:
+            raise InfrastructureError(
+                f"Prefect API {url} answered {response.status_code} {attempt} times: {response.text[:300]}{hint}"
+            )
+        time.sleep(retry_delay(attempt, response.headers.get("Retry-After")))
+    raise AssertionError("unreachable")  # pragma: no cover (the loop returns or raises)
 
 
 @dataclass(frozen=True)
@@ -77,10 +122,7 @@ def run_deployment_and_wait(
 
 def _filter_events(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     """One page (<= 50) of ``POST /api/events/filter``."""
-    try:
-        response = httpx.post(f"{url}/events/filter", json=body, headers=_headers(), timeout=10)
-    except httpx.HTTPError as error:
-        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
+    response = request("POST", f"{url}/events/filter", json=body)
     if response.status_code != 200:
         raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
     return list(response.json().get("events", []))
@@ -151,14 +193,12 @@ def emit_records(api_url: str | None, records: list[EventRecord], related: list[
         }
         for record in records
     ]
-    try:
-        response = httpx.post(f"{url}/events", json=body, headers=_headers(), timeout=10)
-    except httpx.HTTPError as error:
-        raise InfrastructureError(f"Prefect API {url} is unreachable ({error}); the event stays in the outbox") from (
-            error
-        )
+    hint = "; the event stays in the outbox"
+    response = request("POST", f"{url}/events", json=body, hint=hint)
     if response.status_code >= 300:
-        raise InfrastructureError(f"Prefect API {url}/events answered {response.status_code}: {response.text[:300]}")
+        raise InfrastructureError(
+            f"Prefect API {url}/events answered {response.status_code}: {response.text[:300]}{hint}"
+        )
 
 
 def publish(
@@ -263,22 +303,18 @@ def flow_runs_since(api_url: str | None, since: datetime, page: int = 200) -> li
     parameters, UI URL."""
     url = _require(api_url)
     runs: list[dict[str, Any]] = []
-    try:
-        while True:
-            body = {
-                "flow_runs": {"start_time": {"after_": since.isoformat()}},
-                "sort": "START_TIME_ASC",
-                "limit": page,
-                "offset": len(runs),
-            }
-            batch = httpx.post(f"{url}/flow_runs/filter", json=body, headers=_headers(), timeout=10).json()
-            runs.extend(batch)
-            if len(batch) < page:
-                break
-        flows = httpx.post(f"{url}/flows/filter", json={"limit": 200}, headers=_headers(), timeout=10).json()
-    except httpx.HTTPError as error:
-        raise InfrastructureError(f"Prefect API {url} is unreachable ({error})") from error
-    names = {flow["id"]: flow["name"] for flow in flows}
+    while True:
+        body = {
+            "flow_runs": {"start_time": {"after_": since.isoformat()}},
+            "sort": "START_TIME_ASC",
+            "limit": page,
+            "offset": len(runs),
+        }
+        batch = _post_json(f"{url}/flow_runs/filter", body)
+        runs.extend(batch)
+        if len(batch) < page:
+            break
+    names = _flow_names(url)
     ui = url.removesuffix("/api")
     return [
         {
@@ -289,6 +325,48 @@ def flow_runs_since(api_url: str | None, since: datetime, page: int = 200) -> li
             "model": (run.get("parameters") or {}).get("model"),
             "batch_id": (run.get("parameters") or {}).get("batch_id"),
             "url": f"{ui}/runs/flow-run/{run['id']}",
+        }
+        for run in runs
+    ]
+
+
+def _post_json(url: str, body: dict[str, Any]) -> Any:
+    response = request("POST", url, json=body)
+    if response.status_code != 200:
+        raise InfrastructureError(f"Prefect API {url} answered {response.status_code}: {response.text[:300]}")
+    return response.json()
+
+
+def _flow_names(url: str) -> dict[str, str]:
+    return {flow["id"]: flow["name"] for flow in _post_json(f"{url}/flows/filter", {"limit": 200})}
+
+
+ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
+
+
+def active_flow_runs(api_url: str | None, page: int = 200) -> list[dict[str, Any]]:
+    """Runs of deployments that are due or under way (SCHEDULED with a start time passed, PENDING, RUNNING):
+    id, name, flow, state type and name, model parameter. Future scheduled runs are left out."""
+    url = _require(api_url)
+    body = {
+        "flow_runs": {
+            "state": {"type": {"any_": list(ACTIVE_STATES)}},
+            "deployment_id": {"is_null_": False},
+            "expected_start_time": {"before_": datetime.now(UTC).isoformat()},
+        },
+        "sort": "EXPECTED_START_TIME_ASC",
+        "limit": page,
+    }
+    runs = _post_json(f"{url}/flow_runs/filter", body)
+    names = _flow_names(url) if runs else {}
+    return [
+        {
+            "id": run["id"],
+            "name": run["name"],
+            "flow": names.get(run["flow_id"], run["flow_id"]),
+            "state": run.get("state_type"),
+            "state_name": run.get("state_name") or run.get("state_type"),
+            "model": (run.get("parameters") or {}).get("model"),
         }
         for run in runs
     ]

@@ -3,6 +3,7 @@
 Everything binds to loopback and keeps its state under ``settings.state_dir`` (``.driftline/``):
 
     .driftline/pids/<part>.json    pid and kernel start time of each process we started
+    .driftline/pids/worker-process.json  the Prefect worker the supervisor runs at the moment
     .driftline/logs/<part>.log     its output (the last lines are shown when it fails to start)
     .driftline/prefect/            PREFECT_HOME: the SQLite database and profiles
     .driftline/stack.json          endpoints and credentials the CLI uses while the stack is up
@@ -10,6 +11,21 @@ Everything binds to loopback and keeps its state under ``settings.state_dir`` (`
 Each process runs in its own session (process group) so that ``down`` can stop it together with the
 flow-run subprocesses a worker spawns: SIGTERM to the group, wait, then SIGKILL. A pid is only signalled
 when its kernel start time still matches the one recorded, so a recycled pid is never killed.
+
+Resilience (issue #13):
+
+- The worker part is ``python -m driftline.cli.supervisor worker``, which restarts the Prefect worker with
+  capped backoff when it exits non-zero (see that module); ``down`` sends SIGTERM to the supervisor only
+  (it forwards exactly one to its group), then SIGKILL to the group.
+- ``up`` first stops stale processes of an earlier stack of the same state dir: recorded parts that are
+  alive but do not answer their health check, and unrecorded processes marked as parts of this state dir
+  (``DRIFTLINE_STACK_PART`` + ``DRIFTLINE_STATE_DIR`` in their environment, which flow runs inherit).
+- Once the server answers, ``up`` marks flow runs of the pool that were left PENDING/RUNNING/CANCELLING by a
+  stopped worker CRASHED and gives back deployment concurrency slots nobody holds
+  (:func:`recover_abandoned_runs`; also :meth:`LocalStack.recover_abandoned_runs` for periodic checks).
+- With ``DRIFTLINE_STACK_OWNER_PID`` set (e.g. to the pytest process), ``up`` also starts a detached
+  watchdog that runs ``down`` when that process exits: ``up`` itself exits at once, so a parent-death
+  signal on the stack's processes could not express "dies with its owner".
 """
 
 from __future__ import annotations
@@ -22,8 +38,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -38,6 +55,17 @@ LOCAL_ACCESS_KEY_ID = "driftline-local"
 LOCAL_SECRET_ACCESS_KEY = "driftline-local-secret"
 WORKER_NAME = "driftline-local-worker"
 PARTS = ("s3", "prefect-server", "worker")
+WATCHDOG = "watchdog"
+# Parts whose leader forwards SIGTERM to its group itself: signalling the group too would deliver two, and
+# a second SIGTERM makes Prefect's worker SIGKILL itself.
+LEADER_FORWARDS_SIGTERM = {"worker", WATCHDOG}
+STOP_GRACE = {"worker": 20.0}
+OWNER_PID_ENV = "DRIFTLINE_STACK_OWNER_PID"
+PART_ENV = "DRIFTLINE_STACK_PART"
+ABANDONED_MESSAGE = "driftline up: left running by a stopped worker"
+# Flow-run states that hold a deployment concurrency slot (AwaitingConcurrencySlot is SCHEDULED: it holds none).
+SLOT_HOLDING_STATES = ("PENDING", "RUNNING", "CANCELLING")
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "1",
     "WHYLOGS_NO_ANALYTICS": "1",
@@ -79,6 +107,204 @@ class StackStatus:
         if self.deep is not None:
             result["deep"] = self.deep
         return result
+
+
+# ---------------------------------------------------------------------------------------------- pure rules
+@dataclass(frozen=True)
+class RunSnapshot:
+    """What the recovery rule needs to know about one flow run."""
+
+    id: str
+    name: str
+    state_type: str
+    last_seen: datetime | None
+    """Newest of the state's timestamp and the run's last heartbeat event."""
+    has_heartbeat: bool = False
+
+
+def is_abandoned(run: RunSnapshot, worker_alive: bool, now: datetime, stale_after: timedelta) -> bool:
+    """Whether a flow run can no longer be alive and should be marked CRASHED.
+
+    Only PENDING, RUNNING and CANCELLING runs can be abandoned (they hold concurrency slots; SCHEDULED
+    ones, AwaitingConcurrencySlot included, wait for a worker and are fine). Without our worker nothing can
+    be executing them. With the worker alive, a run is abandoned when it has not been heard of for
+    ``stale_after``: by heartbeat when it sends them; a RUNNING run without heartbeats may be a long
+    training and is kept, a PENDING or CANCELLING one that long is stuck.
+
+    Args:
+        run: the run's state and when it was last heard of.
+        worker_alive: the stack's worker is running and online.
+        now: the current time (timezone-aware).
+        stale_after: silence after which a run counts as gone while the worker is alive.
+
+    Returns:
+        True when the run should be set CRASHED.
+    """
+    if run.state_type not in SLOT_HOLDING_STATES:
+        return False
+    if not worker_alive:
+        return True
+    if run.last_seen is None:
+        return False
+    silent = now - run.last_seen > stale_after
+    if run.state_type == "RUNNING" and not run.has_heartbeat:
+        return False
+    return silent
+
+
+def is_stale_part(alive: bool, healthy: bool, age_seconds: float | None, startup_grace: float) -> bool:
+    """A recorded part is stale when it is alive, not answering, and past the time it may take to start."""
+    if not alive or healthy:
+        return False
+    return age_seconds is None or age_seconds >= startup_grace
+
+
+def unrecorded_stack_processes(
+    processes: Iterable[tuple[int, int, Mapping[str, str]]],
+    state_dir: Path,
+    recorded_groups: set[int],
+    own_pids: set[int],
+) -> list[int]:
+    """Pids marked as parts of the stack in ``state_dir`` that no live recorded part accounts for.
+
+    Args:
+        processes: ``(pid, process group id, environment)`` of candidate processes.
+        state_dir: the stack's resolved state directory.
+        recorded_groups: process groups of the parts whose pid files are live (their leaders' pids).
+        own_pids: this process and its ancestors, never touched.
+
+    Returns:
+        The pids to stop, in ascending order.
+    """
+    stale = []
+    for pid, pgid, environ in processes:
+        if pid in own_pids or pgid in recorded_groups or PART_ENV not in environ:
+            continue
+        if environ.get("DRIFTLINE_STATE_DIR") == str(state_dir):
+            stale.append(pid)
+    return sorted(stale)
+
+
+# ---------------------------------------------------------------------------------------------- run recovery
+@dataclass
+class RecoveryReport:
+    """What :func:`recover_abandoned_runs` did."""
+
+    crashed: list[str] = field(default_factory=list)
+    slots_released: dict[str, int] = field(default_factory=dict)
+    """Concurrency limit name -> slots given back because no active run held them."""
+
+    def summary(self) -> str:
+        text = f"{len(self.crashed)} abandoned flow run(s) marked CRASHED"
+        if self.slots_released:
+            text += "; released " + ", ".join(f"{n} slot(s) of {name}" for name, n in self.slots_released.items())
+        return text
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _api(method: str, url: str, body: object = None) -> object:
+    from driftline.cli import prefect_api
+
+    response = prefect_api.request(method, url, json=body)
+    if response.status_code >= 400:
+        raise StackError(f"Prefect API {method} {url} answered {response.status_code}: {response.text[:500]}")
+    return response.json() if response.content else None
+
+
+def recover_abandoned_runs(
+    api_url: str,
+    work_pool: str,
+    *,
+    worker_alive: bool,
+    stale_after: timedelta = timedelta(minutes=10),
+    now: datetime | None = None,
+) -> RecoveryReport:
+    """Mark flow runs of ``work_pool``'s deployments that nothing runs any more CRASHED; free their slots.
+
+    Which runs: :func:`is_abandoned`. Each is forced to CRASHED (``POST /flow_runs/{id}/set_state``,
+    ``force``), whose orchestration (``ReleaseFlowConcurrencySlots``, also in the forced policy) releases its
+    deployment concurrency slot, falling back to the limit itself when the server lost the lease (leases
+    live in memory and do not survive a restart). Then every deployment limit (``deployment:<id>``) whose
+    ``active_slots`` exceeds the runs still holding one is set back to that count.
+
+    Raises:
+        StackError: the API refused a call; InfrastructureError when it cannot be reached.
+    """
+    now = now or datetime.now(UTC)
+    base = api_url.rstrip("/")
+    query = {
+        "work_pools": {"name": {"any_": [work_pool]}},
+        "flow_runs": {"state": {"type": {"any_": list(SLOT_HOLDING_STATES)}}, "deployment_id": {"is_null_": False}},
+        "limit": 200,
+    }
+    runs = _api("POST", f"{base}/flow_runs/filter", query) or []
+    heartbeats: dict[str, datetime] = {}
+    if worker_alive and runs:
+        heartbeats = _last_heartbeats(base, [run["id"] for run in runs], now)
+    report = RecoveryReport()
+    for run in runs:
+        state = run.get("state") or {}
+        seen = [t for t in (_parse_time(state.get("timestamp")), heartbeats.get(run["id"])) if t is not None]
+        snapshot = RunSnapshot(
+            id=run["id"],
+            name=run.get("name", ""),
+            state_type=state.get("type", run.get("state_type") or ""),
+            last_seen=max(seen) if seen else None,
+            has_heartbeat=run["id"] in heartbeats,
+        )
+        if not is_abandoned(snapshot, worker_alive, now, stale_after):
+            continue
+        body = {"state": {"type": "CRASHED", "name": "Crashed", "message": ABANDONED_MESSAGE}, "force": True}
+        result = _api("POST", f"{base}/flow_runs/{run['id']}/set_state", body) or {}
+        if result.get("status") == "ACCEPT":
+            report.crashed.append(snapshot.name or snapshot.id)
+    deployments = _api("POST", f"{base}/deployments/filter", {"work_pools": {"name": {"any_": [work_pool]}}}) or []
+    for deployment in deployments:
+        limit_id = deployment.get("concurrency_limit_id") or (deployment.get("global_concurrency_limit") or {}).get(
+            "id"
+        )
+        if not limit_id:
+            continue
+        limit = _api("GET", f"{base}/v2/concurrency_limits/{limit_id}") or {}
+        holding = _api(
+            "POST",
+            f"{base}/flow_runs/count",
+            {
+                "deployments": {"id": {"any_": [deployment["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": list(SLOT_HOLDING_STATES)}}},
+            },
+        )
+        active = int(limit.get("active_slots") or 0)
+        if active > int(holding or 0):
+            _api("PATCH", f"{base}/v2/concurrency_limits/{limit_id}", {"active_slots": int(holding or 0)})
+            report.slots_released[limit.get("name", str(limit_id))] = active - int(holding or 0)
+    return report
+
+
+def _last_heartbeats(base: str, run_ids: list[str], now: datetime) -> dict[str, datetime]:
+    """Newest heartbeat event per flow run of the last day (runs that send none are absent)."""
+    from driftline.cli import prefect_api
+
+    events = prefect_api.find_events(
+        base,
+        [HEARTBEAT_EVENT],
+        [f"prefect.flow-run.{run_id}" for run_id in run_ids],
+        since=now - timedelta(days=1),
+        limit=50,
+        newest_first=True,
+    )
+    newest: dict[str, datetime] = {}
+    for event in events:
+        run_id = event["resource"]["prefect.resource.id"].removeprefix("prefect.flow-run.")
+        occurred = _parse_time(event.get("occurred"))
+        if occurred is not None and (run_id not in newest or occurred > newest[run_id]):
+            newest[run_id] = occurred
+    return newest
 
 
 class LocalStack:
@@ -169,6 +395,13 @@ class LocalStack:
                 "--analytics-off",
             ],
             "worker": [
+                sys.executable,
+                "-m",
+                "driftline.cli.supervisor",
+                "worker",
+                "--state-dir",
+                str(self.state_dir),
+                "--",
                 str(self.bin_dir / "prefect"),
                 "worker",
                 "start",
@@ -181,18 +414,34 @@ class LocalStack:
             ],
         }
 
+    def _watchdog_command(self, owner_pid: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "driftline.cli.supervisor",
+            "watch-owner",
+            "--state-dir",
+            str(self.state_dir),
+            "--owner-pid",
+            str(owner_pid),
+        ]
+
     def _ports(self) -> dict[str, tuple[int, str]]:
         return {
             "s3": (self.settings.s3_port, "DRIFTLINE_S3_PORT"),
             "prefect-server": (self.settings.prefect_port, "DRIFTLINE_PREFECT_PORT"),
         }
 
+    def _record(self, part: str) -> dict:
+        try:
+            return json.loads(self._pid_file(part).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
     def running_pid(self, part: str) -> int | None:
         """The pid of ``part`` if we started it and it is still that same process."""
-        path = self._pid_file(part)
-        try:
-            record = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        record = self._record(part)
+        if not record:
             return None
         pid = int(record.get("pid", 0))
         if pid <= 0 or not _alive(pid):
@@ -201,7 +450,18 @@ class LocalStack:
             return None
         return pid
 
-    def _start(self, part: str) -> subprocess.Popen:
+    def worker_process_pid(self) -> int | None:
+        """The Prefect worker the supervisor runs right now (it changes when the worker is restarted)."""
+        try:
+            record = json.loads((self.state_dir / "pids" / "worker-process.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        pid = int(record.get("pid", 0))
+        if pid <= 0 or not _alive(pid) or _start_time(pid) != record.get("start_time"):
+            return None
+        return pid
+
+    def _start(self, part: str, command: list[str] | None = None) -> subprocess.Popen:
         if part in self._ports():
             port, setting = self._ports()[part]
             if not port_is_free(self.settings.host, port):
@@ -216,9 +476,9 @@ class LocalStack:
             log.write(f"\n--- driftline: starting {part} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                self._commands()[part],
+                command or self._commands()[part],
                 cwd=self.project_dir,
-                env=self.child_env(),
+                env={**self.child_env(), PART_ENV: part},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -245,14 +505,21 @@ class LocalStack:
             f"(DRIFTLINE_STARTUP_TIMEOUT); last lines of {self._log_file(part)}:\n{tail(self._log_file(part))}"
         )
 
-    def _stop(self, part: str, grace: float = 10.0) -> str:
+    def _stop(self, part: str, grace: float | None = None) -> str:
         pid = self.running_pid(part)
         path = self._pid_file(part)
         if pid is None:
             path.unlink(missing_ok=True)
             return "not running"
+        if pid == os.getpid():  # the watchdog stopping the stack it watches
+            path.unlink(missing_ok=True)
+            return "stopping"
+        grace = STOP_GRACE.get(part, 10.0) if grace is None else grace
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+            if part in LEADER_FORWARDS_SIGTERM:
+                os.kill(pid, signal.SIGTERM)
+            else:
+                os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)
@@ -314,6 +581,9 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         actions: dict[str, str] = {}
         processes: dict[str, subprocess.Popen | None] = {}
+        stale = self.stop_stale_processes()
+        if stale:
+            actions["stale"] = f"{len(stale)} stopped"
         try:
             # The Prefect server takes ~9 s on a fresh database: start both servers, then wait for both.
             for part in ("s3", "prefect-server"):
@@ -330,19 +600,32 @@ class LocalStack:
                 self.progress(f"created bucket {self.settings.s3_bucket}")
             self._wait_healthy("prefect-server", processes["prefect-server"], self.prefect_healthy)
             self.progress(f"Prefect server healthy at {self.prefect_url}")
+            # Before the worker starts: runs left by a stopped worker would hold concurrency slots forever.
+            recovery = self.recover_abandoned_runs() if not os.environ.get('XX_NORECOVER') else RecoveryReport()
+            self.progress(recovery.summary())
+            if recovery.crashed or recovery.slots_released:
+                actions["runs"] = f"{len(recovery.crashed)} recovered"
             self._prefect_cli(["work-pool", "create", self.settings.work_pool, "--type", "process", "--overwrite"])
             self.progress(f"work pool {self.settings.work_pool} ready")
             self._prefect_cli(["--no-prompt", "deploy", "--all"])
             self.progress("deployments applied from prefect.yaml")
             actions["alerts"] = self._apply_alerts()
-            if self.running_pid("worker") is not None:
+            supervisor = self.running_pid("worker")
+            if supervisor is not None:
                 actions["worker"] = "already running"
+                if WORKER_NAME not in self.online_workers():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(supervisor, signal.SIGUSR1)  # the server is back: skip the restart backoff
+                self._wait_healthy("worker", None, lambda: WORKER_NAME in self.online_workers())
             else:
                 self.progress("starting worker")
                 worker = self._start("worker")
                 actions["worker"] = "started"
                 self._wait_healthy("worker", worker, lambda: WORKER_NAME in self.online_workers())
-            self.progress(f"worker {WORKER_NAME} online in pool {self.settings.work_pool}")
+            self.progress(f"worker {WORKER_NAME} online in pool {self.settings.work_pool} (supervised)")
+            owner = self._owner_pid()
+            if owner is not None:
+                actions[WATCHDOG] = self._ensure_watchdog(owner)
         except BaseException:
             # A half-started stack is worse than none: stop what this call started, keep the logs.
             for part, action in actions.items():
@@ -352,6 +635,69 @@ class LocalStack:
         self._write_state()
         actions["seconds"] = f"{time.monotonic() - started:.1f}"
         return actions
+
+    # ------------------------------------------------------------------ resilience
+    def recover_abandoned_runs(self, stale_after: timedelta = timedelta(minutes=10)) -> RecoveryReport:
+        """Crash the pool's runs that nothing runs any more and free their slots (safe to call any time).
+
+        The worker counts as alive when its supervisor runs and it is online; then only runs silent for
+        ``stale_after`` are touched (see :func:`is_abandoned`).
+        """
+        worker_alive = self.running_pid("worker") is not None and WORKER_NAME in self.online_workers()
+        return recover_abandoned_runs(
+            self.api_url, self.settings.work_pool, worker_alive=worker_alive, stale_after=stale_after
+        )
+
+    def stop_stale_processes(self) -> list[str]:
+        """Stop what an earlier stack in this state dir left behind; returns one line per process stopped.
+
+        Stale are recorded parts that are alive but do not answer (past the startup timeout), a worker
+        not run by the supervisor (an older stack), and unrecorded processes marked as parts of this state
+        dir in their environment (e.g. flow runs or servers whose pid file was lost).
+        """
+        done: list[str] = []
+        checks = {"s3": self.s3_healthy, "prefect-server": self.prefect_healthy}
+        for part in PARTS:
+            pid = self.running_pid(part)
+            if pid is None:
+                continue
+            if part == "worker":
+                stale = "driftline.cli.supervisor" not in " ".join(self._record(part).get("command") or [])
+                why = "not supervised (started by an older driftline)"
+            else:
+                stale = is_stale_part(True, checks[part](), _age(pid), self.settings.startup_timeout)
+                why = "alive but not answering"
+            if stale:
+                outcome = self._stop(part)
+                done.append(f"stale {part} pid {pid} ({why}) {outcome}")
+        recorded = {pid for part in (*PARTS, WATCHDOG) if (pid := self.running_pid(part)) is not None}
+        for pid in unrecorded_stack_processes(_processes(), self.state_dir, recorded, _ancestors()):
+            done.append(f"stale process {pid} ({_cmdline(pid)[:80]}) {_terminate(pid)}")
+        for line in done:
+            self.progress(line)
+        return done
+
+    def _owner_pid(self) -> int | None:
+        value = os.environ.get(OWNER_PID_ENV, "").strip()
+        if not value:
+            return None
+        try:
+            pid = int(value)
+        except ValueError as error:
+            raise InputError(f"{OWNER_PID_ENV} must be a process id, got {value!r}") from error
+        if pid <= 1 or not _alive(pid):
+            raise InputError(f"{OWNER_PID_ENV}={pid} is not a running process")
+        return pid
+
+    def _ensure_watchdog(self, owner: int) -> str:
+        command = self._watchdog_command(owner)
+        if self.running_pid(WATCHDOG) is not None:
+            if self._record(WATCHDOG).get("command") == command:
+                return f"already watching owner {owner}"
+            self._stop(WATCHDOG)
+        self._start(WATCHDOG, command)
+        self.progress(f"watchdog started: the stack stops when process {owner} exits")
+        return f"started (owner pid {owner})"
 
     @property
     def _alerts_dir(self) -> Path:
@@ -408,8 +754,12 @@ class LocalStack:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def down(self) -> dict[str, str]:
-        """Stop the parts this stack started (worker first); safe when nothing runs."""
-        outcome = {part: self._stop(part) for part in reversed(PARTS)}
+        """Stop the parts this stack started (watchdog, then worker first); safe when nothing runs."""
+        outcome = {}
+        if self._pid_file(WATCHDOG).exists():
+            outcome[WATCHDOG] = self._stop(WATCHDOG)
+        outcome.update({part: self._stop(part) for part in reversed(PARTS)})
+        (self.state_dir / "pids" / "worker-process.json").unlink(missing_ok=True)
         self.state_file.unlink(missing_ok=True)
         return outcome
 
@@ -428,6 +778,7 @@ class LocalStack:
         workers = self.online_workers() if server_ok else []
         worker_pid = self.running_pid("worker")
         worker_ok = WORKER_NAME in workers
+        worker_process = self.worker_process_pid()
         return StackStatus(
             parts=[
                 PartStatus("s3", s3_ok, self.s3_url, s3_pid, s3_detail),
@@ -443,7 +794,8 @@ class LocalStack:
                     worker_ok,
                     None,
                     worker_pid,
-                    f"online in pool {self.settings.work_pool}" if worker_ok else "not online",
+                    (f"online in pool {self.settings.work_pool}" if worker_ok else "not online")
+                    + (f"; supervised, worker pid {worker_process}" if worker_process else ""),
                 ),
             ]
         )
@@ -504,6 +856,71 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         return True
     return state != "Z"
+
+
+def _age(pid: int) -> float | None:
+    """Seconds since ``pid`` started, None where /proc is missing."""
+    started = _start_time(pid)
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+    if started is None:
+        return None
+    return uptime - started / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> list[tuple[int, int, dict[str, str]]]:
+    """``(pid, process group, environment)`` of every process we may read (our own user's)."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            raw = (entry / "environ").read_bytes()
+            pgid = os.getpgid(pid)
+        except (OSError, ProcessLookupError):
+            continue
+        if b"DRIFTLINE_STACK_PART=" not in raw:
+            continue
+        pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+        found.append((pid, pgid, {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}))
+    return found
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, IndexError, ValueError):
+            break
+    return pids
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def _terminate(pid: int, grace: float = 10.0) -> str:
+    """SIGTERM one process, wait, SIGKILL it; the outcome as `down` reports it."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "gone"
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if not _alive(pid):
+        return "stopped"
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return "killed"
 
 
 def _reap(pid: int) -> None:

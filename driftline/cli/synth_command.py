@@ -73,19 +73,21 @@ def synth(
         }
         out.print_json(json.dumps(document))
         return
+    # markup=False: paths, names and categories are the user's text; rich would read "[x]" as a tag.
     out.print(
         f"scenario {chosen.name!r} (seed {chosen.seed}): {chosen.batches} batches x {chosen.rows:,} rows, "
-        f"labels {chosen.label_delay} batch(es) late, written in {seconds:.2f} s"
+        f"labels {chosen.label_delay} batch(es) late, written in {seconds:.2f} s",
+        markup=False,
     )
     for event in chosen.events:
-        out.print(f"  from batch {event.from_batch}: {_describe(event)}")
-    out.print(f"{written.history}  ({written.rows:,} rows with target, time-ordered)")
-    out.print(f"{written.directory / 'batches'}/  ({len(written.batches)} feature batches)")
-    out.print(f"{written.directory / 'labels'}/  ({len(written.labels)} label files)")
-    out.print(f"{written.spec}")
-    out.print(f"{written.truth}")
+        out.print(f"  from batch {event.from_batch}: {_describe(event)}", markup=False)
+    out.print(f"{written.history}  ({written.rows:,} rows with target, time-ordered)", markup=False)
+    out.print(f"{written.directory / 'batches'}/  ({len(written.batches)} feature batches)", markup=False)
+    out.print(f"{written.directory / 'labels'}/  ({len(written.labels)} label files)", markup=False)
+    out.print(f"{written.spec}", markup=False)
+    out.print(f"{written.truth}", markup=False)
     backtest_dir = written.directory / "backtest"
-    out.print(f"Next:  driftline backtest {written.history} --spec {written.spec} --out {backtest_dir}")
+    out.print(f"Next:  driftline backtest {written.history} --spec {written.spec} --out {backtest_dir}", markup=False)
 
 
 def _describe(event) -> str:

@@ -7,13 +7,14 @@ reconcile and a repeated upload is refused instead of overwriting what flows alr
 from __future__ import annotations
 
 import io
+import json
 
 import polars as pl
 
 from driftline import layout
 from driftline.batches import check_labels
 from driftline.cli import prefect_api
-from driftline.errors import ConflictError, InputError, ObjectNotFoundError
+from driftline.errors import ConflictError, InputError, IntegrityError, ObjectNotFoundError
 from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event
 from driftline.spec import ModelSpec, parse_spec
 from driftline.store import ObjectStore
@@ -43,11 +44,25 @@ def submit_batch(store: ObjectStore, api_url: str, model: str, batch_id: str, da
 def submit_labels(
     store: ObjectStore, api_url: str, spec: ModelSpec, batch_id: str, frame: pl.DataFrame, source: str
 ) -> tuple[str, int, float]:
-    """Validate, store and announce a batch's labels; return (key, rows, share of the batch labelled)."""
+    """Validate, store and announce a batch's labels; return (key, rows, share of the batch labelled).
+
+    Refused, with nothing stored: an empty labels frame and labels of a quarantined batch (labels are
+    stored once, and a quarantined batch's labels would make every later retrain fail).
+    """
+    batch_key = layout.batch_data(spec.name, batch_id)
+    _refuse_quarantined(store, spec.name, batch_id, source)
     try:
-        batch = pl.read_parquet(io.BytesIO(store.get(layout.batch_data(spec.name, batch_id))), columns=[spec.id_column])
+        data = store.get(batch_key)
     except ObjectNotFoundError as error:
         raise InputError(f"batch {batch_id!r} of model {spec.name!r} does not exist; ingest it first") from error
+    except IntegrityError as error:
+        if store.info(batch_key).sha256:
+            raise
+        raise InputError(
+            f"{source}: batch {batch_id!r} ({batch_key}) was written by another tool and is not verified yet; "
+            "store its labels once `watch-batches` has profiled it"
+        ) from error
+    batch = pl.read_parquet(io.BytesIO(data), columns=[spec.id_column])
     frame = check_labels(frame, spec, batch.get_column(spec.id_column), source)
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
@@ -59,3 +74,17 @@ def submit_labels(
     payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
     prefect_api.publish(store, new_event(spec.name, LABELS_ARRIVED, payload), api_url)
     return key, frame.height, frame.height / max(batch.height, 1)
+
+
+def _refuse_quarantined(store: ObjectStore, model: str, batch_id: str, source: str) -> None:
+    record_key = layout.batch_quarantine(model, batch_id)
+    try:
+        record = json.loads(store.get(record_key))
+    except ObjectNotFoundError:
+        return
+    problems = record.get("problems") if isinstance(record, dict) else None
+    listed = "; ".join(map(str, problems)) if problems else "no problems recorded"
+    raise InputError(
+        f"{source}: labels refused: batch {batch_id!r} of model {model!r} is quarantined ({record_key}: {listed}); "
+        "ingest a corrected batch under a new --batch-id and label that one"
+    )

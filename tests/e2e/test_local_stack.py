@@ -297,6 +297,146 @@ def _wait_for(probe, what: str, timeout: float = 240):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.fixture
+def cpu_burners() -> Iterator[list[subprocess.Popen]]:
+    """Two processes that keep both cores busy, as other work on a shared machine does."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield burners
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait(timeout=10)
+
+
+@pytest.mark.timeout(1200)
+def test_5_under_load_a_default_spec_bootstraps_a_champion_and_a_drift_builds_a_candidate(
+    stack_env: dict[str, str], api_url: str, s3: S3Store, tmp_path: Path, cpu_burners: list[subprocess.Popen]
+) -> None:
+    """Two CPU burners share the 2 cores with the loop; the spec keeps its default (timing) gates."""
+    started = time.monotonic()
+    name = "loaded"
+    s3.put(layout.model_spec(name), example_spec(name).to_yaml().encode())
+    for i in range(1, 4):
+        _add_labelled_batch(s3, name, i)
+    boot = _run(stack_env, "retrain", name, "--wait", "--json", timeout=600)
+    assert boot.returncode == 0, boot.stderr + boot.stdout
+    assert json.loads(boot.stdout)["candidate"]["decision"] == "champion"
+    champion = registry.read_alias(s3, name, "champion").version
+    _add_labelled_batch(s3, name, 4)
+
+    shifted = example_batch(5, rows=5_000, income_shift=0.4)
+    ingest = _run(
+        stack_env, "ingest", name, str(write_parquet(shifted, tmp_path / "b005.parquet")), "--batch-id", "b005",
+        "--json", "--timeout", "600", timeout=700,
+    )  # fmt: skip
+    assert ingest.returncode == 1, ingest.stderr + ingest.stdout  # exit 1: drift
+    assert json.loads(ingest.stdout)["payload"]["drift"] is True
+    labels = _run(
+        stack_env, "labels", name, str(write_parquet(example_labels(shifted, 5), tmp_path / "l005.parquet")),
+        "--batch-id", "b005",
+    )  # fmt: skip
+    assert labels.returncode == 0, labels.stderr
+
+    _wait_for(lambda: len(registry.list_version_ids(s3, name)) >= 2, "a drift-triggered candidate", timeout=600)
+    _wait_until_retrains_settle(api_url, timeout=600)
+    described = registry.describe_model(s3, name)
+    assert described["aliases"]["champion"] == champion
+    candidate = described["versions"][-1]
+    assert candidate["trigger"].startswith("drift:"), candidate
+    assert candidate["status"] == "shadow", described
+    print(f"under load: bootstrap + drift -> candidate took {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.timeout(900)
+def test_6_an_ingest_while_the_server_is_down_is_kept_and_announced_once_it_is_back(
+    stack_env: dict[str, str], api_url: str, s3: S3Store, tmp_path: Path
+) -> None:
+    """Objects first, event in the S3 outbox; watch-batches re-sends the outbox and profiles what waits."""
+    name = "outage"
+    s3.put(layout.model_spec(name), example_spec(name).to_yaml().encode())
+    server = _pids(stack_env)["prefect-server"]
+    os.kill(server, 15)
+    _wait_for(lambda: not _alive(server), "the Prefect server to stop", timeout=60)
+
+    batch = write_parquet(example_batch(11, rows=2_000), tmp_path / "o1.parquet")
+    ingest = _run(stack_env, "ingest", name, str(batch), "--batch-id", "o1", "--no-wait", "--json")
+    assert ingest.returncode == 0, ingest.stderr + ingest.stdout
+    queued = json.loads(ingest.stdout)
+    assert queued["announced"] is False and "outbox" in ingest.stderr
+    assert s3.exists(layout.batch_data(name, "o1"))
+    doctor = _run(stack_env, "doctor", name, "--json")
+    backlog = json.loads(doctor.stdout)["outbox"]
+    assert backlog["not_confirmed"] == [f"driftline.batch.arrived {queued['event_id']}"], backlog
+
+    up = _run(stack_env, "up")
+    assert up.returncode == 0, up.stderr + up.stdout
+    _wait_for(lambda: s3.exists(layout.batch_profile(name, "o1")), "the batch to be profiled", timeout=300)
+    _wait_for(
+        lambda: prefect_api.seen_event_ids(api_url, [queued["event_id"]], datetime.fromisoformat(queued["at"])),
+        "the outbox event to reach the server",
+        timeout=300,
+    )
+    doctor = _run(stack_env, "doctor", name, "--json")
+    assert doctor.returncode == 0, doctor.stdout
+    assert json.loads(doctor.stdout)["outbox"]["not_on_server"] == []
+
+
+def _listening(pid: int) -> set[str]:
+    """Local addresses (``ip:port``) the process listens on, read from /proc (no extra tools needed)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            if width == 8:
+                ip = ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))
+            else:
+                ip = "::1" if address == "0" * 24 + "01000000" else address
+            found.add(f"{ip}:{int(port, 16)}")
+    return found
+
+
+def test_7_every_server_listens_on_loopback_only_and_no_secret_or_telemetry_leaks(
+    stack_env: dict[str, str], api_url: str
+) -> None:
+    pids = _pids(stack_env)
+    addresses = {part: _listening(pid) for part, pid in pids.items()}
+    assert addresses["s3"] == {f"127.0.0.1:{stack_env['DRIFTLINE_S3_PORT']}"}, addresses
+    assert f"127.0.0.1:{stack_env['DRIFTLINE_PREFECT_PORT']}" in addresses["prefect-server"], addresses
+    for part, listening in addresses.items():
+        assert all(a.startswith(("127.", "::1:")) for a in listening), (part, listening)
+
+    status = _run(stack_env, "status", "--json", "--deep")
+    assert status.returncode == 0, status.stderr + status.stdout
+    event_id = json.loads(status.stdout)["deep"]["event_id"]
+    checked = [e for e in prefect_api.find_events(api_url, [STACK_CHECKED]) if e["id"] == event_id]
+    assert checked[0]["payload"]["telemetry"] == {
+        "DO_NOT_TRACK": "1",
+        "WHYLOGS_NO_ANALYTICS": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+    # The local secret never reaches a log file, a flow-run log, an event or an artifact.
+    secret = LOCAL_SECRET_ACCESS_KEY
+    logs = Path(stack_env["DRIFTLINE_STATE_DIR"]) / "logs"
+    for log in logs.glob("*"):
+        assert secret not in log.read_text(errors="replace"), log
+    run_logs = httpx.post(f"{api_url}/logs/filter", json={"limit": 200}).text
+    events = httpx.post(f"{api_url}/events/filter", json={"limit": 200}).text
+    artifacts = httpx.post(f"{api_url}/artifacts/filter", json={"limit": 200}).text
+    assert len(run_logs) > 1000 and len(events) > 1000 and len(artifacts) > 1000
+    for where, text in (("flow-run logs", run_logs), ("events", events), ("artifacts", artifacts)):
+        assert secret not in text, where
+
+
 def test_9_down_stops_every_process_and_is_safe_twice(stack_env: dict[str, str]) -> None:
     pids = _pids(stack_env)
     down = _run(stack_env, "down", timeout=120)

@@ -20,6 +20,10 @@ class FakeServer:
 
     def __init__(self) -> None:
         self.stored: list[dict] = []
+        self.runs: list[dict] = []  # what active_flow_runs answers
+
+    def active_flow_runs(self, api_url):
+        return list(self.runs)
 
     def store(self, seconds: float, name: str, batch_id: str) -> None:
         occurred = (T0 + timedelta(seconds=seconds)).isoformat()
@@ -36,6 +40,8 @@ class FakeServer:
 def server(monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     fake = FakeServer()
     monkeypatch.setattr(demo.prefect_api, "find_events", fake.find_events)
+    monkeypatch.setattr(demo.prefect_api, "active_flow_runs", fake.active_flow_runs)
+    monkeypatch.setattr(demo, "RUNS_EVERY_S", 0.0)
     return fake
 
 
@@ -65,6 +71,82 @@ def test_more_than_a_page_of_events_is_read_to_the_end(server: FakeServer) -> No
 def test_waiting_for_what_never_comes_names_it(server: FakeServer) -> None:
     with pytest.raises(demo.InfrastructureError, match="no profile of b9 within 0 s"):
         _timeline().wait(lambda: False, 0, "profile of b9")
+
+
+# --------------------------------------------------------------------------------------------- waiting
+RUN = ("r1", "Running")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "moved"),
+    [
+        (None, demo.Activity(0), True),  # the first look starts the clock
+        (demo.Activity(3, frozenset({RUN}), True), demo.Activity(3, frozenset({RUN}), True), False),
+        (demo.Activity(3), demo.Activity(4), True),  # a new event
+        (demo.Activity(3, frozenset({("r1", "Late")})), demo.Activity(3, frozenset({RUN}), True), True),  # started
+        (demo.Activity(3, frozenset({RUN}), True), demo.Activity(3), True),  # ended
+        (demo.Activity(3), demo.Activity(3, frozenset({("r2", "Scheduled")})), True),  # created
+    ],
+)
+def test_a_new_event_or_any_run_state_change_is_movement(
+    before: demo.Activity | None, after: demo.Activity, moved: bool
+) -> None:
+    assert demo.has_moved(before, after) is moved
+
+
+@pytest.mark.parametrize(
+    ("idle", "busy", "keep"),
+    [
+        (10, False, True),  # within the idle timeout
+        (130, False, False),  # nothing moved, nothing runs (runs only queued: the worker may be down)
+        (130, True, True),  # a long training run: work under way
+        (1000, True, False),  # a run RUNNING unchanged for ages: a crashed worker's leftover
+    ],
+)
+def test_waiting_goes_on_while_something_moves_or_runs_and_stops_when_idle(idle: float, busy: bool, keep: bool) -> None:
+    assert demo.keep_waiting(idle, busy, idle_timeout=120, busy_timeout=900) is keep
+
+
+def test_a_wait_outlives_its_idle_timeout_while_a_run_is_under_way(server: FakeServer) -> None:
+    timeline = _timeline()
+    timeline.poll_every = 0.01
+    server.runs = [
+        {"id": "r1", "name": "x", "flow": "score-batch", "state": "RUNNING", "state_name": "Running", "model": "m"}
+    ]
+    polls = []
+
+    def done() -> bool:
+        polls.append(1)
+        if len(polls) == 20:
+            server.store(5, "driftline.batch.profiled", "b1")  # the run's event: the next poll reads it
+        return bool(timeline.named("driftline.batch.profiled"))
+
+    timeline.wait(done, 0, "profile of b1")  # an idle timeout of 0 s: only the running run keeps it going
+    assert len(polls) >= 21
+
+
+def test_giving_up_names_what_is_queued_and_the_last_activity(server: FakeServer) -> None:
+    timeline = _timeline()
+    timeline.poll_every = 0.01
+    server.store(1, "driftline.batch.arrived", "b7")
+    server.runs = [
+        {"id": "r1", "name": "x", "flow": "profile-batch", "state": "SCHEDULED", "state_name": "Late", "model": "m"}
+    ]
+    with pytest.raises(demo.InfrastructureError) as raised:
+        timeline.wait(lambda: False, 0.05, "profile of b7")
+    message = str(raised.value)
+    assert "no profile of b7 within 0 s without progress" in message
+    assert "queued: profile-batch (Late) x1" in message and "last activity" in message
+
+
+def test_runs_are_summarised_by_flow_and_state() -> None:
+    runs = [
+        {"flow": "score-batch", "state": "RUNNING", "state_name": "Running"},
+        {"flow": "score-batch", "state": "PENDING", "state_name": "Pending"},
+        {"flow": "profile-batch", "state": "SCHEDULED", "state_name": "Late"},
+    ]
+    assert demo.describe_runs(runs) == "running: score-batch x2; queued: profile-batch (Late) x1"
+    assert demo.describe_runs([]) == "no runs"
 
 
 def test_demo_spec_lists_every_change_and_stays_a_valid_spec() -> None:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from driftline import events
+from driftline.errors import IntegrityError, ObjectNotFoundError, StoreUnavailableError
 from driftline.store import MemoryStore
 
 
@@ -30,3 +31,45 @@ def test_outbox_write_is_idempotent_and_read_back_by_time() -> None:
 def test_unknown_event_names_are_refused() -> None:
     with pytest.raises(ValueError, match="driftline.nope"):
         events.new_event("m", "driftline.nope", {})
+
+
+def test_scoring_failure_payload_names_batch_and_kind_and_never_a_secret() -> None:
+    error = IntegrityError(
+        "model 'm' version 'v1': booster sha256 ab != metadata cd (http://admin:hunter2@s3:9000/b?X-Amz-Signature=f00d)"
+    )
+    payload = events.scoring_failed_payload("b-0007", "v1", error)
+    assert payload["batch_id"] == "b-0007" and payload["version"] == "v1" and payload["kind"] == "integrity"
+    assert payload["error_type"] == "IntegrityError" and "booster sha256 ab != metadata cd" in payload["error"]
+    assert "hunter2" not in payload["error"] and "f00d" not in payload["error"]
+    record = events.new_event("m", events.SCORING_FAILED, payload)
+    assert record.name == "driftline.scoring.failed" and record.payload["batch_id"] == "b-0007"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (IntegrityError("tampered"), "integrity"),
+        (ObjectNotFoundError("no batch"), "missing"),
+        (StoreUnavailableError("s3 down"), "infrastructure"),
+        (ValueError("bad"), "error"),
+    ],
+)
+def test_failure_kinds(error: Exception, kind: str) -> None:
+    assert events.failure_kind(error) == kind
+
+
+@pytest.mark.parametrize(
+    ("message", "secret"),
+    [
+        ("GET https://user:pa55@host/x failed", "pa55"),
+        ("Authorization: Bearer eyJhbGciOi.abc", "eyJhbGciOi"),
+        ("hook?token=s3cr3t&x=1 refused", "s3cr3t"),
+        ("aws_secret_access_key=AKIAxyz", "AKIAxyz"),
+    ],
+)
+def test_redact_masks_credentials_in_messages(message: str, secret: str) -> None:
+    assert secret not in events.redact(message)
+
+
+def test_redact_cuts_long_messages() -> None:
+    assert len(events.redact("x" * 5000)) == events.ERROR_MESSAGE_LIMIT
