@@ -154,7 +154,7 @@ def load_history(path: str | Path, spec: ModelSpec, time_column: str | None = No
             f"{source}: time column {spec.time_column!r} is {time_dtype}; expected a date/time or integer epoch "
             "seconds (choose another with --time-col)"
         )
-    frame = pl.read_parquet(path, columns=required)
+    frame = pl.read_parquet(path, columns=required, glob=False)
     frame = frame.drop_nulls([spec.time_column, spec.target]).filter(pl.col(spec.target).cast(pl.Float64).is_not_nan())
     if frame.height == 0:
         raise InputError(f"{source}: no row has both a time ({spec.time_column!r}) and a target ({spec.target!r})")

@@ -12,6 +12,7 @@ Both implementations honour the same contract (tests/unit/test_store.py runs it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -350,6 +351,7 @@ class S3Store:
         """Map a botocore error to the driftline error that names what is at fault."""
         from botocore.exceptions import (
             ClientError,
+            HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
         )
@@ -358,9 +360,11 @@ class S3Store:
         )
 
         where = self.describe()
-        if isinstance(error, BotoConnectionError):
+        # HTTPClientError: a connection closed or a read timing out mid-request, after botocore's retries.
+        if isinstance(error, BotoConnectionError | HTTPClientError):
+            on = f" (object {key!r})" if key is not None else ""
             return StoreUnavailableError(
-                f"S3 endpoint {self.endpoint_url or 'AWS S3'} is unreachable ({error}); start the local stack "
+                f"S3 endpoint {self.endpoint_url or 'AWS S3'} is unreachable{on} ({error}); start the local stack "
                 "with `driftline up` or fix DRIFTLINE_S3_ENDPOINT_URL"
             )
         if isinstance(error, NoCredentialsError | PartialCredentialsError):
@@ -462,7 +466,15 @@ class S3Store:
                 **conditions,
             )
         except (ClientError, BotoCoreError) as error:
-            raise self._translate(error, key) from error
+            translated = self._translate(error, key)
+            if isinstance(translated, ConflictError) and "IfNoneMatch" in conditions and _was_retried(error):
+                # botocore retried a create whose reply was lost: the retry meets the object the first attempt
+                # stored. Our own bytes (same sha256) mean we won; reporting a lost race would be wrong.
+                with contextlib.suppress(ObjectNotFoundError):
+                    existing = self.info(key)
+                    if existing.sha256 == digest:
+                        return existing
+            raise translated from error
         return ObjectInfo(key=key, etag=response["ETag"], sha256=digest, size=len(data))
 
     def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> ObjectInfo:
@@ -581,6 +593,11 @@ class S3Store:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
         except (ClientError, BotoCoreError) as error:
             raise self._translate(error, key) from error
+
+
+def _was_retried(error: Exception) -> bool:
+    response = getattr(error, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0
 
 
 def update_json(

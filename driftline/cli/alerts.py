@@ -36,6 +36,7 @@ from driftline.events import (
     MODEL_PROMOTED,
     MODEL_ROLLED_BACK,
     PERFORMANCE_DEGRADED,
+    SCORING_FAILED,
 )
 from driftline.settings import Settings
 
@@ -46,7 +47,14 @@ if TYPE_CHECKING:
 ALERT_TAG = "driftline-alert"
 BLOCK_NAME = "driftline-alerts"
 BLOCK_ID_PLACEHOLDER = "{{ driftline.alert_block_id }}"
-ALERTING_EVENTS = (DRIFT_DETECTED, PERFORMANCE_DEGRADED, CANDIDATE_REJECTED, MODEL_PROMOTED, MODEL_ROLLED_BACK)
+ALERTING_EVENTS = (
+    DRIFT_DETECTED,
+    PERFORMANCE_DEGRADED,
+    CANDIDATE_REJECTED,
+    MODEL_PROMOTED,
+    MODEL_ROLLED_BACK,
+    SCORING_FAILED,
+)
 # Prefect block type slug per DRIFTLINE_ALERT_WEBHOOK_KIND.
 BLOCK_TYPES = {"json": "custom-webhook", "slack": "slack-webhook", "teams": "ms-teams-webhook"}
 # What the `json` kind POSTs: subject and body apart for programs, `text` for chat webhooks (Slack,

@@ -505,20 +505,32 @@ def doctor(
     since = datetime.now(UTC) - timedelta(days=7)
     records = [r for r in read_outbox(store, model, since)]
     stuck: list[str] = []
+    unconfirmed: list[str] = []
+    # A lost event is re-sent by watch-batches (every minute) once it is RECONCILE_GRACE old: only an
+    # event older than both together is stuck; younger ones are the backlog on its way.
+    cutoff = datetime.now(UTC) - prefect_api.RECONCILE_GRACE - timedelta(minutes=2)
     if records and settings.prefect_api_url:
         try:
             seen = prefect_api.seen_event_ids(settings.prefect_api_url, [r.event_id for r in records], since)
-            cutoff = datetime.now(UTC) - timedelta(minutes=2)
-            stuck = [
-                f"{r.name} {r.event_id}"
-                for r in records
-                if r.event_id not in seen and datetime.fromisoformat(r.occurred) < cutoff
-            ]
         except InfrastructureError as error:
-            document["warnings"].append(f"outbox not checked: {error}")
-    document["outbox"] = {"events_last_7_days": len(records), "not_on_server": stuck}
+            document["warnings"].append(f"outbox not checked against the server: {error}")
+            recent = datetime.now(UTC) - timedelta(days=1)
+            unconfirmed = [f"{r.name} {r.event_id}" for r in records if datetime.fromisoformat(r.occurred) >= recent]
+        else:
+            missing = [r for r in records if r.event_id not in seen]
+            stuck = [f"{r.name} {r.event_id}" for r in missing if datetime.fromisoformat(r.occurred) < cutoff]
+            unconfirmed = [f"{r.name} {r.event_id}" for r in missing if datetime.fromisoformat(r.occurred) >= cutoff]
+    document["outbox"] = {"events_last_7_days": len(records), "not_on_server": stuck, "not_confirmed": unconfirmed}
+    if unconfirmed:
+        document["warnings"].append(
+            f"{len(unconfirmed)} outbox event(s) not yet on the Prefect server; watch-batches re-sends them every "
+            "minute once the server answers"
+        )
     if stuck:
-        document["problems"].append(f"{len(stuck)} outbox event(s) never reached the Prefect server")
+        document["problems"].append(
+            f"{len(stuck)} outbox event(s) never reached the Prefect server; watch-batches re-sends them every "
+            "minute: is it scheduled and the worker running (`driftline status`)?"
+        )
         document["healthy"] = False
     if json_output:
         out.print_json(json.dumps(document))

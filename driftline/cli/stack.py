@@ -8,9 +8,11 @@ Everything binds to loopback and keeps its state under ``settings.state_dir`` (`
     .driftline/prefect/            PREFECT_HOME: the SQLite database and profiles
     .driftline/stack.json          endpoints and credentials the CLI uses while the stack is up
 
-Each process runs in its own session (process group) so that ``down`` can stop it together with the
-flow-run subprocesses a worker spawns: SIGTERM to the group, wait, then SIGKILL. A pid is only signalled
-when its kernel start time still matches the one recorded, so a recycled pid is never killed.
+Each process runs in its own session (process group) so that ``down`` can stop it together with its
+children: SIGTERM to the group, wait, then SIGKILL. Prefect 3.9's process worker starts each flow run in a
+session of its own; ``down`` then stops any the worker left behind by their environment marker (below). A
+pid is only signalled when its kernel start time still matches the one recorded, so a recycled pid is
+never killed.
 
 Resilience (issue #13):
 
@@ -161,16 +163,22 @@ def is_stale_part(alive: bool, healthy: bool, age_seconds: float | None, startup
 
 def unrecorded_stack_processes(
     processes: Iterable[tuple[int, int, Mapping[str, str]]],
+    parent_of: Mapping[int, int],
     state_dir: Path,
-    recorded_groups: set[int],
+    recorded: set[int],
     own_pids: set[int],
 ) -> list[int]:
     """Pids marked as parts of the stack in ``state_dir`` that no live recorded part accounts for.
 
+    A process is accounted for when it or an ancestor is a live recorded part, or it is in such a part's
+    process group. Prefect 3.9's process worker starts each flow run in a session of its own, so a live
+    worker's flow runs are recognised by ancestry, not by group; once their worker is gone they are orphans.
+
     Args:
         processes: ``(pid, process group id, environment)`` of candidate processes.
+        parent_of: parent pid of every process (``/proc/<pid>/stat``).
         state_dir: the stack's resolved state directory.
-        recorded_groups: process groups of the parts whose pid files are live (their leaders' pids).
+        recorded: pids of the parts whose pid files are live (each also leads its process group).
         own_pids: this process and its ancestors, never touched.
 
     Returns:
@@ -178,9 +186,15 @@ def unrecorded_stack_processes(
     """
     stale = []
     for pid, pgid, environ in processes:
-        if pid in own_pids or pgid in recorded_groups or PART_ENV not in environ:
+        if pid in own_pids or pgid in recorded or PART_ENV not in environ:
             continue
-        if environ.get("DRIFTLINE_STATE_DIR") == str(state_dir):
+        if environ.get("DRIFTLINE_STATE_DIR") != str(state_dir):
+            continue
+        ancestor, seen = pid, set()
+        while ancestor > 1 and ancestor not in recorded and ancestor not in seen:
+            seen.add(ancestor)
+            ancestor = parent_of.get(ancestor, 0)
+        if ancestor not in recorded:
             stale.append(pid)
     return sorted(stale)
 
@@ -578,6 +592,7 @@ class LocalStack:
             check_alerts(self.settings, self._alerts_dir)  # before starting anything: a bad setting fails fast
         except InputError as error:
             raise InputError(f"alerts: {error}") from error
+        owner = self._owner_pid()  # a bad DRIFTLINE_STACK_OWNER_PID fails before anything starts
         self.state_dir.mkdir(parents=True, exist_ok=True)
         actions: dict[str, str] = {}
         processes: dict[str, subprocess.Popen | None] = {}
@@ -601,7 +616,7 @@ class LocalStack:
             self._wait_healthy("prefect-server", processes["prefect-server"], self.prefect_healthy)
             self.progress(f"Prefect server healthy at {self.prefect_url}")
             # Before the worker starts: runs left by a stopped worker would hold concurrency slots forever.
-            recovery = self.recover_abandoned_runs() if not os.environ.get('XX_NORECOVER') else RecoveryReport()
+            recovery = self.recover_abandoned_runs()
             self.progress(recovery.summary())
             if recovery.crashed or recovery.slots_released:
                 actions["runs"] = f"{len(recovery.crashed)} recovered"
@@ -623,7 +638,6 @@ class LocalStack:
                 actions["worker"] = "started"
                 self._wait_healthy("worker", worker, lambda: WORKER_NAME in self.online_workers())
             self.progress(f"worker {WORKER_NAME} online in pool {self.settings.work_pool} (supervised)")
-            owner = self._owner_pid()
             if owner is not None:
                 actions[WATCHDOG] = self._ensure_watchdog(owner)
         except BaseException:
@@ -640,10 +654,13 @@ class LocalStack:
     def recover_abandoned_runs(self, stale_after: timedelta = timedelta(minutes=10)) -> RecoveryReport:
         """Crash the pool's runs that nothing runs any more and free their slots (safe to call any time).
 
-        The worker counts as alive when its supervisor runs and it is online; then only runs silent for
-        ``stale_after`` are touched (see :func:`is_abandoned`).
+        The worker counts as alive when its supervisor runs and a worker process exists or is online (a
+        worker that outlived a server restart may still have flow runs in hand); then only runs silent
+        for ``stale_after`` are touched (see :func:`is_abandoned`).
         """
-        worker_alive = self.running_pid("worker") is not None and WORKER_NAME in self.online_workers()
+        worker_alive = self.running_pid("worker") is not None and (
+            self.worker_process_pid() is not None or WORKER_NAME in self.online_workers()
+        )
         return recover_abandoned_runs(
             self.api_url, self.settings.work_pool, worker_alive=worker_alive, stale_after=stale_after
         )
@@ -670,12 +687,20 @@ class LocalStack:
             if stale:
                 outcome = self._stop(part)
                 done.append(f"stale {part} pid {pid} ({why}) {outcome}")
-        recorded = {pid for part in (*PARTS, WATCHDOG) if (pid := self.running_pid(part)) is not None}
-        for pid in unrecorded_stack_processes(_processes(), self.state_dir, recorded, _ancestors()):
-            done.append(f"stale process {pid} ({_cmdline(pid)[:80]}) {_terminate(pid)}")
+        done.extend(self._stop_unrecorded())
         for line in done:
             self.progress(line)
         return done
+
+    def _stop_unrecorded(self) -> list[str]:
+        """Stop processes marked as parts of this state dir that no live part accounts for (orphans)."""
+        recorded = {pid for part in (*PARTS, WATCHDOG) if (pid := self.running_pid(part)) is not None}
+        candidates = _processes()
+        parents = _parents() if candidates else {}
+        return [
+            f"stale process {pid} ({_cmdline(pid)[:80]}) {_terminate(pid)}"
+            for pid in unrecorded_stack_processes(candidates, parents, self.state_dir, recorded, _ancestors())
+        ]
 
     def _owner_pid(self) -> int | None:
         value = os.environ.get(OWNER_PID_ENV, "").strip()
@@ -759,6 +784,10 @@ class LocalStack:
         if self._pid_file(WATCHDOG).exists():
             outcome[WATCHDOG] = self._stop(WATCHDOG)
         outcome.update({part: self._stop(part) for part in reversed(PARTS)})
+        # Flow runs run in sessions of their own (Prefect 3.9): any the worker left behind go too.
+        orphans = self._stop_unrecorded()
+        if orphans:
+            outcome["orphans"] = f"{len(orphans)} stopped"
         (self.state_dir / "pids" / "worker-process.json").unlink(missing_ok=True)
         self.state_file.unlink(missing_ok=True)
         return outcome
@@ -889,14 +918,23 @@ def _processes() -> list[tuple[int, int, dict[str, str]]]:
     return found
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _parents() -> dict[int, int]:
+    """Parent pid of every process."""
+    return {int(entry.name): _parent(int(entry.name)) for entry in Path("/proc").iterdir() if entry.name.isdigit()}
+
+
 def _ancestors() -> set[int]:
     pids, pid = set(), os.getpid()
     while pid > 1 and pid not in pids:
         pids.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, IndexError, ValueError):
-            break
+        pid = _parent(pid)
     return pids
 
 

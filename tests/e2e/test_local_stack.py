@@ -46,6 +46,7 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> I
         "DRIFTLINE_PREFECT_PORT": str(free_port()),
         "DRIFTLINE_WORK_POOL": "driftline-process",
         "DRIFTLINE_ALERT_WEBHOOK_URL": receiver.url,
+        "DRIFTLINE_STACK_OWNER_PID": str(os.getpid()),  # a killed test run takes its stack with it
     }
     started = time.monotonic()
     up = _run(env, "up")

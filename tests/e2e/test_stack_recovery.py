@@ -138,11 +138,8 @@ def test_1_up_crashes_runs_a_stopped_worker_left_and_a_queued_retrain_then_start
     up = _run(stack_env, "up")
     assert up.returncode == 0, up.stderr + up.stdout
     print(f"second driftline up took {time.monotonic() - started:.1f} s")
-    print(up.stderr)
+    print(next(line for line in up.stderr.splitlines() if "abandoned" in line))
     # Ours, and any watch-batches run the stopped worker had in hand.
-    if os.environ.get("XX_NORECOVER"):
-        fresh = new_run()
-        _wait_for(lambda: _ever_running(api_url, fresh), "fresh run to start", 60)
     recovered = re.search(r"(\d+) abandoned flow run\(s\) marked CRASHED", up.stderr)
     assert recovered and int(recovered.group(1)) >= 2, up.stderr
     assert f"runs {recovered.group(1)} recovered" in up.stderr, up.stderr
@@ -185,6 +182,12 @@ def test_2_a_killed_worker_is_restarted_by_its_supervisor(stack_env: dict[str, s
     assert f"worker pid {new_worker}" in status["parts"]["worker"]["detail"]
     log = (Path(stack_env["DRIFTLINE_STATE_DIR"]) / "logs" / "worker.log").read_text()
     assert "worker exited with code -9" in log
+
+    # `up` on a healthy stack finds nothing stale and keeps every process, the new worker included.
+    again = _run(stack_env, "up")
+    assert again.returncode == 0, again.stderr
+    assert "stale" not in again.stderr and "worker already running" in again.stderr, again.stderr
+    assert _record(stack_env, "worker-process")["pid"] == new_worker and _alive(new_worker)
 
 
 def test_3_the_stack_stops_when_its_owner_dies(stack_env: dict[str, str], owner: subprocess.Popen) -> None:

@@ -70,6 +70,14 @@ PAYLOADS: dict[str, dict[str, Any]] = {
         "evidence": {"verdict": "rollback", "n": 2000, "estimate": 0.05, "lower": 0.01, "upper": 0.09, "reasons": []},
     },
 }
+PAYLOADS["driftline.scoring.failed"] = {
+    "batch_id": "b-0042",
+    "version": "v3",
+    "role": "champion",
+    "kind": "integrity",
+    "error_type": "IntegrityError",
+    "error": "booster sha256 ab != metadata cd",
+}
 # What a reader must find in the body, beyond the model, the event name and the event id.
 KEY_FIELDS = {
     "driftline.drift.detected": ["b-0042", "0.4213", "income, age"],
@@ -77,6 +85,7 @@ KEY_FIELDS = {
     "driftline.candidate.rejected": ["v20261101t120000-ab12", "gate failed: auc 0.71 < 0.75", "auc=0.7123"],
     "driftline.model.promoted": ["v2", "v1", "shadow verdict: promote"],
     "driftline.model.rolled_back": ["v1", "v2", "rollback: guard", "2000"],
+    "driftline.scoring.failed": ["b-0042", "v3", "integrity", "booster sha256 ab != metadata cd"],
 }
 
 

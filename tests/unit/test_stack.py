@@ -19,6 +19,7 @@ from driftline.cli.stack import (
     LocalStack,
     RunSnapshot,
     _alive,
+    _start_time,
     is_abandoned,
     is_stale_part,
     port_is_free,
@@ -197,14 +198,16 @@ def test_a_recorded_part_is_stale_when_alive_silent_and_past_its_startup_time(
 def test_unrecorded_processes_of_this_state_dir_are_stale_and_nothing_else(tmp_path: Path) -> None:
     mine = {"DRIFTLINE_STACK_PART": "worker", "DRIFTLINE_STATE_DIR": str(tmp_path)}
     processes = [
-        (10, 10, mine),  # an orphaned worker of this state dir
-        (11, 7, mine),  # a flow run in the group of a live recorded worker
+        (10, 10, mine),  # an orphaned flow run of this state dir (its worker is gone, init adopted it)
+        (11, 7, mine),  # the worker, in the group of the live recorded supervisor 7
+        (15, 15, mine),  # a flow run of that worker, in a session of its own
         (12, 12, {**mine, "DRIFTLINE_STATE_DIR": str(tmp_path / "other")}),  # another stack's
         (13, 13, {"DRIFTLINE_STATE_DIR": str(tmp_path)}),  # a CLI with the setting exported, not a part
         (14, 14, mine),  # ourselves
-        (9, 9, mine),
+        (9, 9, mine),  # a server whose pid file was lost
     ]
-    assert unrecorded_stack_processes(processes, tmp_path, recorded_groups={7}, own_pids={14}) == [9, 10]
+    parent_of = {10: 1, 11: 7, 15: 11, 12: 1, 13: 1, 14: 3, 9: 1, 7: 1}
+    assert unrecorded_stack_processes(processes, parent_of, tmp_path, recorded={7}, own_pids={14}) == [9, 10]
 
 
 @pytest.mark.parametrize(
@@ -313,3 +316,31 @@ def test_up_stops_unrecorded_processes_of_its_state_dir(tmp_path: Path) -> None:
         for process in (orphan, other):
             process.kill()
             process.wait()
+
+
+def test_up_stops_a_recorded_server_that_is_alive_but_not_answering(tmp_path: Path) -> None:
+    stack = LocalStack(_settings(tmp_path, startup_timeout=0.5))
+    wedged = subprocess.Popen(["sleep", "60"], start_new_session=True)  # nothing listens on the S3 port
+    record = {"pid": wedged.pid, "start_time": _start_time(wedged.pid), "command": ["moto_server"]}
+    (stack.state_dir / "pids").mkdir(parents=True)
+    (stack.state_dir / "pids" / "s3.json").write_text(json.dumps(record))
+    try:
+        time.sleep(0.6)  # past the startup timeout: no longer "still starting"
+        assert stack.stop_stale_processes() == [f"stale s3 pid {wedged.pid} (alive but not answering) stopped"]
+        assert _wait(lambda: not _alive(wedged.pid), timeout=5)  # `_stop` reaps its own children
+        assert not (stack.state_dir / "pids" / "s3.json").exists()
+    finally:
+        wedged.kill()
+        wedged.wait()
+
+
+def test_an_owner_pid_that_is_not_a_running_process_fails_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    monkeypatch.setenv("DRIFTLINE_STACK_OWNER_PID", str(gone.pid))
+    stack = LocalStack(_settings(tmp_path))
+    with pytest.raises(InputError, match=rf"DRIFTLINE_STACK_OWNER_PID={gone.pid} is not a running process"):
+        stack.up()
+    assert not (tmp_path / "state" / "pids").exists()
