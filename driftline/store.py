@@ -307,6 +307,10 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
+        from driftline.settings import redact_url
+
+        # What messages show: an endpoint's password never reaches a log, an error or an event.
+        self._shown_endpoint = redact_url(endpoint_url) if endpoint_url else "AWS S3"
         config = Config(
             region_name=region,
             retries={"mode": "adaptive", "max_attempts": max_attempts},
@@ -339,10 +343,10 @@ class S3Store:
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
-        return f"{where} at {self.endpoint_url or 'AWS S3'}"
+        return f"{where} at {self._shown_endpoint}"
 
     def location(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._key(key)} ({self.endpoint_url or 'AWS S3'})"
+        return f"s3://{self.bucket}/{self._key(key)} ({self._shown_endpoint})"
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -359,13 +363,15 @@ class S3Store:
             ConnectionError as BotoConnectionError,
         )
 
+        from driftline.settings import redact_urls
+
         where = self.describe()
         # HTTPClientError: a connection closed or a read timing out mid-request, after botocore's retries.
         if isinstance(error, BotoConnectionError | HTTPClientError):
             on = f" (object {key!r})" if key is not None else ""
             return StoreUnavailableError(
-                f"S3 endpoint {self.endpoint_url or 'AWS S3'} is unreachable{on} ({error}); start the local stack "
-                "with `driftline up` or fix DRIFTLINE_S3_ENDPOINT_URL"
+                f"S3 endpoint {self._shown_endpoint} is unreachable{on} ({redact_urls(str(error))}); start the local "
+                "stack with `driftline up` or fix DRIFTLINE_S3_ENDPOINT_URL"
             )
         if isinstance(error, NoCredentialsError | PartialCredentialsError):
             return CredentialsError(
@@ -377,7 +383,7 @@ class S3Store:
             status = str(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
             if code == "NoSuchBucket":
                 return BucketNotFoundError(
-                    f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS S3'}; create it "
+                    f"bucket {self.bucket!r} does not exist at {self._shown_endpoint}; create it "
                     "(`driftline up` does so locally) or fix DRIFTLINE_S3_BUCKET"
                 )
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -386,7 +392,7 @@ class S3Store:
                 return ConflictError(f"{where}: conditional write of {key!r} lost ({code or status})")
             if code in _CREDENTIAL_CODES or status == "403":
                 return CredentialsError(f"{where}: credentials refused ({code}); check the access key and secret")
-            return InfrastructureError(f"{where}: S3 error on {key!r}: {code} {error}")
+            return InfrastructureError(f"{where}: S3 error on {key!r}: {code} {redact_urls(str(error))}")
         return error
 
     def check(self) -> None:
@@ -398,7 +404,7 @@ class S3Store:
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise BucketNotFoundError(
-                    f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS S3'}; create it "
+                    f"bucket {self.bucket!r} does not exist at {self._shown_endpoint}; create it "
                     "(`driftline up` does so locally) or fix DRIFTLINE_S3_BUCKET"
                 ) from error
             raise self._translate(error) from error

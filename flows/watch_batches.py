@@ -10,6 +10,7 @@ from driftline.batches import BatchScan, scan_batches
 from flows.profile_batch import profile_batch
 from tasks.batches import quarantine_misnamed_batch
 from tasks.common import store
+from tasks.events import reconcile_all_outboxes
 
 
 @task(cache_policy=NO_CACHE)
@@ -20,7 +21,8 @@ def find_pending(model: str | None) -> BatchScan:
 
 @flow(name="watch-batches", log_prints=True)
 def watch_batches(model: str | None = None) -> dict[str, dict[str, str]]:
-    """Run profile-batch for each unprofiled batch (all models unless `model` is given); idempotent.
+    """Re-send every model's outbox events the server never stored, then run profile-batch for each
+    unprofiled batch (all models unless `model` is given); idempotent.
 
     A batch object whose name is not a valid batch id is quarantined instead (keyed by its original key
     in the outcomes), once, so it neither fails the watch nor is looked at again.
@@ -28,6 +30,9 @@ def watch_batches(model: str | None = None) -> dict[str, dict[str, str]]:
     A batch that an event-triggered run is profiling at the same moment is safe: the profile and the
     report are created with conditional writes, so the second run finds them and emits nothing.
     """
+    # The automatic re-send of the S3 outbox: an event published while the Prefect server was away (an
+    # ingest during an outage) reaches it here within a minute of its return.
+    reconcile_all_outboxes()
     outcomes: dict[str, dict[str, str]] = {}
     scan = find_pending(model)
     for name, keys in scan.misnamed.items():

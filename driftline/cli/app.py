@@ -257,12 +257,40 @@ def ingest(
         result = check_batch_file(file, spec)
         if not result.ok:
             raise InputError(result.message() + "\n(use --no-check to upload anyway and let the flow quarantine it)")
-    api_url = prefect_api.check_server(settings.prefect_api_url)
+    # Objects first: a Prefect server that is away does not lose the batch; its event waits in the S3
+    # outbox and watch-batches re-sends it (and profiles the batch) within a minute of the server's return.
+    try:
+        api_url: str | None = prefect_api.check_server(settings.prefect_api_url)
+    except InfrastructureError as error:
+        api_url, unreachable = None, str(error)
+    else:
+        unreachable = "it did not take the event"
     started = datetime.now(UTC)
-    key, event_id = submit_batch(store, api_url, model, batch_id, file.read_bytes())
+    key, event_id, announced = submit_batch(
+        store, api_url, model, batch_id, file.read_bytes(), queue_if_unreachable=True
+    )
     console.print(f"uploaded {_safe(file)} -> {_safe(store.location(key))}")
-    console.print(f"announced driftline.batch.arrived ({_safe(event_id)})")
-    outcome: dict = {"model": model, "batch_id": batch_id, "key": key, "event_id": event_id}
+    outcome: dict = {
+        "model": model,
+        "batch_id": batch_id,
+        "key": key,
+        "event_id": event_id,
+        "announced": announced,
+        "at": started.isoformat(),
+    }
+    if announced:
+        console.print(f"announced driftline.batch.arrived ({_safe(event_id)})")
+    else:
+        console.print(
+            f"[yellow]warning[/yellow]: the Prefect server is unreachable ({_safe(unreachable)}); "
+            f"driftline.batch.arrived ({_safe(event_id)}) waits in the S3 outbox and watch-batches re-sends it "
+            "within a minute of the server's return (`driftline doctor` shows the backlog)"
+        )
+        if wait:
+            raise InfrastructureError(
+                f"batch {batch_id!r} is stored ({key}) but cannot be profiled now: the Prefect server is "
+                "unreachable; start it (`driftline up`) and it is profiled within a minute, or use --no-wait"
+            )
     if wait:
         console.print("waiting for profile-batch ...")
         event = prefect_api.wait_for_payload(

@@ -843,7 +843,9 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
     except (FileNotFoundError, json.JSONDecodeError):
         return settings
     updates: dict = {}
-    if settings.s3_endpoint_url is None and "s3_endpoint_url" not in settings.model_fields_set:
+    # DRIFTLINE_S3_USE_AWS=true chose AWS S3: a running local stack must not take its place.
+    aws_chosen = settings.s3_use_aws or "s3_endpoint_url" in settings.model_fields_set
+    if settings.s3_endpoint_url is None and not aws_chosen:
         updates["s3_endpoint_url"] = state["s3_endpoint_url"]
         if settings.aws_access_key_id is None:
             updates["aws_access_key_id"] = SecretStr(state["aws_access_key_id"])

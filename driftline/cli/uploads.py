@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+from typing import NamedTuple
 
 import polars as pl
 
 from driftline import layout
 from driftline.batches import check_labels
 from driftline.cli import prefect_api
-from driftline.errors import ConflictError, InputError, IntegrityError, ObjectNotFoundError
-from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event
+from driftline.errors import ConflictError, InfrastructureError, InputError, IntegrityError, ObjectNotFoundError
+from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event, write_outbox
 from driftline.spec import ModelSpec, parse_spec
 from driftline.store import ObjectStore
 
@@ -28,8 +29,27 @@ def read_spec(store: ObjectStore, model: str) -> ModelSpec:
         raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
 
 
-def submit_batch(store: ObjectStore, api_url: str, model: str, batch_id: str, data: bytes) -> tuple[str, str]:
-    """Store a features batch and announce ``driftline.batch.arrived``; return (key, event id)."""
+class SubmittedBatch(NamedTuple):
+    key: str
+    event_id: str
+    announced: bool  # False: the Prefect server was unreachable; the event waits in the S3 outbox
+
+
+def submit_batch(
+    store: ObjectStore,
+    api_url: str | None,
+    model: str,
+    batch_id: str,
+    data: bytes,
+    *,
+    queue_if_unreachable: bool = False,
+) -> SubmittedBatch:
+    """Store a features batch and announce ``driftline.batch.arrived``.
+
+    With ``queue_if_unreachable`` a Prefect server that cannot be reached (or ``api_url`` None) is not an
+    error: the batch is stored and its event stays in the S3 outbox, which watch-batches re-sends every
+    minute once the server answers (and it profiles the batch itself regardless).
+    """
     key = layout.batch_data(model, batch_id)
     try:
         store.create(key, data, content_type="application/vnd.apache.parquet")
@@ -37,8 +57,17 @@ def submit_batch(store: ObjectStore, api_url: str, model: str, batch_id: str, da
         raise InputError(
             f"batch {batch_id!r} of model {model!r} already exists ({key}); choose another --batch-id"
         ) from error
-    event_id = prefect_api.publish(store, new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key}), api_url)
-    return key, event_id
+    record = new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key})
+    if not queue_if_unreachable:
+        return SubmittedBatch(key, prefect_api.publish(store, record, api_url), True)
+    try:
+        if api_url is None:
+            raise InfrastructureError("no Prefect server")
+        prefect_api.publish(store, record, api_url)
+    except InfrastructureError:
+        write_outbox(store, record)  # idempotent: the same record, whether or not publish wrote it already
+        return SubmittedBatch(key, record.event_id, False)
+    return SubmittedBatch(key, record.event_id, True)
 
 
 def submit_labels(

@@ -348,7 +348,6 @@ def test_unreachable_endpoint_with_a_password_is_redacted_in_cli_output(cli_run:
     assert "http://user:***@127.0.0.1:9" in result.stderr and SECRET not in result.text
 
 
-@pytest.mark.xfail(strict=True, reason="driftline/store.py S3Store.describe()/location() echo endpoint_url as is")
 def test_store_descriptions_redact_the_endpoint_password() -> None:
     store = open_store(Settings(s3_endpoint_url=f"http://user:{SECRET}@127.0.0.1:9", s3_use_aws=False))
     assert SECRET not in store.describe() and SECRET not in store.location("k")

@@ -80,9 +80,7 @@ def faults(store: S3Store) -> Faults:
     ("status", "code"),
     [(503, "SlowDown"), (500, "InternalError"), (503, "ServiceUnavailable"), (429, "Throttling")],
 )
-def test_transient_errors_on_write_and_read_are_retried(
-    store: S3Store, faults: Faults, status: int, code: str
-) -> None:
+def test_transient_errors_on_write_and_read_are_retried(store: S3Store, faults: Faults, status: int, code: str) -> None:
     faults.respond("PUT", status, code, times=2)
     store.put("a/x.bin", b"payload")
     faults.respond("GET", status, code, times=2)
