@@ -3,9 +3,10 @@
 ``python -m driftline.cli.supervisor worker --state-dir D -- prefect worker start ...``
     Runs the Prefect worker and starts it again, with capped exponential backoff, whenever it exits
     non-zero (the process worker exits about a minute after the server goes away, or is killed) while
-    the stack is meant to be up. The supervisor is the leader of the stack's ``worker`` process group;
-    the worker and the flow runs it spawns share that group, and the worker also gets a parent-death
-    SIGTERM, so it never outlives a killed supervisor. SIGTERM (or SIGINT) to the supervisor's pid
+    the stack is meant to be up. The supervisor is the leader of the stack's ``worker`` process group,
+    which the worker shares (Prefect starts each flow run in a session of its own; ``down`` finds those
+    by the stack's environment marker), and the worker gets a parent-death SIGTERM, so it never outlives
+    a killed supervisor. SIGTERM (or SIGINT) to the supervisor's pid
     stops it cleanly: it sends exactly one SIGTERM to its group (a second one makes Prefect's worker
     SIGKILL itself), waits for the worker, and exits 0. SIGUSR1 skips the current backoff. The current
     worker's pid is kept in ``D/pids/worker-process.json``.
@@ -39,6 +40,9 @@ RESTART_CAP_SECONDS = 30.0
 STABLE_AFTER_SECONDS = 60.0
 STOP_GRACE_SECONDS = 15.0
 WORKER_PROCESS_FILE = "worker-process.json"
+# The periodic half of abandoned-run recovery (`driftline up` does the rest): while the worker runs, a
+# PENDING or CANCELLING run silent for 10 minutes is crashed so it frees its concurrency slot.
+RECOVERY_EVERY_SECONDS = 300.0
 
 _libc: ctypes.CDLL | None = None
 
@@ -192,15 +196,35 @@ class WorkerSupervisor:
 
     def _wait(self, process: subprocess.Popen) -> int:
         stop_deadline: float | None = None
+        next_check = time.monotonic() + RECOVERY_EVERY_SECONDS
         while True:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 return process.wait(timeout=0.2)
+            if not self.stopping and time.monotonic() >= next_check:
+                next_check = time.monotonic() + RECOVERY_EVERY_SECONDS
+                _recover_silent_runs()
             if self.stopping:
                 stop_deadline = stop_deadline or time.monotonic() + STOP_GRACE_SECONDS
                 if time.monotonic() > stop_deadline:
                     _say(f"worker still running {STOP_GRACE_SECONDS:.0f} s after SIGTERM; killing it")
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
+
+
+def _recover_silent_runs() -> None:
+    """Crash runs nothing runs any more (see ``stack.is_abandoned``); a failure is logged, never fatal."""
+    from driftline.cli.stack import recover_abandoned_runs
+
+    api_url, pool = os.environ.get("PREFECT_API_URL"), os.environ.get("DRIFTLINE_WORK_POOL")
+    if not api_url or not pool:
+        return
+    try:
+        report = recover_abandoned_runs(api_url, pool, worker_alive=True)
+    except Exception as error:  # the server may be away for a while: the next check tries again
+        _say(f"abandoned-run check skipped: {error}")
+        return
+    if report.crashed:
+        _say(f"periodic check: {len(report.crashed)} abandoned flow run(s) marked CRASHED")
 
 
 def watch_owner(owner_pid: int, on_exit: Callable[[], None], poll_seconds: float = 1.0) -> None:

@@ -419,11 +419,8 @@ def test_7_every_server_listens_on_loopback_only_and_no_secret_or_telemetry_leak
     assert status.returncode == 0, status.stderr + status.stdout
     event_id = json.loads(status.stdout)["deep"]["event_id"]
     checked = [e for e in prefect_api.find_events(api_url, [STACK_CHECKED]) if e["id"] == event_id]
-    assert checked[0]["payload"]["telemetry"] == {
-        "DO_NOT_TRACK": "1",
-        "WHYLOGS_NO_ANALYTICS": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
+    telemetry = {name: (value or "").lower() for name, value in checked[0]["payload"]["telemetry"].items()}
+    assert telemetry == {"DO_NOT_TRACK": "1", "WHYLOGS_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
     # The local secret never reaches a log file, a flow-run log, an event or an artifact.
     secret = LOCAL_SECRET_ACCESS_KEY
