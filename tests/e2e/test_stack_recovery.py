@@ -164,7 +164,7 @@ def test_2_a_killed_worker_is_restarted_by_its_supervisor(stack_env: dict[str, s
         pid = _record(stack_env, "worker-process").get("pid")
         return pid if pid and pid != worker and _alive(pid) else None
 
-    new_worker = _wait_for(restarted, "the supervisor to start a new worker", 30)
+    new_worker = _wait_for(restarted, "the supervisor to start a new worker", 60)
 
     def heartbeat_since_kill() -> bool:
         workers = httpx.post(f"{api_url}/work_pools/driftline-process/workers/filter", json={}).json()
@@ -175,7 +175,7 @@ def test_2_a_killed_worker_is_restarted_by_its_supervisor(stack_env: dict[str, s
             for w in workers
         )
 
-    _wait_for(heartbeat_since_kill, "the restarted worker to be online", 60)
+    _wait_for(heartbeat_since_kill, "the restarted worker to be online", 120)
     assert _alive(supervisor) and _record(stack_env, "worker")["pid"] == supervisor
     status = json.loads(_run(stack_env, "status", "--json").stdout)
     assert status["parts"]["worker"]["healthy"] is True
