@@ -497,10 +497,10 @@ class S3Store:
         except ObjectNotFoundError as error:
             raise ConflictError(f"{self.describe()}: {key!r} was deleted since it was read") from error
 
-    def download(self, key: str, path: Path) -> ObjectInfo:
+    def _fetch(self, key: str, path: Path) -> tuple[dict[str, Any], str, int]:
+        """Stream the object to ``path`` unverified; return (the GET response, sha256 of the bytes, size)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        path = Path(path)
         digest = hashlib.sha256()
         size = 0
         try:
@@ -513,14 +513,19 @@ class S3Store:
         except (ClientError, BotoCoreError) as error:
             path.unlink(missing_ok=True)
             raise self._translate(error, key) from error
+        return response, digest.hexdigest(), size
+
+    def download(self, key: str, path: Path) -> ObjectInfo:
+        path = Path(path)
+        response, actual, size = self._fetch(key, path)
         recorded = response.get("Metadata", {}).get(SHA256_METADATA_KEY)
-        if recorded != digest.hexdigest():
+        if recorded != actual:
             path.unlink(missing_ok=True)
             if recorded is None:
                 raise IntegrityError(f"{self.describe()}: object {key!r} has no sha256 metadata")
             raise IntegrityError(
                 f"{self.describe()}: object {key!r} is corrupt or was tampered with: "
-                f"sha256 {digest.hexdigest()} != recorded {recorded}"
+                f"sha256 {actual} != recorded {recorded}"
             )
         return ObjectInfo(key=key, etag=response["ETag"], sha256=recorded, size=size)
 
@@ -528,19 +533,8 @@ class S3Store:
         from botocore.exceptions import BotoCoreError, ClientError
 
         path = Path(path)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-            with path.open("wb") as sink:
-                for chunk in response["Body"].iter_chunks(chunk_size=1 << 20):
-                    digest.update(chunk)
-                    sink.write(chunk)
-                    size += len(chunk)
-        except (ClientError, BotoCoreError) as error:
-            path.unlink(missing_ok=True)
-            raise self._translate(error, key) from error
-        etag, actual = response["ETag"], digest.hexdigest()
+        response, actual, size = self._fetch(key, path)
+        etag = response["ETag"]
         recorded = response.get("Metadata", {}).get(SHA256_METADATA_KEY)
         if recorded is not None:
             if recorded != actual:

@@ -24,6 +24,7 @@ from driftline.cli.supervisor import parent_death_signal
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "WHYLOGS_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+DRIFTLINE = str(BIN / "driftline")
 
 
 def free_port() -> int:
@@ -115,12 +116,52 @@ def webhook_receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_port}/hooks/driftline"
+    with serve_http(Handler) as port:
+        state.url = f"http://127.0.0.1:{port}/hooks/driftline"
+        yield state
+
+
+@contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """Serve ``handler`` on a free loopback port in a thread; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield state
+        yield server.server_port
     finally:
         server.shutdown()
         server.server_close()
+
+
+def stack_environment(state: Path, **settings: str) -> dict[str, str]:
+    """Environment of a local stack of its own: this process's minus any DRIFTLINE_/PREFECT_ setting, telemetry
+    off, a fresh state dir, free ports; ``settings`` add or override ``DRIFTLINE_*`` variables."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLINE_", "PREFECT_"))},
+        **TELEMETRY_OFF,
+        "DRIFTLINE_STATE_DIR": str(state),
+        "DRIFTLINE_PROJECT_DIR": str(REPO),
+        "DRIFTLINE_S3_PORT": str(free_port()),
+        "DRIFTLINE_PREFECT_PORT": str(free_port()),
+        "DRIFTLINE_WORK_POOL": "driftline-process",
+        **settings,
+    }
+
+
+def run_driftline(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The `driftline` CLI of this venv, run from the repository with ``env``."""
+    return subprocess.run([DRIFTLINE, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def local_stack(env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """`driftline up` with ``env``; `driftline down` afterwards whatever happened, leaving nothing running."""
+    started = time.monotonic()
+    try:
+        up = run_driftline(env, "up")
+        assert up.returncode == 0, up.stderr + up.stdout
+        print(f"driftline up took {time.monotonic() - started:.1f} s")
+        yield env
+    finally:
+        subprocess.run([DRIFTLINE, "down"], env=env, cwd=REPO, timeout=120, capture_output=True)

@@ -21,9 +21,8 @@ from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _a
 from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, STACK_CHECKED, model_resource_id, new_event
 from driftline.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
-from tests.support import REPO, TELEMETRY_OFF, Receiver, free_port, webhook_receiver
+from tests.support import Receiver, local_stack, run_driftline, stack_environment, webhook_receiver
 
-DRIFTLINE = str(Path(sys.executable).parent / "driftline")
 ACTIVE_STATES = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"]
 
 
@@ -36,25 +35,13 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[dict[str, str]]:
-    state = tmp_path_factory.mktemp("stack")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLINE_", "PREFECT_"))},
-        **TELEMETRY_OFF,
-        "DRIFTLINE_STATE_DIR": str(state),
-        "DRIFTLINE_PROJECT_DIR": str(REPO),
-        "DRIFTLINE_S3_PORT": str(free_port()),
-        "DRIFTLINE_PREFECT_PORT": str(free_port()),
-        "DRIFTLINE_WORK_POOL": "driftline-process",
-        "DRIFTLINE_ALERT_WEBHOOK_URL": receiver.url,
-        "DRIFTLINE_STACK_OWNER_PID": str(os.getpid()),  # a killed test run takes its stack with it
-    }
-    started = time.monotonic()
-    up = _run(env, "up")
-    assert up.returncode == 0, up.stderr + up.stdout
-    print(f"driftline up took {time.monotonic() - started:.1f} s")
-    yield env
-    # Whatever happened, leave nothing running.
-    subprocess.run([DRIFTLINE, "down"], env=env, cwd=REPO, timeout=120, capture_output=True)
+    env = stack_environment(
+        tmp_path_factory.mktemp("stack"),
+        DRIFTLINE_ALERT_WEBHOOK_URL=receiver.url,
+        DRIFTLINE_STACK_OWNER_PID=str(os.getpid()),  # a killed test run takes its stack with it
+    )
+    with local_stack(env):
+        yield env
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +59,7 @@ def s3(stack_env: dict[str, str]) -> S3Store:
     )
 
 
-def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DRIFTLINE, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+_run = run_driftline
 
 
 def _pids(env: dict[str, str]) -> dict[str, int]:

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,9 +20,8 @@ import pytest
 
 from driftline.cli.stack import ABANDONED_MESSAGE, WORKER_NAME, _alive
 from driftline.cli.supervisor import parent_death_signal
-from tests.support import REPO, TELEMETRY_OFF, free_port
+from tests.support import local_stack, run_driftline, stack_environment
 
-DRIFTLINE = str(Path(sys.executable).parent / "driftline")
 PARTS = ("s3", "prefect-server", "worker", "watchdog")
 
 pytestmark = pytest.mark.timeout(400)
@@ -40,23 +38,9 @@ def owner() -> Iterator[subprocess.Popen]:
 
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory, owner: subprocess.Popen) -> Iterator[dict[str, str]]:
-    state = tmp_path_factory.mktemp("recovery-stack")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLINE_", "PREFECT_"))},
-        **TELEMETRY_OFF,
-        "DRIFTLINE_STATE_DIR": str(state),
-        "DRIFTLINE_PROJECT_DIR": str(REPO),
-        "DRIFTLINE_S3_PORT": str(free_port()),
-        "DRIFTLINE_PREFECT_PORT": str(free_port()),
-        "DRIFTLINE_WORK_POOL": "driftline-process",
-        "DRIFTLINE_STACK_OWNER_PID": str(owner.pid),
-    }
-    started = time.monotonic()
-    up = _run(env, "up")
-    assert up.returncode == 0, up.stderr + up.stdout
-    print(f"driftline up took {time.monotonic() - started:.1f} s")
-    yield env
-    subprocess.run([DRIFTLINE, "down"], env=env, cwd=REPO, timeout=120, capture_output=True)
+    env = stack_environment(tmp_path_factory.mktemp("recovery-stack"), DRIFTLINE_STACK_OWNER_PID=str(owner.pid))
+    with local_stack(env):
+        yield env
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +48,7 @@ def api_url(stack_env: dict[str, str]) -> str:
     return f"http://127.0.0.1:{stack_env['DRIFTLINE_PREFECT_PORT']}/api"
 
 
-def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DRIFTLINE, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+_run = run_driftline
 
 
 def _record(env: dict[str, str], name: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from driftline.cli import prefect_api
 from driftline.errors import InfrastructureError
 from driftline.events import DRIFT_DETECTED, new_event
-from tests.support import free_port
+from tests.support import free_port, serve_http
 
 
 @dataclass
@@ -51,15 +51,9 @@ def flaky_server(failures: int = 2, status: int = 503, answer: Any = None) -> It
         def log_message(self, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_port}/api"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as port:
+        state.url = f"http://127.0.0.1:{port}/api"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
