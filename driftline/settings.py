@@ -106,6 +106,31 @@ class Settings(BaseSettings):
         default=2, ge=1, le=512, description="Threads for XGBoost training and prediction (models do not depend on it)."
     )
 
+    # --- large batches on Dask ----------------------------------------------------------------
+    dask_address: str | None = Field(
+        default=None,
+        description=(
+            "Dask scheduler for large batches: tcp://host:8786 for an existing cluster, 'local' for a "
+            "LocalCluster started per flow run. Unset means single-process unless a batch reaches "
+            "DRIFTLINE_DASK_MIN_ROWS (then a LocalCluster is used)."
+        ),
+    )
+    dask_min_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Batches (profiling) and training windows (retrain) with at least this many rows go to Dask "
+            "(DRIFTLINE_DASK_ADDRESS, or a LocalCluster when it is unset). Unset means only "
+            "DRIFTLINE_DASK_ADDRESS turns Dask on."
+        ),
+    )
+    dask_workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Workers of a LocalCluster (one thread each); models are reproducible for a fixed count.",
+    )
+
     # --- Prefect ------------------------------------------------------------------------------
     prefect_api_url: str | None = Field(
         default=None,
@@ -148,6 +173,31 @@ class Settings(BaseSettings):
     project_dir: Path = Field(
         default=Path("."),
         description="Directory holding prefect.yaml; flows are pulled from here by the local worker.",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Process workers the local stack runs on its work pool (`driftline up --workers N`).",
+    )
+    prefect_database: Literal["sqlite", "postgresql"] = Field(
+        default="sqlite",
+        description=(
+            "Database of the local Prefect server: 'sqlite' (embedded, under the state directory) or "
+            "'postgresql' (a PostgreSQL server the stack starts under <state_dir>/postgres, loopback only, "
+            "or DRIFTLINE_PREFECT_DATABASE_URL when set)."
+        ),
+    )
+    prefect_database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "An external PostgreSQL for the local Prefect server, e.g. "
+            "postgresql+asyncpg://prefect:secret@db.internal:5432/prefect; implies "
+            "DRIFTLINE_PREFECT_DATABASE=postgresql and the stack starts no PostgreSQL of its own."
+        ),
+    )
+    postgres_port: int = Field(
+        default=5450, ge=1, le=65535, description="Port of the PostgreSQL server the local stack starts."
     )
     startup_timeout: float = Field(
         default=90.0, gt=0, le=900, description="Seconds to wait for each local service to become healthy."
