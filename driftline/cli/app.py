@@ -51,22 +51,41 @@ def _settings() -> Settings:
         raise InputError(f"invalid DRIFTLINE_* setting: {describe_settings_error(error)}") from error
 
 
-def _stack(quiet: bool = False):
+def _stack(quiet: bool = False, **overrides):
     from driftline.cli.stack import LocalStack
 
     progress = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]·[/dim] {_safe(message)}"))
-    return LocalStack(_settings(), progress=progress)
+    settings = _settings()
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    return LocalStack(settings, progress=progress)
 
 
 @app.command()
-def up() -> None:
-    """Start the local stack: moto S3, Prefect server (SQLite), work pool, deployments, one worker.
+def up(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=16,
+            help="Process workers to run on the pool (default DRIFTLINE_WORKERS, 1); fewer stops the extra ones.",
+        ),
+    ] = None,
+) -> None:
+    """Start the local stack: moto S3, Prefect server, work pool, deployments, supervised worker(s).
 
-    Idempotent: parts already running are kept. State, pid files and logs live in .driftline/.
+    Idempotent: parts already running are kept. State, pid files, logs and stored objects live in .driftline/
+    and survive `driftline down`. The Prefect server uses SQLite unless DRIFTLINE_PREFECT_DATABASE=postgresql
+    (a PostgreSQL under .driftline/postgres, started and stopped with the stack) or
+    DRIFTLINE_PREFECT_DATABASE_URL (an external PostgreSQL).
 
-    Example:  driftline up && driftline status --deep
+    Examples:
+      driftline up && driftline status --deep
+      driftline up --workers 2
+      DRIFTLINE_PREFECT_DATABASE=postgresql driftline up
     """
-    stack = _stack()
+    stack = _stack(**({"workers": workers} if workers is not None else {}))
     actions = stack.up()
     console.print(
         f"[green]stack up[/green] in {actions.pop('seconds')} s: "
@@ -75,6 +94,8 @@ def up() -> None:
     out.print(f"S3 endpoint   {_safe(stack.s3_url)}  (bucket {stack.settings.s3_bucket})")
     out.print(f"Prefect UI    {_safe(stack.prefect_url)}")
     out.print(f"Prefect API   {_safe(stack.api_url)}")
+    database = stack.describe_database()
+    out.print(f"Database      {database['kind']} {_safe(database['url'])}")
     out.print("Stop with:    driftline down")
 
 
@@ -119,6 +140,9 @@ def status(
                 _safe(part.detail),
             )
         out.print(table)
+        if result.database is not None:
+            managed = "started by the stack" if result.database.get("managed") else "not started by the stack"
+            out.print(f"database: {result.database['kind']} ({managed}) {_safe(result.database.get('url', ''))}")
         if result.deep is not None:
             colour = "green" if result.deep.get("ok") else "red"
             out.print(f"[{colour}]deep check[/{colour}]: {_safe(json.dumps(result.deep))}")

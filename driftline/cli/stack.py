@@ -48,6 +48,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from driftline.cli.postgres import DatabaseChoice, LocalPostgres, choose_database
 from driftline.errors import InfrastructureError, InputError, StackError
 from driftline.settings import Settings
 from driftline.store import S3Store
@@ -56,12 +57,16 @@ from driftline.store import S3Store
 LOCAL_ACCESS_KEY_ID = "driftline-local"
 LOCAL_SECRET_ACCESS_KEY = "driftline-local-secret"
 WORKER_NAME = "driftline-local-worker"
-PARTS = ("s3", "prefect-server", "worker")
+# Start order; ``down`` stops them in reverse. Extra workers are ``worker-2`` ... ``worker-N``.
+PARTS = ("s3", "postgres", "prefect-server", "worker")
+SERVER_PARTS = ("s3", "postgres", "prefect-server")
 WATCHDOG = "watchdog"
 # Parts whose leader forwards SIGTERM to its group itself: signalling the group too would deliver two, and
 # a second SIGTERM makes Prefect's worker SIGKILL itself.
 LEADER_FORWARDS_SIGTERM = {"worker", WATCHDOG}
-STOP_GRACE = {"worker": 20.0}
+STOP_GRACE = {"worker": 20.0, "postgres": 30.0}
+# PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client; SIGINT is its fast, clean one.
+STOP_SIGNAL = {"postgres": signal.SIGINT}
 OWNER_PID_ENV = "DRIFTLINE_STACK_OWNER_PID"
 PART_ENV = "DRIFTLINE_STACK_PART"
 ABANDONED_MESSAGE = "driftline up: left running by a stopped worker"
@@ -81,6 +86,31 @@ def _quiet(_: str) -> None:
     return None
 
 
+def worker_part(index: int) -> str:
+    """Part name of the ``index``-th worker (1-based): ``worker``, ``worker-2``, ..."""
+    return "worker" if index == 1 else f"worker-{index}"
+
+
+def worker_name(index: int) -> str:
+    """Name the ``index``-th worker registers under in the work pool."""
+    return WORKER_NAME if index == 1 else f"{WORKER_NAME}-{index}"
+
+
+def worker_index(part: str) -> int | None:
+    """1 for ``worker``, N for ``worker-N``, None for other parts."""
+    if part == "worker":
+        return 1
+    head, _, number = part.partition("-")
+    if head == "worker" and number.isdigit() and int(number) >= 2:
+        return int(number)
+    return None
+
+
+def worker_record(index: int) -> str:
+    """File (under pids/) where the supervisor of worker ``index`` names the worker process it runs."""
+    return "worker-process.json" if index == 1 else f"worker-process-{index}.json"
+
+
 @dataclass
 class PartStatus:
     """Health of one part of the stack."""
@@ -98,6 +128,8 @@ class StackStatus:
 
     parts: list[PartStatus] = field(default_factory=list)
     deep: dict | None = None
+    database: dict | None = None
+    """The Prefect server's database: kind (sqlite/postgresql), managed by the stack or not, where."""
 
     @property
     def healthy(self) -> bool:
@@ -106,6 +138,8 @@ class StackStatus:
 
     def to_dict(self) -> dict:
         result: dict = {"healthy": self.healthy, "parts": {p.name: asdict(p) for p in self.parts}}
+        if self.database is not None:
+            result["database"] = self.database
         if self.deep is not None:
             result["deep"] = self.deep
         return result
@@ -393,7 +427,48 @@ class LocalStack:
             connect_timeout=2,
         )
 
+    # ------------------------------------------------------------------ database
+    @property
+    def database(self) -> DatabaseChoice:
+        """SQLite, a PostgreSQL this stack runs, or an external one (see driftline.cli.postgres)."""
+        return choose_database(self.settings)
+
+    @property
+    def postgres(self) -> LocalPostgres:
+        return LocalPostgres(self.state_dir, self.settings.host, self.settings.postgres_port)
+
+    def describe_database(self) -> dict:
+        return self.database.describe(self.state_dir, self.postgres.address)
+
+    def _database_url(self) -> str | None:
+        choice = self.database
+        if choice.kind == "sqlite":
+            return None
+        return choice.url if choice.url else self.postgres.url
+
     # ------------------------------------------------------------------ process bookkeeping
+    def _worker_command(self, index: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "driftline.cli.supervisor",
+            "worker",
+            "--state-dir",
+            str(self.state_dir),
+            "--record",
+            worker_record(index),
+            "--",
+            str(self.bin_dir / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            self.settings.work_pool,
+            "--type",
+            "process",
+            "--name",
+            worker_name(index),
+        ]
+
     def _commands(self) -> dict[str, list[str]]:
         host = self.settings.host
         return {
@@ -408,25 +483,30 @@ class LocalStack:
                 str(self.settings.prefect_port),
                 "--analytics-off",
             ],
-            "worker": [
-                sys.executable,
-                "-m",
-                "driftline.cli.supervisor",
-                "worker",
-                "--state-dir",
-                str(self.state_dir),
-                "--",
-                str(self.bin_dir / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                self.settings.work_pool,
-                "--type",
-                "process",
-                "--name",
-                WORKER_NAME,
-            ],
+            "worker": self._worker_command(1),
         }
+
+    def _command(self, part: str) -> list[str]:
+        index = worker_index(part)
+        if index is not None:
+            return self._worker_command(index)
+        if part == "postgres":
+            return self.postgres.command()
+        return self._commands()[part]
+
+    def worker_parts(self) -> list[str]:
+        """Worker parts that have a pid file (running or not), in order: worker, worker-2, ..."""
+        folder = self.state_dir / "pids"
+        found = {
+            index
+            for path in (folder.glob("worker*.json") if folder.is_dir() else ())
+            if (index := worker_index(path.stem)) is not None
+        }
+        return [worker_part(i) for i in sorted(found | {1})]
+
+    def _all_parts(self) -> list[str]:
+        workers = self.worker_parts()
+        return [*SERVER_PARTS, *workers]
 
     def _watchdog_command(self, owner_pid: int) -> list[str]:
         return [
@@ -443,6 +523,7 @@ class LocalStack:
     def _ports(self) -> dict[str, tuple[int, str]]:
         return {
             "s3": (self.settings.s3_port, "DRIFTLINE_S3_PORT"),
+            "postgres": (self.settings.postgres_port, "DRIFTLINE_POSTGRES_PORT"),
             "prefect-server": (self.settings.prefect_port, "DRIFTLINE_PREFECT_PORT"),
         }
 
@@ -464,10 +545,10 @@ class LocalStack:
             return None
         return pid
 
-    def worker_process_pid(self) -> int | None:
+    def worker_process_pid(self, index: int = 1) -> int | None:
         """The Prefect worker the supervisor runs right now (it changes when the worker is restarted)."""
         try:
-            record = json.loads((self.state_dir / "pids" / "worker-process.json").read_text())
+            record = json.loads((self.state_dir / "pids" / worker_record(index)).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         pid = int(record.get("pid", 0))
@@ -475,7 +556,9 @@ class LocalStack:
             return None
         return pid
 
-    def _start(self, part: str, command: list[str] | None = None) -> subprocess.Popen:
+    def _start(
+        self, part: str, command: list[str] | None = None, *, user: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         if part in self._ports():
             port, setting = self._ports()[part]
             if not port_is_free(self.settings.host, port):
@@ -490,15 +573,18 @@ class LocalStack:
             log.write(f"\n--- driftline: starting {part} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                command or self._commands()[part],
+                command or self._command(part),
                 cwd=self.project_dir,
-                env={**self.child_env(), PART_ENV: part},
+                env={**self.child_env(), **(env or {}), PART_ENV: part},
+                user=user,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         record = {"pid": process.pid, "start_time": _start_time(process.pid), "command": process.args}
+        if part == "prefect-server":
+            record["database"] = self.database.kind
         self._pid_file(part).write_text(json.dumps(record))
         return process
 
@@ -528,12 +614,12 @@ class LocalStack:
         if pid == os.getpid():  # the watchdog stopping the stack it watches
             path.unlink(missing_ok=True)
             return "stopping"
-        grace = STOP_GRACE.get(part, 10.0) if grace is None else grace
+        grace = STOP_GRACE.get("worker" if worker_index(part) else part, 10.0) if grace is None else grace
         with contextlib.suppress(ProcessLookupError):
-            if part in LEADER_FORWARDS_SIGTERM:
+            if worker_index(part) is not None or part in LEADER_FORWARDS_SIGTERM:
                 os.kill(pid, signal.SIGTERM)
             else:
-                os.killpg(pid, signal.SIGTERM)
+                os.killpg(pid, STOP_SIGNAL.get(part, signal.SIGTERM))
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.1)
@@ -561,6 +647,9 @@ class LocalStack:
             return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+    def postgres_healthy(self) -> bool:
+        return self.postgres.healthy()
 
     def online_workers(self) -> list[str]:
         try:
@@ -599,22 +688,41 @@ class LocalStack:
         stale = self.stop_stale_processes()
         if stale:
             actions["stale"] = f"{len(stale)} stopped"
+        database = self.database
+        managed_postgres = database.kind == "postgresql" and database.managed
         try:
-            # The Prefect server takes ~9 s on a fresh database: start both servers, then wait for both.
-            for part in ("s3", "prefect-server"):
+            self._check_server_database(database)
+            if managed_postgres and self.postgres.initialize():
+                self.progress(f"created a PostgreSQL cluster in {self.postgres.data_dir}")
+            # The Prefect server takes ~9 s on a fresh database: start the servers, then wait for them.
+            for part in ("s3", "postgres", "prefect-server"):
+                if part == "postgres" and not managed_postgres:
+                    continue
                 if self.running_pid(part) is not None:
                     actions[part] = "already running"
                     processes[part] = None
-                else:
-                    self.progress(f"starting {part}")
-                    processes[part] = self._start(part)
-                    actions[part] = "started"
+                    continue
+                if part == "prefect-server" and managed_postgres:
+                    # The server migrates its schema on start: the database must exist by then.
+                    self._wait_healthy("postgres", processes["postgres"], self.postgres_healthy)
+                    if self.postgres.ensure_database():
+                        self.progress("created the prefect database")
+                self.progress(f"starting {part}")
+                processes[part] = self._start(
+                    part,
+                    user=self.postgres.run_as if part == "postgres" else None,
+                    env=self._server_env() if part == "prefect-server" else None,
+                )
+                actions[part] = "started"
             self._wait_healthy("s3", processes["s3"], self.s3_healthy)
             self.progress(f"S3 (moto) healthy at {self.s3_url}")
             if self.store().create_bucket():
                 self.progress(f"created bucket {self.settings.s3_bucket}")
+            if managed_postgres:
+                self._wait_healthy("postgres", processes["postgres"], self.postgres_healthy)
+                self.progress(f"PostgreSQL healthy at {self.settings.host}:{self.settings.postgres_port}")
             self._wait_healthy("prefect-server", processes["prefect-server"], self.prefect_healthy)
-            self.progress(f"Prefect server healthy at {self.prefect_url}")
+            self.progress(f"Prefect server healthy at {self.prefect_url} ({database.kind})")
             # Before the worker starts: runs left by a stopped worker would hold concurrency slots forever.
             recovery = self.recover_abandoned_runs()
             self.progress(recovery.summary())
@@ -625,19 +733,7 @@ class LocalStack:
             self._prefect_cli(["--no-prompt", "deploy", "--all"])
             self.progress("deployments applied from prefect.yaml")
             actions["alerts"] = self._apply_alerts()
-            supervisor = self.running_pid("worker")
-            if supervisor is not None:
-                actions["worker"] = "already running"
-                if WORKER_NAME not in self.online_workers():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(supervisor, signal.SIGUSR1)  # the server is back: skip the restart backoff
-                self._wait_healthy("worker", None, lambda: WORKER_NAME in self.online_workers())
-            else:
-                self.progress("starting worker")
-                worker = self._start("worker")
-                actions["worker"] = "started"
-                self._wait_healthy("worker", worker, lambda: WORKER_NAME in self.online_workers())
-            self.progress(f"worker {WORKER_NAME} online in pool {self.settings.work_pool} (supervised)")
+            self._start_workers(actions)
             if owner is not None:
                 actions[WATCHDOG] = self._ensure_watchdog(owner)
         except BaseException:
@@ -650,6 +746,50 @@ class LocalStack:
         actions["seconds"] = f"{time.monotonic() - started:.1f}"
         return actions
 
+    def _check_server_database(self, database: DatabaseChoice) -> None:
+        """A running Prefect server must be on the database the settings ask for (no silent switch)."""
+        pid = self.running_pid("prefect-server")
+        if pid is None:
+            return
+        running_on = self._record("prefect-server").get("database", "sqlite")
+        if running_on != database.kind:
+            raise StackError(
+                f"the Prefect server (pid {pid}) runs on {running_on}, but the settings ask for {database.kind} "
+                f"({database.reason}); run `driftline down` first, then `driftline up`"
+            )
+
+    def _server_env(self) -> dict[str, str]:
+        url = self._database_url()
+        if url is None:
+            return {}
+        return {"PREFECT_SERVER_DATABASE_CONNECTION_URL": url}
+
+    def _start_workers(self, actions: dict[str, str]) -> None:
+        """Run ``settings.workers`` supervised workers; stop extra ones an earlier ``up --workers`` started."""
+        wanted = self.settings.workers
+        for part in self.worker_parts():
+            index = worker_index(part) or 1
+            if index > wanted and self.running_pid(part) is not None:
+                actions[part] = f"{self._stop(part)} (DRIFTLINE_WORKERS={wanted})"
+        started: dict[int, subprocess.Popen | None] = {}
+        for index in range(1, wanted + 1):
+            part, name = worker_part(index), worker_name(index)
+            supervisor = self.running_pid(part)
+            if supervisor is not None:
+                actions[part] = "already running"
+                started[index] = None
+                if name not in self.online_workers():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(supervisor, signal.SIGUSR1)  # the server is back: skip the restart backoff
+            else:
+                self.progress(f"starting {part}")
+                started[index] = self._start(part)
+                actions[part] = "started"
+        for index, process in started.items():
+            name = worker_name(index)
+            self._wait_healthy(worker_part(index), process, lambda name=name: name in self.online_workers())
+            self.progress(f"worker {name} online in pool {self.settings.work_pool} (supervised)")
+
     # ------------------------------------------------------------------ resilience
     def recover_abandoned_runs(self, stale_after: timedelta = timedelta(minutes=10)) -> RecoveryReport:
         """Crash the pool's runs that nothing runs any more and free their slots (safe to call any time).
@@ -658,9 +798,19 @@ class LocalStack:
         worker that outlived a server restart may still have flow runs in hand); then only runs silent
         for ``stale_after`` are touched (see :func:`is_abandoned`).
         """
-        worker_alive = self.running_pid("worker") is not None and (
-            self.worker_process_pid() is not None or WORKER_NAME in self.online_workers()
-        )
+        online = None
+        worker_alive = False
+        for part in self.worker_parts():
+            index = worker_index(part) or 1
+            if self.running_pid(part) is None:
+                continue
+            if self.worker_process_pid(index) is not None:
+                worker_alive = True
+                break
+            online = self.online_workers() if online is None else online
+            if worker_name(index) in online:
+                worker_alive = True
+                break
         return recover_abandoned_runs(
             self.api_url, self.settings.work_pool, worker_alive=worker_alive, stale_after=stale_after
         )
@@ -673,12 +823,12 @@ class LocalStack:
         dir in their environment (e.g. flow runs or servers whose pid file was lost).
         """
         done: list[str] = []
-        checks = {"s3": self.s3_healthy, "prefect-server": self.prefect_healthy}
-        for part in PARTS:
+        checks = {"s3": self.s3_healthy, "postgres": self.postgres_healthy, "prefect-server": self.prefect_healthy}
+        for part in self._all_parts():
             pid = self.running_pid(part)
             if pid is None:
                 continue
-            if part == "worker":
+            if worker_index(part) is not None:
                 stale = "driftline.cli.supervisor" not in " ".join(self._record(part).get("command") or [])
                 why = "not supervised (started by an older driftline)"
             else:
@@ -694,7 +844,7 @@ class LocalStack:
 
     def _stop_unrecorded(self) -> list[str]:
         """Stop processes marked as parts of this state dir that no live part accounts for (orphans)."""
-        recorded = {pid for part in (*PARTS, WATCHDOG) if (pid := self.running_pid(part)) is not None}
+        recorded = {pid for part in (*self._all_parts(), WATCHDOG) if (pid := self.running_pid(part)) is not None}
         candidates = _processes()
         parents = _parents() if candidates else {}
         return [
@@ -775,6 +925,8 @@ class LocalStack:
             "prefect_api_url": self.api_url,
             "prefect_ui_url": self.prefect_url,
             "work_pool": self.settings.work_pool,
+            "workers": [worker_name(i) for i in range(1, self.settings.workers + 1)],
+            "database": self.describe_database(),
         }
         self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -783,12 +935,18 @@ class LocalStack:
         outcome = {}
         if self._pid_file(WATCHDOG).exists():
             outcome[WATCHDOG] = self._stop(WATCHDOG)
-        outcome.update({part: self._stop(part) for part in reversed(PARTS)})
+        workers = self.worker_parts()
+        outcome.update({part: self._stop(part) for part in reversed(workers)})
+        for part in reversed(SERVER_PARTS):
+            if part == "postgres" and not self._pid_file(part).exists():
+                continue  # not part of a SQLite stack: nothing to report
+            outcome[part] = self._stop(part)
         # Flow runs run in sessions of their own (Prefect 3.9): any the worker left behind go too.
         orphans = self._stop_unrecorded()
         if orphans:
             outcome["orphans"] = f"{len(orphans)} stopped"
-        (self.state_dir / "pids" / "worker-process.json").unlink(missing_ok=True)
+        for part in workers:
+            (self.state_dir / "pids" / worker_record(worker_index(part) or 1)).unlink(missing_ok=True)
         self.state_file.unlink(missing_ok=True)
         return outcome
 
@@ -804,30 +962,51 @@ class LocalStack:
             except Exception as error:  # the status reports any fault instead of raising it
                 s3_ok, s3_detail = False, str(error)
         server_ok = self.prefect_healthy()
-        workers = self.online_workers() if server_ok else []
-        worker_pid = self.running_pid("worker")
-        worker_ok = WORKER_NAME in workers
-        worker_process = self.worker_process_pid()
-        return StackStatus(
-            parts=[
-                PartStatus("s3", s3_ok, self.s3_url, s3_pid, s3_detail),
+        online = self.online_workers() if server_ok else []
+        try:
+            database = self.describe_database()
+        except InputError as error:
+            database = {"kind": "invalid", "managed": False, "url": "", "reason": str(error)}
+        parts = [PartStatus("s3", s3_ok, self.s3_url, s3_pid, s3_detail)]
+        if database.get("managed") or self.running_pid("postgres") is not None:
+            postgres_ok = self.postgres_healthy()
+            parts.append(
                 PartStatus(
-                    "prefect-server",
-                    server_ok,
-                    self.prefect_url,
-                    self.running_pid("prefect-server"),
-                    "api/health ok" if server_ok else "not answering",
-                ),
+                    "postgres",
+                    postgres_ok,
+                    database.get("url") or None,
+                    self.running_pid("postgres"),
+                    f"accepting connections, data in {self.postgres.data_dir}" if postgres_ok else "not answering",
+                )
+            )
+        running_on = self._record("prefect-server").get("database") or database["kind"]
+        parts.append(
+            PartStatus(
+                "prefect-server",
+                server_ok,
+                self.prefect_url,
+                self.running_pid("prefect-server"),
+                f"api/health ok, database {running_on}" if server_ok else "not answering",
+            )
+        )
+        configured = [worker_part(i) for i in range(1, self.settings.workers + 1)]
+        running = [part for part in self.worker_parts() if self.running_pid(part) is not None]
+        for part in dict.fromkeys([*configured, *running]):
+            index = worker_index(part) or 1
+            name = worker_name(index)
+            worker_ok = name in online
+            worker_process = self.worker_process_pid(index)
+            parts.append(
                 PartStatus(
-                    "worker",
+                    part,
                     worker_ok,
                     None,
-                    worker_pid,
-                    (f"online in pool {self.settings.work_pool}" if worker_ok else "not online")
+                    self.running_pid(part),
+                    (f"{name} online in pool {self.settings.work_pool}" if worker_ok else f"{name} not online")
                     + (f"; supervised, worker pid {worker_process}" if worker_process else ""),
-                ),
-            ]
-        )
+                )
+            )
+        return StackStatus(parts=parts, database=database)
 
 
 def resolve_settings(settings: Settings | None = None) -> Settings:

@@ -9,7 +9,8 @@
     a killed supervisor. SIGTERM (or SIGINT) to the supervisor's pid
     stops it cleanly: it sends exactly one SIGTERM to its group (a second one makes Prefect's worker
     SIGKILL itself), waits for the worker, and exits 0. SIGUSR1 skips the current backoff. The current
-    worker's pid is kept in ``D/pids/worker-process.json``.
+    worker's pid is kept in ``D/pids/worker-process.json`` (``--record`` names another file, one per worker
+    when the stack runs several).
 
 ``python -m driftline.cli.supervisor watch-owner --state-dir D --owner-pid P``
     Waits for process P (the stack's owner, e.g. a pytest process; ``DRIFTLINE_STACK_OWNER_PID``) to
@@ -133,9 +134,9 @@ def _say(message: str) -> None:
 class WorkerSupervisor:
     """Runs ``command`` and restarts it per :func:`restart_decision` until told to stop."""
 
-    def __init__(self, command: list[str], state_dir: Path) -> None:
+    def __init__(self, command: list[str], state_dir: Path, record: str = WORKER_PROCESS_FILE) -> None:
         self.command = command
-        self.record = state_dir / "pids" / WORKER_PROCESS_FILE
+        self.record = state_dir / "pids" / record
         self.stopping = False
         self.wake = False
         self.process: subprocess.Popen | None = None
@@ -269,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run a worker command and restart it when it fails")
     worker.add_argument("--state-dir", type=Path, required=True)
+    worker.add_argument(
+        "--record", default=WORKER_PROCESS_FILE, help="file under <state-dir>/pids/ naming the current worker pid"
+    )
     worker.add_argument("worker_command", nargs=argparse.REMAINDER, help="-- then the command to supervise")
     owner = commands.add_parser("watch-owner", help="stop the stack when the owner process exits")
     owner.add_argument("--state-dir", type=Path, required=True)
@@ -278,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         command = args.worker_command[1:] if args.worker_command[:1] == ["--"] else args.worker_command
         if not command:
             parser.error("worker: no command after --")
-        return WorkerSupervisor(command, args.state_dir).run()
+        if "/" in args.record or not args.record.endswith(".json"):
+            parser.error(f"worker: --record {args.record!r} must be a file name ending in .json")
+        return WorkerSupervisor(command, args.state_dir, args.record).run()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _say(f"watching owner pid {args.owner_pid}")
     watch_owner(args.owner_pid, lambda: _stop_stack(args.state_dir))
