@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export WHYLOGS_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo up down status test test-unit test-flows test-e2e bench lint format lock clean
+.PHONY: install demo up down status test test-unit test-flows test-e2e bench lint format lock clean postgres
 
 install: $(INSTALLED)
 
@@ -34,11 +34,25 @@ down: $(INSTALLED)
 status: $(INSTALLED)
 	$(BIN)/driftline status
 
-# Separate processes: Prefect settings chosen by one tier must not leak into another.
-test: $(INSTALLED)
+# Separate processes: Prefect settings chosen by one tier must not leak into another. The loop's flows
+# tests (marker `loop`) run a second time on a Prefect server backed by a real PostgreSQL.
+test: $(INSTALLED) postgres
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/flows
+	DRIFTLINE_TEST_PREFECT_DATABASE=postgresql $(BIN)/pytest tests/flows -m loop
 	$(BIN)/pytest tests/e2e
+
+# PostgreSQL's server binaries (Debian's `postgresql`) for DRIFTLINE_PREFECT_DATABASE=postgresql and its
+# tests: installed when missing if we are root (CI), otherwise the command to run is printed.
+postgres:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's postgresql package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "PostgreSQL is not installed; run: sudo apt-get install -y postgresql" >&2; exit 1; \
+	  fi; \
+	fi
 
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
@@ -62,7 +76,7 @@ format: $(INSTALLED)
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(INSTALLED)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra dask --extra ministack --python-version 3.11 --quiet -o requirements.lock
 
 clean:
 	-$(BIN)/driftline down

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -48,12 +50,58 @@ def moto_server() -> Iterator[str]:
 
 
 @contextmanager
-def prefect_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
-    """A real Prefect server (SQLite under ``home``) on a free port; yields its API URL."""
+def postgres_server(timeout: float = 60.0) -> Iterator[str]:
+    """A real PostgreSQL (the stack's own :class:`LocalPostgres`) on a free port; yields its asyncpg URL.
+
+    Its directory is made here, not under pytest's tmp dir: as root the server runs as the ``postgres`` user,
+    who cannot enter pytest's private ``/tmp/pytest-of-root``.
+    """
+    from driftline.cli.postgres import LocalPostgres
+
+    state_dir = Path(tempfile.mkdtemp(prefix="driftline-test-pg-"))
+    state_dir.chmod(0o755)
+    postgres = LocalPostgres(state_dir, "127.0.0.1", free_port())
+    postgres.initialize()
+    log = (state_dir / "postgres.log").open("wb")
+    process = subprocess.Popen(
+        postgres.command(),
+        user=postgres.run_as,
+        cwd="/",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=parent_death_signal(signal.SIGINT),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not postgres.healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start:\n{(state_dir / 'postgres.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        postgres.ensure_database()
+        yield postgres.url
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None = None) -> Iterator[str]:
+    """A real Prefect server (SQLite under ``home``, or ``database_url``) on a free port; yields its API URL."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, **TELEMETRY_OFF, "PREFECT_HOME": str(home), "PREFECT_UI_API_URL": api_url}
     env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+    if database_url is not None:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     log = (home / "server.log").open("wb")
     process = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],

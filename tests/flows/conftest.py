@@ -6,12 +6,13 @@ leak into the other tiers.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import moto_server, prefect_server
+from tests.support import moto_server, postgres_server, prefect_server
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +22,23 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prefect_database() -> Iterator[str | None]:
+    """None (SQLite), or the URL of a real PostgreSQL when DRIFTLINE_TEST_PREFECT_DATABASE=postgresql: `make
+    test` runs the loop's tests (marker ``loop``) once more that way."""
+    choice = os.environ.get("DRIFTLINE_TEST_PREFECT_DATABASE", "sqlite")
+    if choice == "sqlite":
+        yield None
+        return
+    if choice != "postgresql":
+        raise pytest.UsageError(f"DRIFTLINE_TEST_PREFECT_DATABASE={choice!r}: expected sqlite or postgresql")
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(tmp_path_factory: pytest.TempPathFactory, prefect_database: str | None) -> Iterator[str]:
     home: Path = tmp_path_factory.mktemp("prefect-home")
-    with prefect_server(home) as api_url:
+    with prefect_server(home, database_url=prefect_database) as api_url:
         yield api_url
 
 

@@ -30,6 +30,9 @@ from flows.score_batch import score_batch
 from flows.shadow_evaluate import shadow_evaluate
 from tests.batches import parquet_bytes
 
+# Also run on a Prefect server on PostgreSQL by `make test` (see tests/flows/conftest.py).
+pytestmark = pytest.mark.loop
+
 WARMUP = 3
 SCENARIO = synth.Scenario(
     name="parity",

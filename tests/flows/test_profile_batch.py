@@ -46,6 +46,7 @@ def _events(api_url: str, model: str, names: list[str], since: datetime) -> list
     return prefect_api.find_events(api_url, names, [model_resource_id(model)], since=since)
 
 
+@pytest.mark.loop
 def test_a_shifted_batch_emits_drift_detected_after_the_provisional_reference(
     store: ObjectStore, model: str, prefect_api_url: str
 ) -> None:
@@ -85,6 +86,7 @@ def test_a_shifted_batch_emits_drift_detected_after_the_provisional_reference(
     assert "income" in artifacts.json()[0]["data"]
 
 
+@pytest.mark.loop
 def test_running_a_batch_twice_emits_its_events_once(store: ObjectStore, model: str, prefect_api_url: str) -> None:
     since = datetime.now(UTC)
     store.create(layout.batch_data(model, "only"), parquet_bytes(example_batch(7)))

@@ -37,6 +37,7 @@ def _model(store: ObjectStore, batches: int = 4, rows: int = 3_000) -> str:
     return name
 
 
+@pytest.mark.loop
 def test_a_manual_retrain_without_champion_bootstraps_one(store: ObjectStore, prefect_api_url: str) -> None:
     since = datetime.now(UTC)
     model = _model(store)
@@ -65,6 +66,7 @@ def test_a_manual_retrain_without_champion_bootstraps_one(store: ObjectStore, pr
         assert event is not None, name
 
 
+@pytest.mark.loop
 def test_a_drift_retrain_enters_shadow_and_a_repeated_event_is_a_duplicate(store: ObjectStore) -> None:
     model = _model(store)
     champion = retrain(model)["version"]

@@ -20,6 +20,9 @@ from flows.score_batch import score_batch
 from flows.shadow_evaluate import shadow_evaluate
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
 
+# Also run on a Prefect server on PostgreSQL by `make test` (see tests/flows/conftest.py).
+pytestmark = pytest.mark.loop
+
 ROWS = 3_000
 
 
