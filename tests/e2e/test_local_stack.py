@@ -18,7 +18,16 @@ import pytest
 from driftline import layout, registry
 from driftline.cli import prefect_api
 from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _alive
-from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, STACK_CHECKED, model_resource_id, new_event
+from driftline.events import (
+    BATCH_PROFILED,
+    CANDIDATE_REGISTERED,
+    DRIFT_DETECTED,
+    MODEL_PROMOTED,
+    SHADOW_DECIDED,
+    STACK_CHECKED,
+    model_resource_id,
+    new_event,
+)
 from driftline.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
 from tests.support import Receiver, local_stack, run_driftline, stack_environment, webhook_receiver
@@ -38,6 +47,8 @@ def stack_env(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> I
     env = stack_environment(
         tmp_path_factory.mktemp("stack"),
         DRIFTLINE_ALERT_WEBHOOK_URL=receiver.url,
+        # Two workers poll the pool: the loop must still take every decision once (S3 claims).
+        DRIFTLINE_WORKERS="2",
         DRIFTLINE_STACK_OWNER_PID=str(os.getpid()),  # a killed test run takes its stack with it
     )
     with local_stack(env):
@@ -65,7 +76,8 @@ _run = run_driftline
 def _pids(env: dict[str, str]) -> dict[str, int]:
     folder = Path(env["DRIFTLINE_STATE_DIR"]) / "pids"
     return {
-        part: json.loads((folder / f"{part}.json").read_text())["pid"] for part in ("s3", "prefect-server", "worker")
+        part: json.loads((folder / f"{part}.json").read_text())["pid"]
+        for part in ("s3", "prefect-server", "worker", "worker-2")
     }
 
 
@@ -84,7 +96,9 @@ def test_1_up_is_idempotent_and_the_deep_status_runs_a_flow_through_the_worker(
         "s3": True,
         "prefect-server": True,
         "worker": True,
+        "worker-2": True,
     }
+    assert report["database"]["kind"] == "sqlite"
     assert report["deep"]["state"] == "COMPLETED"
     events = prefect_api.find_events(api_url, [STACK_CHECKED])
     assert report["deep"]["event_id"] in {event["id"] for event in events}
@@ -272,6 +286,39 @@ def test_4_demo_fast_reaches_a_promotion_through_the_automations_and_rollback_re
     rolled = _run(stack_env, "rollback", "demo")
     assert rolled.returncode == 0, rolled.stderr
     assert registry.read_alias(s3, "demo", "champion").version == previous
+
+    # Two workers shared the runs, none ran twice, and no decision was announced twice.
+    submitted = _all_events(api_url, "prefect.worker.submitted-flow-run")
+    by_worker: dict[str, int] = {}
+    runs: list[str] = []
+    for event in submitted:
+        by_worker[event["resource"]["prefect.resource.id"]] = (
+            by_worker.get(event["resource"]["prefect.resource.id"], 0) + 1
+        )
+        runs += [
+            r["prefect.resource.id"] for r in event.get("related", []) if r.get("prefect.resource.role") == "flow-run"
+        ]
+    assert set(by_worker) == {
+        "prefect.worker.process.driftline-local-worker",
+        "prefect.worker.process.driftline-local-worker-2",
+    }, by_worker
+    assert len(runs) == len(set(runs)) == len(submitted), "a flow run was submitted by more than one worker"
+    demo = [model_resource_id("demo")]
+    registered = [e["payload"]["version"] for e in prefect_api.find_events(api_url, [CANDIDATE_REGISTERED], demo)]
+    decided = [e["payload"]["candidate"] for e in prefect_api.find_events(api_url, [SHADOW_DECIDED], demo)]
+    promoted = [e["payload"]["champion"] for e in prefect_api.find_events(api_url, [MODEL_PROMOTED], demo)]
+    for name, values in (("registered", registered), ("decided", decided), ("promoted", promoted)):
+        assert values and len(values) == len(set(values)), (name, values)
+
+
+def _all_events(api_url: str, name: str) -> list[dict]:
+    """Every stored event called ``name``, following the API's pages of 50."""
+    page = httpx.post(f"{api_url}/events/filter", json={"filter": {"event": {"name": [name]}}, "limit": 50}).json()
+    events = list(page["events"])
+    while page.get("next_page"):
+        page = httpx.get(page["next_page"]).json()
+        events += page["events"]
+    return events
 
 
 def _wait_for(probe, what: str, timeout: float = 240):
