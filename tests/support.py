@@ -192,9 +192,22 @@ def stack_environment(state: Path, **settings: str) -> dict[str, str]:
         "DRIFTLINE_PROJECT_DIR": str(REPO),
         "DRIFTLINE_S3_PORT": str(free_port()),
         "DRIFTLINE_PREFECT_PORT": str(free_port()),
+        "DRIFTLINE_POSTGRES_PORT": str(free_port()),
         "DRIFTLINE_WORK_POOL": "driftline-process",
         **settings,
     }
+
+
+@contextmanager
+def reachable_directory(prefix: str) -> Iterator[Path]:
+    """A fresh directory other system users can enter (pytest's own are private to root): the stack's
+    PostgreSQL runs as the ``postgres`` user when tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_driftline(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,9 @@ import pytest
 
 from driftline.cli.stack import ABANDONED_MESSAGE, WORKER_NAME, _alive
 from driftline.cli.supervisor import parent_death_signal
-from tests.support import local_stack, run_driftline, stack_environment
+from tests.support import local_stack, reachable_directory, run_driftline, stack_environment
 
-PARTS = ("s3", "prefect-server", "worker", "watchdog")
+PARTS = ("s3", "postgres", "prefect-server", "worker", "watchdog")
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -37,10 +37,15 @@ def owner() -> Iterator[subprocess.Popen]:
 
 
 @pytest.fixture(scope="module")
-def stack_env(tmp_path_factory: pytest.TempPathFactory, owner: subprocess.Popen) -> Iterator[dict[str, str]]:
-    env = stack_environment(tmp_path_factory.mktemp("recovery-stack"), DRIFTLINE_STACK_OWNER_PID=str(owner.pid))
-    with local_stack(env):
-        yield env
+def stack_env(owner: subprocess.Popen) -> Iterator[dict[str, str]]:
+    # This stack's Prefect server runs on PostgreSQL (the loop's e2e stack on SQLite): `up`, recovery,
+    # `down` and the owner watchdog are exercised on both databases.
+    with reachable_directory("driftline-recovery-stack-") as state:
+        env = stack_environment(
+            state, DRIFTLINE_STACK_OWNER_PID=str(owner.pid), DRIFTLINE_PREFECT_DATABASE="postgresql"
+        )
+        with local_stack(env):
+            yield env
 
 
 @pytest.fixture(scope="module")
