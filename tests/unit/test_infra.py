@@ -642,12 +642,15 @@ def test_unset_driftline_work_pool_leaves_a_name_no_pool_has(monkeypatch: pytest
     assert apply_values(deployment, {}, remove_notset=False)["work_pool"]["name"] == "{{ $DRIFTLINE_WORK_POOL }}"
 
 
-def test_local_defaults_agree_on_the_process_pool() -> None:
+def test_local_defaults_agree_on_the_process_pool(tmp_path: Path) -> None:
+    from driftline.cli.stack import LocalStack
+
     deploy_script = (REPO / "deployments" / "deploy.sh").read_text()
     process_pool = Settings.model_fields["work_pool"].default
     assert f'DRIFTLINE_WORK_POOL="${{DRIFTLINE_WORK_POOL:-{process_pool}}}"' in deploy_script
-    # `driftline up` deploys with its own pool in the environment of `prefect deploy` (Stack.child_env).
-    assert '"DRIFTLINE_WORK_POOL": self.settings.work_pool' in (REPO / "driftline" / "cli" / "stack.py").read_text()
+    # `driftline up` deploys with its own pool in the environment of `prefect deploy` (LocalStack.child_env).
+    stack = LocalStack(Settings(state_dir=tmp_path, work_pool="my-pool"))
+    assert stack.child_env()["DRIFTLINE_WORK_POOL"] == "my-pool"
 
 
 def test_deploy_script_creates_remote_pools_from_infra_and_deploys_them_for_the_image() -> None:
