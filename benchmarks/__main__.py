@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_drift, bench_profiling, bench_retrain, bench_scoring, bench_store
+from benchmarks import bench_dask, bench_drift, bench_profiling, bench_retrain, bench_scoring, bench_store
 
 BENCHMARKS: dict[str, Callable[[], dict[str, dict]]] = {
     "profiling": bench_profiling.main,
@@ -24,6 +24,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, dict]]] = {
     "store": bench_store.main,
     "retrain": bench_retrain.main,
     "scoring": bench_scoring.main,
+    # 10M rows on a 2-worker LocalCluster vs the single-process path (several minutes).
+    "dask": bench_dask.main,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -7,9 +7,11 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -17,6 +19,9 @@ from driftline import layout, profiling
 from driftline.errors import ConflictError, InputError, IntegrityError, InvalidNameError, ObjectNotFoundError
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
+
+if TYPE_CHECKING:
+    from whylogs.core import DatasetProfileView
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +192,19 @@ def quarantine_misnamed(store: ObjectStore, model: str, key: str) -> str:
 
 
 def profile_stored_batch(
-    store: ObjectStore, spec: ModelSpec, batch_id: str, chunk_rows: int = profiling.DEFAULT_CHUNK_ROWS
+    store: ObjectStore,
+    spec: ModelSpec,
+    batch_id: str,
+    chunk_rows: int = profiling.DEFAULT_CHUNK_ROWS,
+    *,
+    profile: Callable[..., DatasetProfileView] = profiling.profile_parquet,
 ) -> ProfiledBatch:
     """Download, validate and profile ``datasets/<model>/batches/<batch_id>.parquet``; store the profile.
 
     The profile is created with a conditional write: when another run already stored it, that profile
     is kept and ``already_profiled`` is set. A batch that fails validation gets no profile (the caller
-    quarantines it).
+    quarantines it). ``profile(path, chunk_rows=, columns=)`` makes the profile of the downloaded file:
+    ``profiling.profile_parquet``, or ``distributed.profile_batch_file`` for partitions on Dask.
 
     Raises:
         ObjectNotFoundError: no such batch.
@@ -228,7 +239,7 @@ def profile_stored_batch(
                 adopted=adopted,
             )
         columns = spec.batch_columns
-        view = profiling.profile_parquet(local, chunk_rows=chunk_rows, columns=columns)
+        view = profile(local, chunk_rows=chunk_rows, columns=columns)
         event_time_min, event_time_max = _time_range(local, spec.time_column)
     try:
         store.create(profile_key, profiling.serialize(view))

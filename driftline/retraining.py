@@ -161,11 +161,14 @@ def build_candidate(
     nthread: int,
     environment: dict[str, Any],
     progress: Callable[[str], None] = lambda _: None,
+    train: Callable[[training.Split, ModelSpec, int], training.TrainedModel] = training.train,
 ) -> Candidate:
     """Train on the window, run every gate, and register the version with its lineage and reference.
 
     Args:
         environment: lineage facts the domain cannot know (git commit, package versions, flow run id).
+        train: ``training.train``, or ``distributed.dask_trainer(client)`` to boost on a Dask cluster
+            (same encoding, params, rounds and seed; the gates run here on the holdout either way).
     """
     model = spec.name
     timings: dict[str, float] = {}
@@ -175,7 +178,7 @@ def build_candidate(
         f"training on {split.train.height} rows, early stopping on {split.early_stop.height}, then the final model "
         f"on both ({split.train.height + split.early_stop.height} rows)"
     )
-    trained = training.train(split, spec, nthread)
+    trained = train(split, spec, nthread)
     timings["train_seconds"] = round(time.monotonic() - started, 3)
     booster_bytes = training.model_bytes(trained.booster)
 

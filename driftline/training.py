@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -534,7 +534,77 @@ def _gain_importances(booster: xgboost.Booster, encoder: FeatureEncoder) -> dict
     return {name: gain / total for name, gain in gains.items()}
 
 
-def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None = None) -> TrainedModel:
+@dataclass(frozen=True)
+class FitData:
+    """Encoded rows for one XGBoost matrix: float32 features, labels, optional weights."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray | None = None
+
+
+class Fitter(Protocol):
+    """Builds the matrices and runs ``xgboost.train`` (in this process, or on a cluster)."""
+
+    def fit(
+        self,
+        params: dict[str, Any],
+        matrix_options: dict[str, Any],
+        data: FitData,
+        *,
+        num_boost_round: int,
+        early_stop: FitData | None = None,
+        early_stopping_rounds: int | None = None,
+    ) -> xgboost.Booster:
+        """A booster trained on ``data``, stopped early on ``early_stop`` when given."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalFitter:
+    """``QuantileDMatrix`` + ``xgboost.train`` in this process with ``nthread`` threads."""
+
+    nthread: int
+
+    def fit(
+        self,
+        params: dict[str, Any],
+        matrix_options: dict[str, Any],
+        data: FitData,
+        *,
+        num_boost_round: int,
+        early_stop: FitData | None = None,
+        early_stopping_rounds: int | None = None,
+    ) -> xgboost.Booster:
+        options = {**matrix_options, "nthread": self.nthread}
+        matrix = xgboost.QuantileDMatrix(data.x, label=data.y, weight=data.weight, **options)
+        evals = []
+        if early_stop is not None:
+            evals = [
+                (
+                    xgboost.QuantileDMatrix(
+                        early_stop.x, label=early_stop.y, weight=early_stop.weight, ref=matrix, **options
+                    ),
+                    "early_stop",
+                )
+            ]
+        return xgboost.train(
+            params,
+            matrix,
+            num_boost_round=num_boost_round,
+            evals=evals,
+            early_stopping_rounds=early_stopping_rounds if early_stop is not None else None,
+            verbose_eval=False,
+        )
+
+
+def train(
+    split: Split,
+    spec: ModelSpec,
+    nthread: int,
+    progress: Progress | None = None,
+    fitter: Fitter | None = None,
+) -> TrainedModel:
     """Train an XGBoost model: early stopping picks the rounds, then a refit uses the early-stopping rows too.
 
     1. A run on the training rows, stopped early on the early-stopping rows (``early_stopping_rounds``),
@@ -556,6 +626,8 @@ def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None
         spec: the model's spec (task, features, xgboost section).
         nthread: XGBoost threads; the model bytes do not depend on it.
         progress: called with a short message at each step (rows, best iteration, refit, metrics).
+        fitter: where the boosters are fitted; None is this process (``LocalFitter(nthread)``). A Dask
+            fitter (``driftline.distributed.DaskFitter``) gets the same encoded rows, params and rounds.
 
     Returns:
         The trained model with holdout metrics and gain importances.
@@ -580,26 +652,22 @@ def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None
         "feature_types": encoder.feature_types,
         "enable_categorical": True,
         "missing": np.nan,
-        "nthread": nthread,
     }
+    fit = fitter or LocalFitter(nthread)
     train_x, train_y = encoder.encode(split.train), _labels(split.train, spec)
     early_x, early_y = encoder.encode(split.early_stop), _labels(split.early_stop, spec)
-    train_matrix = xgboost.QuantileDMatrix(train_x, label=train_y, weight=train_weights, **matrix_options)
-    early_matrix = xgboost.QuantileDMatrix(
-        early_x, label=early_y, weight=early_weights, ref=train_matrix, **matrix_options
-    )
-    full = xgboost.train(
+    full = fit.fit(
         params,
-        train_matrix,
+        matrix_options,
+        FitData(train_x, train_y, train_weights),
         num_boost_round=spec.xgboost.num_boost_round,
-        evals=[(early_matrix, "early_stop")],
+        early_stop=FitData(early_x, early_y, early_weights),
         early_stopping_rounds=spec.xgboost.early_stopping_rounds,
-        verbose_eval=False,
     )
     rounds = full.num_boosted_rounds()
     best_iteration = full.best_iteration if "best_iteration" in full.attributes() else rounds - 1
     say(f"best iteration {best_iteration} of {rounds} rounds on the training rows")
-    del full, train_matrix, early_matrix
+    del full
 
     if (train_weights is None) != (early_weights is None):
         raise InputError(f"{WEIGHT_COLUMN!r} must be in both the training and the early-stopping rows, or in neither")
@@ -609,13 +677,12 @@ def train(split: Split, spec: ModelSpec, nthread: int, progress: Progress | None
     else:
         scale = float(fit_weights.sum(dtype=np.float64) / train_weights.sum(dtype=np.float64))
     refit_rounds, notes = _refit_rounds(spec, params, best_iteration, scale, split.early_stop.height)
-    fit_matrix = xgboost.QuantileDMatrix(
-        np.concatenate([train_x, early_x]),
-        label=np.concatenate([train_y, early_y]),
-        weight=fit_weights,
-        **matrix_options,
+    booster = fit.fit(
+        params,
+        matrix_options,
+        FitData(np.concatenate([train_x, early_x]), np.concatenate([train_y, early_y]), fit_weights),
+        num_boost_round=refit_rounds,
     )
-    booster = xgboost.train(params, fit_matrix, num_boost_round=refit_rounds)
     train_seconds = time.perf_counter() - started
     for note in notes:
         say(note)

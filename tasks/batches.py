@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline import batches, layout, monitoring, reports
+from driftline import batches, distributed, layout, monitoring, reports
+from driftline.settings import Settings
 from driftline.spec import ModelSpec, parse_spec
 from tasks.common import artifact_key, store
 
@@ -20,8 +23,14 @@ def load_spec(model: str) -> ModelSpec:
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def profile_batch_object(spec: ModelSpec, batch_id: str) -> batches.ProfiledBatch:
-    """Download, validate and profile a stored batch; store its profile."""
-    return batches.profile_stored_batch(store(), spec, batch_id)
+    """Download, validate and profile a stored batch (partitions on Dask when large); store its profile."""
+    settings = Settings()
+    if settings.dask_address is None and settings.dask_min_rows is None:
+        return batches.profile_stored_batch(store(), spec, batch_id)
+    # distributed.profile_batch_file applies the rule (distributed.use_dask) once the batch's rows are known.
+    remote_url = distributed.s3_url(settings, layout.batch_data(spec.name, batch_id))
+    profile = partial(distributed.profile_batch_file, settings=settings, remote_url=remote_url)
+    return batches.profile_stored_batch(store(), spec, batch_id, profile=profile)
 
 
 @task(cache_policy=NO_CACHE)

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from driftline import cooldown, loop, registry, retraining
+from driftline import cooldown, distributed, loop, registry, retraining
 from driftline.cooldown import RetrainRequest
 from driftline.loop import Admission
 from driftline.settings import Settings
@@ -145,15 +145,20 @@ def build_candidate(
 ) -> retraining.Candidate:
     """Train, run every gate, register the version (booster, metadata, reference profile)."""
     logger = get_run_logger()
-    return retraining.build_candidate(
-        store(),
-        spec,
-        request,
-        window,
-        nthread=Settings().nthread,
-        environment=_environment(),
-        progress=lambda message: logger.info("%s", message),
-    )
+    settings = Settings()
+    arguments = {
+        "nthread": settings.nthread,
+        "environment": _environment(),
+        "progress": lambda message: logger.info("%s", message),
+    }
+    reason = distributed.dask_reason(window.frame.height, settings)
+    if reason is None:
+        return retraining.build_candidate(store(), spec, request, window, **arguments)
+    logger.info("training on Dask: %s", reason)
+    with distributed.dask_client(settings) as client:
+        return retraining.build_candidate(
+            store(), spec, request, window, train=distributed.dask_trainer(client), **arguments
+        )
 
 
 @task(cache_policy=NO_CACHE)
