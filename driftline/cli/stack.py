@@ -1,4 +1,4 @@
-"""The local stack: moto's S3 server, a Prefect server on SQLite, a process work pool and one worker.
+"""The local stack: moto S3 (its data kept), a Prefect server (SQLite or PostgreSQL), a work pool, its workers.
 
 Everything binds to loopback and keeps its state under ``settings.state_dir`` (``.driftline/``):
 
@@ -6,6 +6,8 @@ Everything binds to loopback and keeps its state under ``settings.state_dir`` (`
     .driftline/pids/worker-process.json  the Prefect worker the supervisor runs at the moment
     .driftline/logs/<part>.log     its output (the last lines are shown when it fails to start)
     .driftline/prefect/            PREFECT_HOME: the SQLite database and profiles
+    .driftline/s3/recording.jsonl  every write to the local S3, replayed and compacted on start (survives
+                                   `down` and a SIGKILL; see driftline.cli.s3_server)
     .driftline/stack.json          endpoints and credentials the CLI uses while the stack is up
 
 Each process runs in its own session (process group) so that ``down`` can stop it together with its
@@ -49,6 +51,7 @@ import httpx
 from pydantic import SecretStr
 
 from driftline.cli.postgres import DatabaseChoice, LocalPostgres, choose_database
+from driftline.cli.s3_server import LocalS3Server
 from driftline.errors import InfrastructureError, InputError, StackError
 from driftline.settings import Settings
 from driftline.store import S3Store
@@ -130,6 +133,8 @@ class StackStatus:
     deep: dict | None = None
     database: dict | None = None
     """The Prefect server's database: kind (sqlite/postgresql), managed by the stack or not, where."""
+    storage: dict | None = None
+    """The local S3's persistence: server kind, data dir, log size, last restore."""
 
     @property
     def healthy(self) -> bool:
@@ -140,6 +145,8 @@ class StackStatus:
         result: dict = {"healthy": self.healthy, "parts": {p.name: asdict(p) for p in self.parts}}
         if self.database is not None:
             result["database"] = self.database
+        if self.storage is not None:
+            result["storage"] = self.storage
         if self.deep is not None:
             result["deep"] = self.deep
         return result
@@ -437,6 +444,10 @@ class LocalStack:
     def postgres(self) -> LocalPostgres:
         return LocalPostgres(self.state_dir, self.settings.host, self.settings.postgres_port)
 
+    @property
+    def s3_server(self) -> LocalS3Server:
+        return LocalS3Server(self.state_dir / "s3", self.settings.host, self.settings.s3_port, self.bin_dir)
+
     def describe_database(self) -> dict:
         return self.database.describe(self.state_dir, self.postgres.address)
 
@@ -472,7 +483,7 @@ class LocalStack:
     def _commands(self) -> dict[str, list[str]]:
         host = self.settings.host
         return {
-            "s3": [str(self.bin_dir / "moto_server"), "-H", host, "-p", str(self.settings.s3_port)],
+            "s3": self.s3_server.command(),
             "prefect-server": [
                 str(self.bin_dir / "prefect"),
                 "server",
@@ -708,14 +719,18 @@ class LocalStack:
                     if self.postgres.ensure_database():
                         self.progress("created the prefect database")
                 self.progress(f"starting {part}")
+                part_env = {"s3": self.s3_server.env, "prefect-server": self._server_env}.get(part)
                 processes[part] = self._start(
                     part,
                     user=self.postgres.run_as if part == "postgres" else None,
-                    env=self._server_env() if part == "prefect-server" else None,
+                    env=part_env() if part_env else None,
                 )
                 actions[part] = "started"
+            # The S3 server restores its recording before it listens: healthy means restored.
             self._wait_healthy("s3", processes["s3"], self.s3_healthy)
             self.progress(f"S3 (moto) healthy at {self.s3_url}")
+            if processes["s3"] is not None:
+                self.s3_server.after_start(self.s3_url, self.progress)  # "restored N objects from ... in X s"
             if self.store().create_bucket():
                 self.progress(f"created bucket {self.settings.s3_bucket}")
             if managed_postgres:
@@ -958,7 +973,10 @@ class LocalStack:
         if s3_ok:
             try:
                 self.store().check()
-                s3_detail = f"bucket {self.settings.s3_bucket} present"
+                log_mb = self.s3_server.describe()["log_bytes"] / 1e6
+                s3_detail = (
+                    f"bucket {self.settings.s3_bucket} present; data {self.s3_server.data_dir} ({log_mb:.1f} MB)"
+                )
             except Exception as error:  # the status reports any fault instead of raising it
                 s3_ok, s3_detail = False, str(error)
         server_ok = self.prefect_healthy()
@@ -1006,7 +1024,7 @@ class LocalStack:
                     + (f"; supervised, worker pid {worker_process}" if worker_process else ""),
                 )
             )
-        return StackStatus(parts=parts, database=database)
+        return StackStatus(parts=parts, database=database, storage=self.s3_server.describe())
 
 
 def resolve_settings(settings: Settings | None = None) -> Settings:
