@@ -242,8 +242,10 @@ def test_3_a_model_outlives_down_up_and_a_killed_s3_server(stack_env: dict[str, 
     store.replace(spec_key, store.get(spec_key) + b"\n", stale)
     with pytest.raises(ConflictError):
         store.replace(spec_key, b"x", stale)
-    status = json.loads(_run(stack_env, "status", "--json").stdout)
-    assert status["healthy"] is True and status["database"]["kind"] == "postgresql"
+    status = json.loads(_run(stack_env, "status", "--json", "--deep").stdout)
+    assert status["healthy"] is True and status["deep"]["state"] == "COMPLETED", status
+    assert (status["database"]["kind"], status["database"]["managed"]) == ("postgresql", True)
+    assert status["parts"]["postgres"]["healthy"] is True and "***" in status["database"]["url"]
 
 
 def test_4_the_stack_stops_when_its_owner_dies(stack_env: dict[str, str], owner: subprocess.Popen) -> None:
