@@ -572,7 +572,7 @@ def _count_objects() -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------- the server
 def _serialise_recording() -> None:
-    """Make moto's recorder write one request at a time.
+    """Make moto's recorder write one request at a time, and only requests that may change state.
 
     Each request appends ``json + "\\n"`` in two writes when the entry is larger than the file buffer, so
     two threads could interleave lines; a lock keeps every line whole (the parser copes either way).
@@ -582,9 +582,12 @@ def _serialise_recording() -> None:
     lock = threading.Lock()
     record = recorder._record_request
 
-    def locked(*args: Any, **kwargs: Any) -> None:
+    def locked(request: Any, *args: Any, **kwargs: Any) -> None:
+        # Reads change nothing: logging them would only grow the file (and the next start's compaction).
+        if getattr(request, "method", None) in READ_METHODS:
+            return
         with lock:
-            record(*args, **kwargs)
+            record(request, *args, **kwargs)
 
     recorder._record_request = locked  # type: ignore[method-assign]
 

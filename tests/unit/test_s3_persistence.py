@@ -455,3 +455,16 @@ def test_the_log_is_rewritten_only_when_it_gains_enough(
     entry_bytes: list[int], keep: list[int], torn: int, expected: bool
 ) -> None:
     assert should_compact(entry_bytes, keep, torn) is expected
+
+
+def test_reads_leave_the_log_as_it_was(server: Running) -> None:
+    store = server.store()
+    store.create("registry/read-me.json", b'{"n": 1}')
+    size = server.spec.log_path.stat().st_size
+    for _ in range(50):
+        store.get("registry/read-me.json")
+        store.exists("registry/read-me.json")
+        list(store.list("registry/"))
+    assert server.spec.log_path.stat().st_size == size
+    store.put("registry/read-me.json", b'{"n": 2}')
+    assert server.spec.log_path.stat().st_size > size
