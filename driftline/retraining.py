@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -57,8 +57,14 @@ def restrict_days(frame: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
     """Keep rows within ``window.last_days`` of the newest event time (no-op when unset)."""
     if spec.window.last_days is None or frame.height == 0:
         return frame
+    return restrict_days_from(frame, spec, frame.select(pl.col(spec.time_column).max()).item())
+
+
+def restrict_days_from(frame: pl.DataFrame, spec: ModelSpec, newest: Any) -> pl.DataFrame:
+    """``restrict_days`` given the window's newest event time (of every batch: a window on a cluster)."""
+    if spec.window.last_days is None or frame.height == 0 or newest is None:
+        return frame
     column = pl.col(spec.time_column)
-    newest = frame.select(column.max()).item()
     if isinstance(newest, int | float):
         return frame.filter(column >= newest - spec.window.last_days * 86400)
     return frame.filter(column >= newest - timedelta(days=spec.window.last_days))
@@ -72,6 +78,19 @@ def decide_placement(
 
 
 @dataclass(frozen=True)
+class ClusterWindow:
+    """A window that stays in its parquet partitions: its rows are read, split and trained on a cluster.
+
+    ``parts`` say where each batch's features and labels are (``distributed.WindowPart``); the task process
+    holds only these, the lineage and the counts.
+    """
+
+    parts: list[Any]
+    rows: int  # rows that train, early-stop or hold out (after ``restrict_days`` and zero onset weights)
+    weighted: bool  # the rows carry ``loop.WEIGHT_COLUMN``
+
+
+@dataclass(frozen=True)
 class PreparedWindow:
     """The assembled training window and whether a drift-triggered retrain may use it yet."""
 
@@ -80,10 +99,59 @@ class PreparedWindow:
     rows_since_onset: int
     shortfall: str | None = None
     notes: list[str] = field(default_factory=list)  # e.g. labelled batches skipped because quarantined
+    # Set when the rows stay on the cluster (``distributed.prepare_window``); ``frame`` is then empty.
+    cluster: ClusterWindow | None = None
 
     @property
     def batch_ids(self) -> list[str]:
         return [batch.batch_id for batch in self.data.batches] if self.data is not None else []
+
+    @property
+    def rows(self) -> int:
+        """Rows of the window that train, early-stop or hold out."""
+        return self.cluster.rows if self.cluster is not None else self.frame.height
+
+    @property
+    def weighted(self) -> bool:
+        return self.cluster.weighted if self.cluster is not None else loop.WEIGHT_COLUMN in self.frame.columns
+
+
+class ClusterTrainer(Protocol):
+    """Trains a ``ClusterWindow`` where its rows are (``distributed.ClusterWindowTrainer``)."""
+
+    def train(
+        self, spec: ModelSpec, nthread: int, progress: Callable[[str], None]
+    ) -> tuple[HoldoutSplit, training.TrainedModel]:
+        """The split's holdout (brought here) and notes, and the model trained on the rest."""
+        ...
+
+    def profile(self, columns: list[str]) -> Any:
+        """A whylogs profile of the window's ``columns`` (when a batch's stored profile is missing)."""
+        ...
+
+
+class HoldoutSplit(Protocol):
+    holdout: pl.DataFrame
+    notes: tuple[str, ...]
+
+
+def window_batch_ids(store: ObjectStore, spec: ModelSpec) -> tuple[list[str], list[str]]:
+    """The batch ids ``prepare_window`` assembles and its notes (quarantined labelled batches skipped).
+
+    Raises:
+        InputError: no labelled batches.
+    """
+    usable, quarantined = _labelled_batches(store, spec.name)
+    notes = [
+        f"skipped labelled batch {b!r}: quarantined ({layout.batch_quarantine(spec.name, b)})" for b in quarantined
+    ]
+    ids = select_window(usable, spec)
+    if not ids:
+        raise InputError(
+            f"model {spec.name!r} has no labelled batches yet; store labels with "
+            f"`driftline labels {spec.name} <file.parquet> --batch-id <id>`"
+        )
+    return ids, notes
 
 
 def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest) -> PreparedWindow:
@@ -162,6 +230,7 @@ def build_candidate(
     environment: dict[str, Any],
     progress: Callable[[str], None] = lambda _: None,
     train: Callable[[training.Split, ModelSpec, int], training.TrainedModel] = training.train,
+    cluster: ClusterTrainer | None = None,
 ) -> Candidate:
     """Train on the window, run every gate, and register the version with its lineage and reference.
 
@@ -169,16 +238,28 @@ def build_candidate(
         environment: lineage facts the domain cannot know (git commit, package versions, flow run id).
         train: ``training.train``, or ``distributed.dask_trainer(client)`` to boost on a Dask cluster
             (same encoding, params, rounds and seed; the gates run here on the holdout either way).
+        cluster: for a window left on a cluster (``window.cluster``): splits and trains it there and
+            brings the holdout here (``distributed.ClusterWindowTrainer``).
+
+    Raises:
+        InputError: a window left on a cluster without a ``cluster`` to train it.
     """
     model = spec.name
     timings: dict[str, float] = {}
     started = time.monotonic()
-    split = training.time_split(window.frame, spec)
-    progress(
-        f"training on {split.train.height} rows, early stopping on {split.early_stop.height}, then the final model "
-        f"on both ({split.train.height + split.early_stop.height} rows)"
-    )
-    trained = train(split, spec, nthread)
+    split: HoldoutSplit
+    if window.cluster is not None:
+        if cluster is None:
+            raise InputError(f"model {model!r}: the window is on a Dask cluster; pass the cluster to train it")
+        split, trained = cluster.train(spec, nthread, progress)
+    else:
+        local_split = training.time_split(window.frame, spec)
+        progress(
+            f"training on {local_split.train.height} rows, early stopping on {local_split.early_stop.height}, "
+            f"then the final model on both ({local_split.train.height + local_split.early_stop.height} rows)"
+        )
+        trained = train(local_split, spec, nthread)
+        split = local_split
     timings["train_seconds"] = round(time.monotonic() - started, 3)
     booster_bytes = training.model_bytes(trained.booster)
 
@@ -203,7 +284,7 @@ def build_candidate(
     version = registry.new_version_id()
     mark = time.monotonic()
     reference_key = layout.reference_profile(model, version)
-    store.create(reference_key, profiling.serialize(_reference_profile(store, spec, window)))
+    store.create(reference_key, profiling.serialize(_reference_profile(store, spec, window, cluster)))
     baseline = _holdout_baseline(store, spec, version, trained, split.holdout)
     metadata = {
         "task": spec.task,
@@ -214,9 +295,9 @@ def build_candidate(
         "lineage": {
             "training_batches": [asdict(batch) for batch in window.data.batches],
             "unlabelled_batches": list(window.data.unlabelled),
-            "training_rows": window.frame.height,
+            "training_rows": window.rows,
             # The onset the window's weights favour (``loop.onset_weights``), None when unweighted.
-            "favours_onset": request.drift_onset if loop.WEIGHT_COLUMN in window.frame.columns else None,
+            "favours_onset": request.drift_onset if window.weighted else None,
             "reference_profile": reference_key,
             "drift_event_id": request.drift_event_id,
             "parent_champion": parent,
@@ -245,7 +326,7 @@ def build_candidate(
         gate_report=report,
         metrics=trained.metrics,
         reference_key=reference_key,
-        training_rows=window.frame.height,
+        training_rows=window.rows,
         parent_champion=parent,
         timings=timings,
     )
@@ -267,12 +348,16 @@ def _holdout_baseline(
     return performance.baseline_of(spec.task, y, predictions, prediction_profile=key)
 
 
-def _reference_profile(store: ObjectStore, spec: ModelSpec, window: PreparedWindow):
+def _reference_profile(
+    store: ObjectStore, spec: ModelSpec, window: PreparedWindow, cluster: ClusterTrainer | None = None
+):
     """Merge of the training batches' stored profiles; the window's own rows when one is missing."""
     keys = [layout.batch_profile(spec.name, batch.batch_id) for batch in window.data.batches]
     try:
         return profiling.merge(profiling.deserialize(store.get(key), key) for key in keys)
     except ObjectNotFoundError:
+        if window.cluster is not None and cluster is not None:
+            return cluster.profile(spec.batch_columns)
         return profiling.profile_frame(window.frame.select(spec.batch_columns))
 
 

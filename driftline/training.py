@@ -245,12 +245,35 @@ def _cut(times: np.ndarray, desired: int, lower: int, upper: int) -> tuple[int, 
     most ``TIE_TOLERANCE`` of them (at least one row); otherwise it stays inside the run, whose rows are then
     divided in their (time, id) order, and the run's (start, end) is returned.
     """
+    return cut_sorted(
+        lambda index: times[index],
+        lambda value: int(np.searchsorted(times[lower:upper], value, side="left")) + lower,
+        lambda value: int(np.searchsorted(times[lower:upper], value, side="right")) + lower,
+        desired,
+        lower,
+        upper,
+    )
+
+
+def cut_sorted(
+    value_at: Callable[[int], Any],
+    first_of: Callable[[Any], int],
+    after_of: Callable[[Any], int],
+    desired: int,
+    lower: int,
+    upper: int,
+) -> tuple[int, tuple[int, int] | None]:
+    """``_cut`` over sorted times known only through accessors (a window on a cluster: ``distributed``).
+
+    ``value_at(i)`` is the i-th time in (time, id) order; ``first_of(v)`` / ``after_of(v)`` are the indices in
+    ``[lower, upper]`` where the run of times equal to ``v`` starts and ends (``searchsorted`` left / right).
+    """
     desired = min(max(desired, lower + 1), upper - 1)
-    if times[desired - 1] < times[desired]:
+    if value_at(desired - 1) < value_at(desired):
         return desired, None
-    value = times[desired]
-    first = int(np.searchsorted(times[lower:upper], value, side="left")) + lower
-    after = int(np.searchsorted(times[lower:upper], value, side="right")) + lower
+    value = value_at(desired)
+    first = first_of(value)
+    after = after_of(value)
     tolerance = max(1, math.floor(TIE_TOLERANCE * (upper - desired)))
     candidates = [c for c in (first, after) if lower < c < upper and abs(c - desired) <= tolerance]
     if candidates:
@@ -369,9 +392,15 @@ class FeatureEncoder:
         if missing:
             raise InputError(f"model {spec.name!r}: training rows lack feature(s) {missing}")
         categories = {
-            column: tuple(sorted(frame.get_column(column).cast(pl.String).drop_nulls().unique().to_list()))
+            column: frame.get_column(column).cast(pl.String).drop_nulls().unique().to_list()
             for column in spec.features.categorical
         }
+        return cls.from_categories(spec, categories)
+
+    @classmethod
+    def from_categories(cls, spec: ModelSpec, categories: dict[str, Sequence[str]]) -> FeatureEncoder:
+        """The encoder of the spec's features given each categorical feature's distinct values (any order)."""
+        categories = {column: tuple(sorted(set(categories[column]))) for column in spec.features.categorical}
         kinds = ("numeric",) * len(spec.features.numeric) + ("categorical",) * len(spec.features.categorical)
         return cls(features=tuple(spec.features.all), kinds=kinds, categories=categories)
 
@@ -598,6 +627,54 @@ class LocalFitter:
         )
 
 
+def matrix_options(encoder: FeatureEncoder) -> dict[str, Any]:
+    """Options of every XGBoost matrix built for ``encoder``'s features."""
+    return {
+        "feature_names": encoder.booster_names,
+        "feature_types": encoder.feature_types,
+        "enable_categorical": True,
+        "missing": np.nan,
+    }
+
+
+def fit_and_refit(
+    spec: ModelSpec,
+    params: dict[str, Any],
+    options: dict[str, Any],
+    fit: Fitter,
+    train_data: FitData,
+    early_data: FitData,
+    refit_data: Callable[[], tuple[FitData, float]],
+    *,
+    early_rows: int,
+    say: Progress,
+) -> tuple[xgboost.Booster, int, int, int, tuple[str, ...]]:
+    """The two boosting runs of ``train``: early stopping finds the rounds, the refit uses them.
+
+    ``refit_data()`` gives the refit rows (train then early-stop) and the scale of the rounds (refit rows /
+    training rows, by weight); it is called after the first run, so its rows need not exist before.
+
+    Returns:
+        (refit booster, best iteration, rounds of the first run, refit rounds, notes on the rounds).
+    """
+    full = fit.fit(
+        params,
+        options,
+        train_data,
+        num_boost_round=spec.xgboost.num_boost_round,
+        early_stop=early_data,
+        early_stopping_rounds=spec.xgboost.early_stopping_rounds,
+    )
+    rounds = full.num_boosted_rounds()
+    best_iteration = full.best_iteration if "best_iteration" in full.attributes() else rounds - 1
+    say(f"best iteration {best_iteration} of {rounds} rounds on the training rows")
+    del full
+    data, scale = refit_data()
+    refit_rounds, notes = _refit_rounds(spec, params, best_iteration, scale, early_rows)
+    booster = fit.fit(params, options, data, num_boost_round=refit_rounds)
+    return booster, best_iteration, rounds, refit_rounds, notes
+
+
 def train(
     split: Split,
     spec: ModelSpec,
@@ -647,41 +724,34 @@ def train(
         f"{split.holdout.height} holdout rows; {len(encoder.features)} features"
         + ("; weighted" if train_weights is not None else "")
     )
-    matrix_options = {
-        "feature_names": encoder.booster_names,
-        "feature_types": encoder.feature_types,
-        "enable_categorical": True,
-        "missing": np.nan,
-    }
+    options = matrix_options(encoder)
     fit = fitter or LocalFitter(nthread)
     train_x, train_y = encoder.encode(split.train), _labels(split.train, spec)
     early_x, early_y = encoder.encode(split.early_stop), _labels(split.early_stop, spec)
-    full = fit.fit(
-        params,
-        matrix_options,
-        FitData(train_x, train_y, train_weights),
-        num_boost_round=spec.xgboost.num_boost_round,
-        early_stop=FitData(early_x, early_y, early_weights),
-        early_stopping_rounds=spec.xgboost.early_stopping_rounds,
-    )
-    rounds = full.num_boosted_rounds()
-    best_iteration = full.best_iteration if "best_iteration" in full.attributes() else rounds - 1
-    say(f"best iteration {best_iteration} of {rounds} rounds on the training rows")
-    del full
 
-    if (train_weights is None) != (early_weights is None):
-        raise InputError(f"{WEIGHT_COLUMN!r} must be in both the training and the early-stopping rows, or in neither")
-    fit_weights = None if train_weights is None else np.concatenate([train_weights, early_weights])
-    if fit_weights is None:
-        scale = (len(train_y) + len(early_y)) / len(train_y)
-    else:
-        scale = float(fit_weights.sum(dtype=np.float64) / train_weights.sum(dtype=np.float64))
-    refit_rounds, notes = _refit_rounds(spec, params, best_iteration, scale, split.early_stop.height)
-    booster = fit.fit(
+    def refit_data() -> tuple[FitData, float]:
+        if (train_weights is None) != (early_weights is None):
+            raise InputError(
+                f"{WEIGHT_COLUMN!r} must be in both the training and the early-stopping rows, or in neither"
+            )
+        fit_weights = None if train_weights is None else np.concatenate([train_weights, early_weights])
+        if fit_weights is None:
+            scale = (len(train_y) + len(early_y)) / len(train_y)
+        else:
+            scale = float(fit_weights.sum(dtype=np.float64) / train_weights.sum(dtype=np.float64))
+        data = FitData(np.concatenate([train_x, early_x]), np.concatenate([train_y, early_y]), fit_weights)
+        return data, scale
+
+    booster, best_iteration, rounds, refit_rounds, notes = fit_and_refit(
+        spec,
         params,
-        matrix_options,
-        FitData(np.concatenate([train_x, early_x]), np.concatenate([train_y, early_y]), fit_weights),
-        num_boost_round=refit_rounds,
+        options,
+        fit,
+        FitData(train_x, train_y, train_weights),
+        FitData(early_x, early_y, early_weights),
+        refit_data,
+        early_rows=split.early_stop.height,
+        say=say,
     )
     train_seconds = time.perf_counter() - started
     for note in notes:

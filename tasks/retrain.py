@@ -14,9 +14,11 @@ from prefect.runtime import flow_run
 
 from driftline import cooldown, distributed, loop, registry, retraining
 from driftline.cooldown import RetrainRequest
+from driftline.errors import InfrastructureError, InputError, ObjectNotFoundError
 from driftline.loop import Admission
 from driftline.settings import Settings
 from driftline.spec import ModelSpec
+from driftline.store import S3Store
 from tasks.common import artifact_key, store
 
 PACKAGES = ("driftline", "xgboost", "polars", "whylogs", "prefect", "numpy", "pyarrow", "boto3")
@@ -95,10 +97,41 @@ def champion_batches(model: str) -> list[str] | None:
     return [batch["batch_id"] for batch in lineage.get("training_batches", [])]
 
 
+def _dask_window_reason(spec: ModelSpec, settings: Settings) -> str | None:
+    """Why the window stays in its parquet partitions on Dask (its batches' footer rows), None if it does not."""
+    if not settings.dask_address and settings.dask_min_rows is None:
+        return None  # Dask is off: not one extra request
+    current = store()
+    if not isinstance(current, S3Store):
+        return None  # workers read S3 objects; a memory store's window is assembled here
+    try:
+        ids, _ = retraining.window_batch_ids(current, spec)
+        parts, _, _ = distributed.locate_parts(current, spec, ids, _locate(settings))
+    except (InputError, ObjectNotFoundError):
+        return None  # retraining.prepare_window reports it as it always has
+    if settings.dask_address:
+        return distributed.dask_reason(0, settings)
+    distributed.require_dask(f"DRIFTLINE_DASK_MIN_ROWS={settings.dask_min_rows}")
+    return distributed.dask_reason(distributed.window_rows(parts, distributed.storage_options(settings)), settings)
+
+
+def _locate(settings: Settings):
+    return lambda key: distributed.s3_url(settings, key)
+
+
 @task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)
 def prepare_window(spec: ModelSpec, request: RetrainRequest) -> retraining.PreparedWindow:
-    """Assemble the labelled training window."""
-    return retraining.prepare_window(store(), spec, request)
+    """Assemble the labelled training window (on Dask, from its parquet partitions, above the Dask rule)."""
+    settings = Settings()
+    reason = _dask_window_reason(spec, settings)
+    if reason is None:
+        return retraining.prepare_window(store(), spec, request)
+    get_run_logger().info("window on Dask from its parquet partitions: %s", reason)
+    with distributed.dask_client(settings) as client:
+        window, _ = distributed.prepare_window(
+            client, store(), spec, request, _locate(settings), distributed.storage_options(settings)
+        )
+    return window
 
 
 @task(cache_policy=NO_CACHE)
@@ -151,6 +184,19 @@ def build_candidate(
         "environment": _environment(),
         "progress": lambda message: logger.info("%s", message),
     }
+    if window.cluster is not None:
+        logger.info("training on Dask from %d parquet partition(s)", len(window.cluster.parts))
+        with distributed.dask_client(settings) as client:
+            on_cluster = distributed.open_window(
+                client, spec, request, window.cluster.parts, distributed.storage_options(settings)
+            )
+            if on_cluster.rows != window.cluster.rows:
+                raise InfrastructureError(
+                    f"model {spec.name!r}: the window has {on_cluster.rows} rows on Dask, "
+                    f"{window.cluster.rows} when prepared; its batches changed meanwhile"
+                )
+            trainer = distributed.ClusterWindowTrainer(on_cluster)
+            return retraining.build_candidate(store(), spec, request, window, cluster=trainer, **arguments)
     reason = distributed.dask_reason(window.frame.height, settings)
     if reason is None:
         return retraining.build_candidate(store(), spec, request, window, **arguments)

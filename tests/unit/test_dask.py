@@ -12,6 +12,7 @@ import hashlib
 import io
 import subprocess
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,11 +20,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import distributed, drift, layout, profiling, training
-from driftline.errors import InfrastructureError, InputError
+from driftline import distributed, drift, layout, profiling, registry, retraining, training
+from driftline.cooldown import RetrainRequest
+from driftline.errors import InfrastructureError, InputError, IntegrityError
 from driftline.settings import Settings
 from driftline.spec import ModelSpec
-from driftline.store import S3Store
+from driftline.store import MemoryStore, S3Store
 
 SEED = 20_261_202
 WORKERS = 2
@@ -290,3 +292,200 @@ def test_an_unreachable_scheduler_names_the_setting(monkeypatch: pytest.MonkeyPa
         distributed.dask_client(Settings(dask_address=address)),
     ):
         pass
+
+
+# ----------------------------------------------------------------------------------- the retrain window on Dask
+def _window_store(tmp_path: Path | None, frames: list[pl.DataFrame], spec: ModelSpec, store=None):
+    """Batches b000.. in a store (memory by default) and, when ``tmp_path``, as local files at their keys."""
+    store = store or MemoryStore()
+    for index, frame in enumerate(frames):
+        batch_id = f"b{index:03d}"
+        objects = {
+            layout.batch_data(spec.name, batch_id): _parquet_bytes(frame.drop(spec.target)),
+            layout.batch_labels(spec.name, batch_id): _parquet_bytes(frame.select(spec.id_column, spec.target)),
+        }
+        for key, data in objects.items():
+            store.put(key, data)
+            if tmp_path is not None:
+                (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / key).write_bytes(data)
+    return store
+
+
+def _request(spec: ModelSpec, onset: datetime | None = None, kind: str | None = None) -> RetrainRequest:
+    return RetrainRequest(
+        model=spec.name,
+        trigger="drift" if onset else "manual",
+        requested_at=START.isoformat(),
+        drift_onset=onset.isoformat() if onset else None,
+        drift_kind=kind,
+    )
+
+
+def _no_window_in_this_process(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Spies: the single-process window assembly and split must not run (they hold every row here)."""
+    calls: list[str] = []
+
+    def spy(name: str):
+        def refuse(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"{name} ran in the task process on the Dask path")
+
+        return refuse
+
+    monkeypatch.setattr(training, "assemble_window", spy("assemble_window"))
+    monkeypatch.setattr(training, "time_split", spy("time_split"))
+    monkeypatch.setattr(retraining, "prepare_window", spy("prepare_window"))
+    return calls
+
+
+def _both_paths(client, monkeypatch, store, spec, request, locate, options):
+    single = retraining.prepare_window(store, spec, request)
+    single_split = training.time_split(single.frame, spec)
+    with monkeypatch.context() as patch:
+        calls = _no_window_in_this_process(patch)
+        prepared, window = distributed.prepare_window(client, store, spec, request, locate, options)
+        split, trained = distributed.ClusterWindowTrainer(window).train(spec, 2, lambda _: None)
+    assert calls == []
+    return single, single_split, prepared, window, split, trained
+
+
+def _assert_same_window(single, single_split, prepared, split) -> None:
+    assert prepared.frame.height == 0  # no row of the window is held here but the holdout
+    assert prepared.batch_ids == single.batch_ids
+    assert [asdict(b) for b in prepared.data.batches] == [asdict(b) for b in single.data.batches]
+    assert prepared.rows == single.rows == single.frame.height
+    assert prepared.rows_since_onset == single.rows_since_onset
+    assert prepared.weighted == single.weighted
+    assert (split.train_rows, split.early_stop_rows) == (single_split.train.height, single_split.early_stop.height)
+    assert split.holdout.equals(single_split.holdout)  # the very rows, weights included
+    assert (split.ties_broken, split.notes) == (single_split.ties_broken, single_split.notes)
+
+
+WINDOW_CASES = {
+    # unique times, manual retrain: cuts at time changes
+    "manual": ({}, None, None, 1),
+    # coarse times (runs of 10,000 rows): the holdout cut divides a run by id, as time_split does
+    "ties": ({}, None, None, 10_000),
+    # a drift onset: older rows weigh before_onset_weight; last_days cuts the oldest batch's rows
+    "onset-weighted": ({"last_days": 1.0}, 60_000, "input", 1),
+    # a performance drop: rows before the onset weigh 0 and are dropped
+    "onset-dropped": ({}, 70_000, "performance", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(WINDOW_CASES))
+def test_dask_window_from_local_parquet_matches_the_single_process_window(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    window_settings, onset_seconds, kind, tick = WINDOW_CASES[case]
+    spec = ModelSpec.model_validate({**SPEC, "window": {**SPEC["window"], **window_settings}})
+    frames = []
+    for index in range(4):
+        frame = _labelled(25_000, SEED + 10 * index, offset=index * 25_000)
+        times = [START + timedelta(seconds=int(i) // tick * tick) for i in frame.get_column("row id")]
+        frames.append(frame.with_columns(pl.Series("event.ts", times)).sample(fraction=1.0, shuffle=True, seed=index))
+    store = _window_store(tmp_path, frames, spec)
+    onset = START + timedelta(seconds=onset_seconds) if onset_seconds else None
+    single, single_split, prepared, _, split, trained = _both_paths(
+        client, monkeypatch, store, spec, _request(spec, onset, kind), lambda key: str(tmp_path / key), None
+    )
+    _assert_same_window(single, single_split, prepared, split)
+    if case == "ties":
+        assert split.ties_broken
+    if case.startswith("onset"):
+        assert prepared.weighted
+    reference = training.train(single_split, spec, nthread=2)
+    assert trained.encoder == reference.encoder
+    assert trained.metrics["auc"] == pytest.approx(reference.metrics["auc"], abs=0.01)
+
+
+def test_dask_window_training_is_deterministic_and_gates_a_candidate(
+    client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = ModelSpec.model_validate(SPEC)
+    frames = [_labelled(20_000, SEED + index, offset=index * 20_000) for index in range(3)]
+    store = _window_store(tmp_path, frames, spec)
+    store.put(layout.model_spec(spec.name), spec.to_yaml().encode())
+    request = _request(spec)
+    locate = lambda key: str(tmp_path / key)  # noqa: E731
+    digests = []
+    for _ in range(2):
+        with monkeypatch.context() as patch:
+            _no_window_in_this_process(patch)
+            prepared, window = distributed.prepare_window(client, store, spec, request, locate, None)
+            trainer = distributed.ClusterWindowTrainer(window)
+            digests.append(hashlib.sha256(training.model_bytes(trainer.train(spec, 2, print)[1].booster)).digest())
+    assert digests[0] == digests[1]
+    # The whole candidate: gates on the holdout here, lineage from head requests; no stored batch profiles, so
+    # the reference profile is profiled on the workers.
+    candidate = retraining.build_candidate(store, spec, request, prepared, nthread=2, environment={}, cluster=trainer)
+    metadata = registry.read_metadata(store, spec.name, candidate.version)
+    single = retraining.prepare_window(store, spec, request)
+    assert metadata["lineage"]["training_batches"] == [asdict(b) for b in single.data.batches]
+    assert metadata["lineage"]["training_rows"] == single.frame.height == candidate.training_rows
+    assert any("trained on Dask from 3 parquet partition(s)" in note for note in candidate.gate_report.notes)
+    reference = profiling.deserialize(store.get(candidate.reference_key))
+    assert profiling.row_count(reference) == single.frame.height
+
+
+def test_a_window_on_the_cluster_needs_the_cluster_to_train(tmp_path: Path) -> None:
+    spec = ModelSpec.model_validate(SPEC)
+    cluster = retraining.ClusterWindow(parts=[], rows=10, weighted=False)
+    window = retraining.PreparedWindow(training.TrainingData(pl.DataFrame(), []), pl.DataFrame(), 10, cluster=cluster)
+    with pytest.raises(InputError, match="on a Dask cluster"):
+        retraining.build_candidate(MemoryStore(), spec, _request(spec), window, nthread=1, environment={})
+
+
+def test_a_tampered_batch_fails_on_the_workers(client, tmp_path: Path) -> None:
+    spec = ModelSpec.model_validate(SPEC)
+    store = _window_store(tmp_path, [_labelled(5_000, SEED)], spec)
+    key = layout.batch_data(spec.name, "b000")
+    (tmp_path / key).write_bytes(_parquet_bytes(_labelled(5_000, SEED + 1).drop(spec.target)))
+    with pytest.raises(IntegrityError, match="tampered"):
+        distributed.prepare_window(client, store, spec, _request(spec), lambda k: str(tmp_path / k), None)
+
+
+def test_window_rows_come_from_the_parquet_footers(tmp_path: Path) -> None:
+    spec = ModelSpec.model_validate(SPEC)
+    store = _window_store(tmp_path, [_labelled(3_000, SEED), _labelled(4_000, SEED + 1, offset=3_000)], spec)
+    parts, etags, unlabelled = distributed.locate_parts(store, spec, ["b000", "b001"], lambda k: str(tmp_path / k))
+    assert distributed.window_rows(parts, None) == 7_000
+    assert etags["b001"] == (
+        store.info(layout.batch_data(spec.name, "b001")).etag,
+        store.info(layout.batch_labels(spec.name, "b001")).etag,
+    )
+    assert unlabelled == []
+
+
+@pytest.mark.s3
+def test_dask_window_from_s3_matches_the_single_process_window(
+    client, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        s3_endpoint_url=s3_endpoint,
+        s3_bucket="dask-retrain-window",
+        s3_prefix="team/prod",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    store = S3Store.from_settings(settings)
+    store._client.create_bucket(Bucket=settings.s3_bucket)
+    spec = ModelSpec.model_validate(SPEC)
+    frames = [_labelled(20_000, SEED + 3 * index, offset=index * 20_000) for index in range(3)]
+    _window_store(None, frames, spec, store=store)
+    single, single_split, prepared, _, split, trained = _both_paths(
+        client,
+        monkeypatch,
+        store,
+        spec,
+        _request(spec),
+        lambda key: distributed.s3_url(settings, key),
+        distributed.storage_options(settings),
+    )
+    _assert_same_window(single, single_split, prepared, split)
+    assert [b.features_etag for b in prepared.data.batches] == [
+        store.info(layout.batch_data(spec.name, f"b{i:03d}")).etag for i in range(3)
+    ]
+    reference = training.train(single_split, spec, nthread=2)
+    assert trained.metrics["auc"] == pytest.approx(reference.metrics["auc"], abs=0.01)
