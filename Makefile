@@ -76,7 +76,7 @@ format: $(INSTALLED)
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(INSTALLED)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra dask --extra ministack --python-version 3.11 --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra dask --python-version 3.11 --quiet -o requirements.lock
 
 clean:
 	-$(BIN)/driftline down
