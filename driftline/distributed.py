@@ -1073,26 +1073,9 @@ def locate_parts(
         ObjectNotFoundError: a batch's features object does not exist.
         InputError: a batch id is listed twice.
     """
-    from driftline.errors import ObjectNotFoundError
-
-    model = spec.name
-    if len(set(batch_ids)) != len(batch_ids):
-        repeated = sorted({b for b in batch_ids if batch_ids.count(b) > 1})
-        raise InputError(f"model {model!r}: batch id(s) {repeated} listed more than once")
-    parts, etags, unlabelled = [], {}, []
-    for batch_id in batch_ids:
-        features_key, labels_key = layout.batch_data(model, batch_id), layout.batch_labels(model, batch_id)
-        try:
-            labels = store.info(labels_key)
-        except ObjectNotFoundError:
-            if not store.exists(features_key):
-                raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from None
-            unlabelled.append(batch_id)
-            continue
-        try:
-            features = store.info(features_key)
-        except ObjectNotFoundError as error:
-            raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from error
+    labelled, unlabelled = training.labelled_batches(store, spec.name, batch_ids, store.info)
+    parts, etags = [], {}
+    for batch_id, features_key, labels_key, features, labels in labelled:
         parts.append(WindowPart(batch_id, locate(features_key), locate(labels_key), features.sha256, labels.sha256))
         etags[batch_id] = (features.etag, labels.etag)
     return parts, etags, unlabelled

@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
@@ -40,6 +40,8 @@ from driftline.errors import InputError, ObjectNotFoundError
 from driftline.loop import WEIGHT_COLUMN  # optional per-row weight of train and early-stop rows (loop.onset_weights)
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
+
+T = TypeVar("T")  # what a window's fetch returns per object (bytes with ETag, or head info)
 
 ENCODER_FORMAT = 1
 PROBABILITY_CLIP = 1e-7
@@ -133,6 +135,38 @@ def _join_batch(spec: ModelSpec, batch_id: str, features: pl.DataFrame, labels: 
     )
 
 
+def labelled_batches(
+    store: ObjectStore, model: str, batch_ids: Sequence[str], fetch: Callable[[str], T]
+) -> tuple[list[tuple[str, str, str, T, T]], list[str]]:
+    """``(batch id, features key, labels key, features, labels)`` of each labelled batch, fetched with ``fetch``
+    (``store.read`` for the bytes, ``store.info`` for a head request only), and the ids without labels.
+
+    Raises:
+        ObjectNotFoundError: a batch's features object does not exist.
+        InputError: a batch id is listed twice.
+    """
+    if len(set(batch_ids)) != len(batch_ids):
+        repeated = sorted({b for b in batch_ids if batch_ids.count(b) > 1})
+        raise InputError(f"model {model!r}: batch id(s) {repeated} listed more than once")
+    labelled: list[tuple[str, str, str, T, T]] = []
+    unlabelled: list[str] = []
+    for batch_id in batch_ids:
+        features_key, labels_key = layout.batch_data(model, batch_id), layout.batch_labels(model, batch_id)
+        try:
+            labels = fetch(labels_key)
+        except ObjectNotFoundError:
+            if not store.exists(features_key):
+                raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from None
+            unlabelled.append(batch_id)
+            continue
+        try:
+            features = fetch(features_key)
+        except ObjectNotFoundError as error:
+            raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from error
+        labelled.append((batch_id, features_key, labels_key, features, labels))
+    return labelled, unlabelled
+
+
 def assemble_window(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -> TrainingData:
     """Join each batch's features with its labels and stack them into one training frame.
 
@@ -156,27 +190,11 @@ def assemble_window(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -
             labelled rows remain.
     """
     model = spec.name
-    if len(set(batch_ids)) != len(batch_ids):
-        repeated = sorted({b for b in batch_ids if batch_ids.count(b) > 1})
-        raise InputError(f"model {model!r}: batch id(s) {repeated} listed more than once")
     frames: list[pl.DataFrame] = []
     used: list[BatchUsed] = []
-    unlabelled: list[str] = []
     time_kinds: dict[str, str] = {}
-    for batch_id in batch_ids:
-        features_key = layout.batch_data(model, batch_id)
-        labels_key = layout.batch_labels(model, batch_id)
-        try:
-            labels_object = store.read(labels_key)
-        except ObjectNotFoundError:
-            if not store.exists(features_key):
-                raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from None
-            unlabelled.append(batch_id)
-            continue
-        try:
-            features_object = store.read(features_key)
-        except ObjectNotFoundError as error:
-            raise ObjectNotFoundError(f"model {model!r}: no batch {batch_id!r} ({features_key})") from error
+    labelled, unlabelled = labelled_batches(store, model, batch_ids, store.read)
+    for batch_id, features_key, labels_key, features_object, labels_object in labelled:
         features = _read_parquet(features_object.data, features_key, spec.batch_columns, "batch")
         labels = _read_parquet(labels_object.data, labels_key, spec.labels_columns, "labels file")
         time_kinds[batch_id] = _time_kind(features.schema[spec.time_column])

@@ -36,9 +36,14 @@ def prefect_database() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def prefect_api_url(tmp_path_factory: pytest.TempPathFactory, prefect_database: str | None) -> Iterator[str]:
-    home: Path = tmp_path_factory.mktemp("prefect-home")
-    with prefect_server(home, database_url=prefect_database) as api_url:
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PREFECT_HOME of the session's server (its SQLite database lives here when it uses SQLite)."""
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_home: Path, prefect_database: str | None) -> Iterator[str]:
+    with prefect_server(prefect_home, database_url=prefect_database) as api_url:
         yield api_url
 
 

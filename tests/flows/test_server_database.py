@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +31,24 @@ def _flow_run_names_in_postgres(url: str, name_like: str) -> list[str]:
     return asyncio.run(query())
 
 
-def test_flow_runs_are_rows_of_the_chosen_database(prefect_database: str | None, prefect_api_url: str) -> None:
+def _flow_run_names_in_sqlite(path: Path, name_like: str) -> list[str]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        rows = connection.execute(
+            "SELECT f.name FROM flow_run r JOIN flow f ON f.id = r.flow_id WHERE r.parameters LIKE ?",
+            (f"%{name_like}%",),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_flow_runs_are_rows_of_the_chosen_database(
+    prefect_database: str | None, prefect_home: Path, prefect_api_url: str
+) -> None:
     nonce = f"db-{uuid.uuid4().hex[:10]}"
     stack_check(nonce)
+    sqlite_file = prefect_home / "prefect.db"
     if prefect_database is None:
-        pytest.skip("SQLite run: DRIFTLINE_TEST_PREFECT_DATABASE=postgresql checks the PostgreSQL rows")
-    assert _flow_run_names_in_postgres(prefect_database, nonce) == ["stack-check"]
+        assert _flow_run_names_in_sqlite(sqlite_file, nonce) == ["stack-check"]
+    else:
+        assert _flow_run_names_in_postgres(prefect_database, nonce) == ["stack-check"]
+        # ... and not in a SQLite file the server might have fallen back to.
+        assert not sqlite_file.exists() or _flow_run_names_in_sqlite(sqlite_file, nonce) == []

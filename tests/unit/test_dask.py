@@ -238,17 +238,23 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.s3
-def test_window_and_profile_read_from_s3_through_s3fs(client, s3_endpoint: str) -> None:
+def _s3_settings_and_store(endpoint: str, bucket: str) -> tuple[Settings, S3Store]:
+    """Settings naming a fresh bucket (with a prefix) on the moto server, and its store."""
     settings = Settings(
-        s3_endpoint_url=s3_endpoint,
-        s3_bucket="dask-window",
+        s3_endpoint_url=endpoint,
+        s3_bucket=bucket,
         s3_prefix="team/prod",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
     store = S3Store.from_settings(settings)
     store._client.create_bucket(Bucket=settings.s3_bucket)
+    return settings, store
+
+
+@pytest.mark.s3
+def test_window_and_profile_read_from_s3_through_s3fs(client, s3_endpoint: str) -> None:
+    settings, store = _s3_settings_and_store(s3_endpoint, "dask-window")
     spec = ModelSpec.model_validate(SPEC)
     batch_ids = ["b001", "b002", "b003"]
     for index, batch_id in enumerate(batch_ids):
@@ -462,15 +468,7 @@ def test_window_rows_come_from_the_parquet_footers(tmp_path: Path) -> None:
 def test_dask_window_from_s3_matches_the_single_process_window(
     client, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(
-        s3_endpoint_url=s3_endpoint,
-        s3_bucket="dask-retrain-window",
-        s3_prefix="team/prod",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    store = S3Store.from_settings(settings)
-    store._client.create_bucket(Bucket=settings.s3_bucket)
+    settings, store = _s3_settings_and_store(s3_endpoint, "dask-retrain-window")
     spec = ModelSpec.model_validate(SPEC)
     frames = [_labelled(20_000, SEED + 3 * index, offset=index * 20_000) for index in range(3)]
     _window_store(None, frames, spec, store=store)
