@@ -7,18 +7,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 UV_VERSION := 0.13.8
+# Peer tools for `make bench` (Evidently needs pandas < 3): their own environment, never made by `make install`.
+PEERS_VENV ?= .venv-peers
+PEERS_REQUIREMENTS := benchmarks/peers/requirements.txt
+PEERS_INSTALLED := $(PEERS_VENV)/.installed
 export DO_NOT_TRACK := 1
 export WHYLOGS_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo up down status test test-unit test-flows test-e2e bench lint format lock clean postgres
+.PHONY: install demo up down status test test-unit test-flows test-e2e bench peers peers-lock lint format lock clean postgres
 
 install: $(INSTALLED)
 
+# --compile-bytecode: uv writes no .pyc by default, and with PYTHONDONTWRITEBYTECODE set (as on CI) every
+# process would compile Prefect, pydantic and the rest from source again: ~1.2 s of each flow run's start.
 $(INSTALLED): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
 	@touch $@
 
@@ -63,8 +69,22 @@ test-flows: $(INSTALLED)
 test-e2e: $(INSTALLED)
 	$(BIN)/pytest tests/e2e
 
+# BENCH_ARGS=evidently runs one benchmark. The Evidently comparison needs $(PEERS_VENV); when it cannot be
+# made (no PyPI) that benchmark says so and skips its entries, the others run.
 bench: $(INSTALLED)
-	$(BIN)/python -m benchmarks
+	@$(MAKE) --no-print-directory peers || echo "bench: could not create $(PEERS_VENV)/ (is PyPI reachable?): the Evidently comparison will be skipped" >&2
+	DRIFTLINE_BENCH_PEERS_VENV=$(PEERS_VENV) $(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+peers: $(PEERS_INSTALLED)
+
+$(PEERS_INSTALLED): $(PEERS_REQUIREMENTS) | $(INSTALLED)
+	@test -x $(PEERS_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(PEERS_VENV)
+	$(BIN)/uv pip install --python $(PEERS_VENV)/bin/python --quiet -r $(PEERS_REQUIREMENTS)
+	@touch $@
+
+# Re-pin the peer tools after changing benchmarks/peers/requirements.in.
+peers-lock: $(INSTALLED)
+	$(BIN)/uv pip compile benchmarks/peers/requirements.in --python-version 3.11 --quiet -o $(PEERS_REQUIREMENTS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -32,6 +32,9 @@ SHADOW_DECIDED = "driftline.shadow.decided"
 MODEL_PROMOTED = "driftline.model.promoted"
 MODEL_ROLLED_BACK = "driftline.model.rolled_back"
 SCORING_FAILED = "driftline.scoring.failed"
+# Labels arrived while a drift-triggered retrain waits for them: its re-check is due (shadow-evaluate sends
+# it, the retrain deployment's labels trigger answers), so no retrain run starts when nothing waits.
+RETRAIN_DUE = "driftline.retrain.due"
 STACK_CHECKED = "driftline.stack.checked"
 
 MODEL_EVENTS = (
@@ -47,6 +50,7 @@ MODEL_EVENTS = (
     MODEL_PROMOTED,
     MODEL_ROLLED_BACK,
     SCORING_FAILED,
+    RETRAIN_DUE,
 )
 
 

@@ -1,12 +1,12 @@
 """shadow-evaluate: labels arrived; update the shadow test, the guard and the champion's performance monitor;
-announce verdicts and a degraded champion; roll back."""
+announce verdicts and a degraded champion; roll back; say when a retrain waiting for labels is due."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from driftline import loop
-from driftline.events import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, SHADOW_DECIDED
+from driftline.events import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, RETRAIN_DUE, SHADOW_DECIDED
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.shadow import (
@@ -17,6 +17,7 @@ from tasks.shadow import (
     record_performance_announcement,
     retire_candidate,
     roll_back,
+    waiting_retrain,
 )
 
 
@@ -72,4 +73,9 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
             record_performance_announcement(model, monitored.state.champion, event_id)
             outcome["performance_event"] = event_id
             outcome["announcement"] = {**payload, "event_id": event_id}
+
+    # Last, so the re-check sees this batch's shadow verdict (a retired candidate no longer holds it back).
+    waiting = waiting_retrain(model)
+    if waiting is not None:
+        outcome["retrain_due"] = publish(model, RETRAIN_DUE, {"batch_id": batch_id, **waiting})
     return outcome

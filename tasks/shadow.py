@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline import evaluation, layout, promotion, registry, reports
+from driftline import cooldown, evaluation, layout, promotion, registry, reports
 from driftline.spec import ModelSpec
 from tasks.common import artifact_key, store
 
@@ -18,6 +18,19 @@ from tasks.common import artifact_key, store
 def evaluate_labelled_batch(spec: ModelSpec, batch_id: str) -> evaluation.Evaluation:
     """Fold the batch into the running shadow test and guard."""
     return evaluation.evaluate_batch(store(), spec, batch_id, datetime.now(UTC))
+
+
+@task(cache_policy=NO_CACHE)
+def waiting_retrain(model: str) -> dict | None:
+    """The drift retrain of ``model`` that waits for labels (what identifies it), or None when none waits."""
+    pending = cooldown.read_pending(store(), model)
+    if pending is None:
+        return None
+    return {
+        "drift_event_id": pending.drift_event_id,
+        "drift_batch_id": pending.drift_batch_id,
+        "reference_version": pending.reference_version,
+    }
 
 
 @task(cache_policy=NO_CACHE)

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 
-from driftline import layout, registry, synth
+from driftline import layout, registry, run_timing, synth
 from driftline.cli import prefect_api
 from driftline.cli.uploads import submit_batch, submit_labels
 from driftline.errors import InfrastructureError, InputError
@@ -85,6 +85,8 @@ class DemoSummary:
     events: dict[str, int]
     ui: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
+    # Where the flow runs' time went (run_timing.RunBreakdown.to_dict()); empty when the server could not say.
+    timings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -316,6 +318,8 @@ def describe_event(name: str, payload: dict[str, Any]) -> str:
         return f"champion {payload.get('previous')} -> {champion} ({payload.get('reason')})"
     if short == "model.rolled_back":
         return f"champion {payload.get('previous')} -> {payload.get('champion')} (rolled back)"
+    if short == "retrain.due":
+        return f"{batch}: labels for the retrain waiting since {payload.get('drift_batch_id') or 'a drift'}"
     if short == "scoring.failed":
         return f"{batch}: champion {payload.get('version')} failed ({payload.get('kind')}): {payload.get('error')}"[
             :200
@@ -573,6 +577,11 @@ def _summarise(
     ]
     ui = api_url.removesuffix("/api")
     runs = [r for r in prefect_api.flow_runs_since(api_url, timeline.started) if r["model"] == spec.name]
+    try:
+        runs_timed = prefect_api.flow_run_timings(api_url, spec.name, timeline.started)
+        timings = run_timing.breakdown(run_timing.with_triggers(runs_timed, timeline.events)).to_dict()
+    except InfrastructureError:
+        timings = {}  # the summary stands without it; the runs are in the UI
     reasons = []
     if recovery is None:
         reasons.append("no candidate trained after the drift was promoted (see the shadow verdicts and run logs)")
@@ -600,7 +609,29 @@ def _summarise(
             "artifacts": f"{ui}/artifacts",
         },
         reasons=reasons,
+        timings=timings,
     )
+
+
+def timing_table(timings: dict[str, Any]) -> str:
+    """The demo's flow-run time breakdown as text: median seconds per stage and flow, totals and shares."""
+    breakdown = run_timing.RunBreakdown(
+        flows=[
+            run_timing.StageSummary(f["flow"], f["runs"], f["median"], f["total"]) for f in timings.get("flows", [])
+        ],
+        total=timings.get("total", {}),
+        event_to_run_start_median=timings.get("event_to_run_start_median_seconds"),
+        event_to_run_start_n=timings.get("event_to_run_start_n", 0),
+        runs=timings.get("runs", 0),
+    )
+    legend = "; ".join(f"{stage}: {meaning}" for stage, meaning in run_timing.STAGE_MEANING.items())
+    latency = breakdown.event_to_run_start_median
+    head = "where the flow runs' time went (median s per run; " + (
+        f"event -> flow code starting: median {latency:.2f} s over {breakdown.event_to_run_start_n} runs)"
+        if latency is not None
+        else "no triggered run matched its event)"
+    )
+    return "\n".join([head, *breakdown.lines(), legend])
 
 
 def _mean(values: list[float]) -> float | None:
@@ -653,6 +684,8 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     for run in summary.ui["runs"]:
         if run["flow"] == "promote":
             console.print(f"  promote run {run['name']} ({run['state']}): {run['url']}")
+    if summary.timings:
+        console.print(timing_table(summary.timings))
     for reason in summary.reasons:
         console.print(f"[yellow]{reason}[/yellow]")
     verdict = "[bold green]promotion reached[/bold green]" if summary.promoted else "[bold red]no promotion[/bold red]"

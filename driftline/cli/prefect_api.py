@@ -16,6 +16,7 @@ import httpx
 
 from driftline.errors import InfrastructureError
 from driftline.events import EventRecord, read_outbox, write_outbox
+from driftline.run_timing import RunTiming
 from driftline.store import ObjectStore
 
 # Our own calls retry what a busy server answers (SQLite "database is locked" is a 503) and dropped
@@ -341,7 +342,67 @@ def _flow_names(url: str) -> dict[str, str]:
     return {flow["id"]: flow["name"] for flow in _post_json(f"{url}/flows/filter", {"limit": 200})}
 
 
+def _timestamp(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def flow_run_timings(api_url: str | None, model: str, since: datetime) -> list[RunTiming]:
+    """The finished flow runs of ``model`` started at or after ``since``, with the moments each entered
+    Pending and Running (its state history) and its task runs' total run time; ``triggered_at`` is left to
+    ``run_timing.with_triggers``."""
+    url = _require(api_url)
+    runs: list[dict[str, Any]] = []
+    while True:
+        body = {
+            "flow_runs": {"start_time": {"after_": since.isoformat()}, "state": {"type": {"any_": list(FINAL)}}},
+            "sort": "START_TIME_ASC",
+            "limit": 200,
+            "offset": len(runs),
+        }
+        page = _post_json(f"{url}/flow_runs/filter", body)
+        runs.extend(page)
+        if len(page) < 200:
+            break
+    runs = [run for run in runs if (run.get("parameters") or {}).get("model") == model]
+    task_seconds: dict[str, float] = {}
+    ids = [run["id"] for run in runs]
+    for start in range(0, len(ids), 100):
+        offset = 0
+        while True:
+            body = {"flow_runs": {"id": {"any_": ids[start : start + 100]}}, "limit": 200, "offset": offset}
+            page = _post_json(f"{url}/task_runs/filter", body)
+            for task_run in page:
+                began, ended = _timestamp(task_run.get("start_time")), _timestamp(task_run.get("end_time"))
+                if began and ended and task_run.get("flow_run_id"):
+                    flow_run = task_run["flow_run_id"]
+                    task_seconds[flow_run] = task_seconds.get(flow_run, 0.0) + (ended - began).total_seconds()
+            offset += len(page)
+            if len(page) < 200:
+                break
+    names = _flow_names(url)
+    timings = []
+    for run in runs:
+        response = request("GET", f"{url}/flow_run_states/?flow_run_id={run['id']}")
+        states = response.json() if response.status_code == 200 else []
+        first: dict[str, datetime] = {}
+        for state in sorted(states, key=lambda item: item["timestamp"]):
+            first.setdefault(state["type"], datetime.fromisoformat(state["timestamp"]))
+        timings.append(
+            RunTiming(
+                flow=names.get(run["flow_id"], run["flow_id"]),
+                created=datetime.fromisoformat(run["created"]),
+                pending=first.get("PENDING"),
+                running=first.get("RUNNING") or _timestamp(run.get("start_time")),
+                ended=_timestamp(run.get("end_time")),
+                task_seconds=task_seconds.get(run["id"], 0.0),
+                parameters=run.get("parameters") or {},
+            )
+        )
+    return timings
+
+
 ACTIVE_STATES = ("SCHEDULED", "PENDING", "RUNNING")
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def active_flow_runs(api_url: str | None, page: int = 200) -> list[dict[str, Any]]:

@@ -399,6 +399,9 @@ class LocalStack:
     def child_env(self) -> dict[str, str]:
         """Environment of every process of the stack (and of the flow runs the worker starts)."""
         env = dict(os.environ)
+        # Every flow run is a fresh process: with no cached bytecode for driftline/, flows/ and tasks/ each
+        # would compile them again (site-packages is compiled at install).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(TELEMETRY_OFF)
         env.update(
             {

@@ -10,10 +10,11 @@ import pytest
 
 from driftline import layout, registry
 from driftline.cli import prefect_api
-from driftline.events import CANDIDATE_REGISTERED, MODEL_PROMOTED, model_resource_id
+from driftline.events import CANDIDATE_REGISTERED, MODEL_PROMOTED, RETRAIN_DUE, model_resource_id
 from driftline.settings import Settings
 from driftline.store import ObjectStore, open_store
 from flows.retrain import retrain
+from flows.shadow_evaluate import shadow_evaluate
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
 
 RELAXED_GATES = {"max_p99_latency_ms": 1000.0, "min_throughput_rows_per_s": 100.0}
@@ -89,7 +90,10 @@ def test_a_drift_retrain_enters_shadow_and_a_repeated_event_is_a_duplicate(store
     assert len(registry.list_version_ids(store, model)) == 2
 
 
-def test_a_drift_retrain_waits_for_labels_since_the_onset_then_runs_when_they_arrive(store: ObjectStore) -> None:
+def test_a_drift_retrain_waits_for_labels_since_the_onset_then_runs_when_they_arrive(
+    store: ObjectStore, prefect_api_url: str
+) -> None:
+    since = datetime.now(UTC)
     model = _model(store, batches=3)
     champion = retrain(model)["version"]
     onset = datetime(2026, 1, 4, 12).isoformat()  # batch 3 ends on Jan 4 at 01:00, batch 4 starts on Jan 5
@@ -102,10 +106,19 @@ def test_a_drift_retrain_waits_for_labels_since_the_onset_then_runs_when_they_ar
     frame = example_batch(4, rows=3_000)
     store.create(layout.batch_data(model, "b004"), parquet_bytes(frame))
     store.create(layout.batch_labels(model, "b004"), parquet_bytes(example_labels(frame, 4)))
+    # Labels arrived while the retrain waits: shadow-evaluate says its re-check is due (the labels trigger
+    # of the retrain deployment listens for that event, not for every labels.arrived).
+    due = shadow_evaluate(model, "b004")
+    assert due.get("retrain_due"), due
+    event = prefect_api.wait_for_payload(
+        prefect_api_url, [RETRAIN_DUE], model_resource_id(model), "batch_id", "b004", 20, since
+    )
+    assert event is not None and event["payload"]["reference_version"] == champion, event
     served = retrain(model, trigger="labels")
     assert served["outcome"] == "shadow", served
     assert not store.exists(layout.retrain_pending(model))
     assert retrain(model, trigger="labels")["outcome"] == "nothing-pending"
+    assert "retrain_due" not in shadow_evaluate(model, "b004")  # nothing waits: no re-check run is started
 
 
 def test_without_labelled_batches_the_error_says_how_to_add_them(store: ObjectStore) -> None:

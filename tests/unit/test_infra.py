@@ -582,7 +582,14 @@ def test_dockerfile_installs_like_the_makefile() -> None:
     assert any('"uv==${UV_VERSION}"' in run for run in runs)
     recipe = _makefile_install_recipe()
     assert any('"uv==$(UV_VERSION)"' in line for line in recipe)
-    assert _uv_installs(runs) == _uv_installs(recipe) == [["-r", "requirements.lock"], ["--no-deps", "-e", "."]]
+    assert (
+        _uv_installs(runs)
+        == _uv_installs(recipe)
+        == [
+            ["--compile-bytecode", "-r", "requirements.lock"],
+            ["--no-deps", "-e", "."],
+        ]
+    )
 
 
 def test_dockerfile_sets_the_makefile_telemetry_switches() -> None:
