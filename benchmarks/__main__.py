@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import bench_dask, bench_drift, bench_profiling, bench_retrain, bench_scoring, bench_store
+from benchmarks import (
+    bench_dask,
+    bench_drift,
+    bench_evidently,
+    bench_profiling,
+    bench_retrain,
+    bench_scoring,
+    bench_store,
+)
 
 BENCHMARKS: dict[str, Callable[[], dict[str, dict]]] = {
     "profiling": bench_profiling.main,
@@ -26,6 +34,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, dict]]] = {
     "scoring": bench_scoring.main,
     # 10M rows on a 2-worker LocalCluster vs the single-process path (several minutes).
     "dask": bench_dask.main,
+    # driftline's drift check vs Evidently's DataDriftPreset on 1M x 20 (needs .venv-peers, `make peers`; minutes).
+    "evidently": bench_evidently.main,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
