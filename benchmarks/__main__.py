@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks import (
     bench_dask,
+    bench_demo,
     bench_drift,
     bench_evidently,
     bench_profiling,
@@ -36,6 +37,8 @@ BENCHMARKS: dict[str, Callable[[], dict[str, dict]]] = {
     "dask": bench_dask.main,
     # driftline's drift check vs Evidently's DataDriftPreset on 1M x 20 (needs .venv-peers, `make peers`; minutes).
     "evidently": bench_evidently.main,
+    # `driftline demo --fast` then the default demo on the local stack, timed with the flow runs' breakdown.
+    "demo": bench_demo.main,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

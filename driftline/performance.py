@@ -44,10 +44,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special
 
 from driftline.errors import InputError
-from driftline.shadow import cs_radius, merge_moments, require_aware, sample_variance
+from driftline.shadow import cs_radius, merge_moments, normal_quantile, require_aware, sample_variance
 from driftline.spec import PerformanceSpec
 from driftline.training import Task, per_row_loss
 
@@ -128,7 +127,7 @@ def segment_alpha(alpha: float, index: int) -> float:
 
 def baseline_z(alpha: float) -> float:
     """How many baseline standard errors the tolerance allows: one side of ``alpha / 2``."""
-    return float(special.ndtri(1 - alpha / 2))
+    return normal_quantile(1 - alpha / 2)
 
 
 def tolerance(baseline_loss: float, baseline_se: float, policy: PerformanceSpec) -> float:

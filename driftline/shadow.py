@@ -25,10 +25,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special
 
 from driftline.errors import InputError
 from driftline.spec import ShadowSpec
@@ -97,6 +97,38 @@ def sample_variance(n: int, m2: float) -> float:
 
 
 # --------------------------------------------------------------------------------- confidence sequence
+_STANDARD_NORMAL = NormalDist()
+
+
+def normal_quantile(p: float) -> float:
+    """The standard normal's ``p`` quantile (scipy's ``ndtri``; the stdlib's, so a flow run that only folds
+    labels does not pay for importing scipy)."""
+    return _STANDARD_NORMAL.inv_cdf(p)
+
+
+def lambert_w_lower(x: float) -> float:
+    """``W_{-1}(x)``, the lower real branch of Lambert's W, for ``-1/e <= x < 0`` (Halley's iteration).
+
+    Raises:
+        InputError: ``x`` outside ``[-1/e, 0)``.
+    """
+    if not -1.0 / math.e <= x < 0:
+        raise InputError(f"W_-1 is real on [-1/e, 0) only, got {x}")
+    # Start near the branch point from the series in sqrt(2 (1 + e x)), towards 0- from the asymptote.
+    near_branch = x < -0.25
+    w = -1.0 - math.sqrt(max(0.0, 2.0 * (1.0 + math.e * x))) if near_branch else math.log(-x) - math.log(-math.log(-x))
+    for _ in range(64):
+        ew = math.exp(w)
+        f = w * ew - x
+        if w == -1.0 or f == 0.0:
+            break
+        step = f / (ew * (w + 1.0) - (w + 2.0) * f / (2.0 * w + 2.0))
+        w -= step
+        if abs(step) <= 1e-15 * abs(w):
+            break
+    return w
+
+
 def optimal_rho2(alpha: float, planned_rows: int) -> float:
     """Mixture parameter ``rho^2`` (for unit variance) making the boundary tightest at ``planned_rows``.
 
@@ -111,7 +143,7 @@ def optimal_rho2(alpha: float, planned_rows: int) -> float:
         raise InputError(f"alpha must be in (0, 1), got {alpha}")
     if planned_rows < 1:
         raise InputError(f"planned_rows must be >= 1, got {planned_rows}")
-    return float(-special.lambertw(-(alpha**2) / math.e, k=-1).real - 1.0) / planned_rows
+    return float(-lambert_w_lower(-(alpha**2) / math.e) - 1.0) / planned_rows
 
 
 def cs_radius(n: FloatOrArray, variance: FloatOrArray, alpha: float, planned_rows: int) -> FloatOrArray:
@@ -172,7 +204,7 @@ def naive_z_interval(
 
     Valid at one pre-planned sample size only; for comparison with :func:`confidence_sequence`.
     """
-    radius = special.ndtri(1 - alpha / 2) * np.sqrt(np.asarray(variance, dtype=np.float64) / np.asarray(n))
+    radius = normal_quantile(1 - alpha / 2) * np.sqrt(np.asarray(variance, dtype=np.float64) / np.asarray(n))
     return mean - radius, mean + radius
 
 

@@ -419,3 +419,23 @@ def test_naive_z_verdict_uses_the_same_rules_on_a_fixed_sample_interval() -> Non
         "promote",
         "reject",
     ]
+
+
+def test_the_stdlib_lambert_w_and_normal_quantile_match_scipys_where_the_shadow_test_uses_them() -> None:
+    """The flow runs do without scipy at import; the boundary must be the same number as scipy's."""
+    import math
+
+    import numpy as np
+    from scipy import special
+
+    from driftline.shadow import lambert_w_lower, normal_quantile
+
+    for alpha in np.concatenate([np.logspace(-12, np.log10(0.5), 300), np.linspace(0.5, 0.99, 100)]):
+        x = -(alpha**2) / math.e
+        expected = special.lambertw(x, k=-1).real
+        assert lambert_w_lower(x) == pytest.approx(expected, rel=1e-13), alpha
+    assert lambert_w_lower(-1 / math.e) == pytest.approx(-1.0)
+    for p in np.linspace(1e-9, 1 - 1e-9, 2001):
+        assert normal_quantile(p) == pytest.approx(float(special.ndtri(p)), rel=1e-12, abs=1e-12)
+    with pytest.raises(InputError, match="W_-1"):
+        lambert_w_lower(0.1)
