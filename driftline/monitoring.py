@@ -19,7 +19,13 @@ import polars as pl
 from driftline import layout, loop, performance, profiling, registry, scoring
 from driftline.drift import DriftReport, compare_profiles
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.references import Reference, establish_provisional, resolve_reference
+from driftline.references import (
+    Reference,
+    ReferenceCache,
+    establish_provisional,
+    prepared_reference,
+    resolve_reference,
+)
 from driftline.reports import drift_json_bytes
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore, update_json
@@ -65,12 +71,16 @@ def champion_importances(store: ObjectStore, model: str, version: str | None) ->
     return {str(k): float(v) for k, v in importances.items()} if importances else None
 
 
-def check_batch_drift(store: ObjectStore, spec: ModelSpec, batch_id: str) -> DriftCheck:
+def check_batch_drift(
+    store: ObjectStore, spec: ModelSpec, batch_id: str, cache: ReferenceCache | None = None
+) -> DriftCheck:
     """Compare a profiled batch with the model's reference and decide whether drift is declared.
 
     With no reference yet, the batch becomes the provisional reference and is compared with itself
     (no drift, said in the reasons). The report is created with a conditional write; when it already
     exists (a repeated run), the stored one is returned with ``duplicate`` set and nothing is recorded.
+    The reference is read through ``cache`` (the process's ``REFERENCE_CACHE`` by default): parsed
+    and prepared once while its ETag and sha256 stay the same.
     """
     model = spec.name
     current_bytes = store.get(layout.batch_profile(model, batch_id))
@@ -81,9 +91,8 @@ def check_batch_drift(store: ObjectStore, spec: ModelSpec, batch_id: str) -> Dri
         reference = establish_provisional(store, model, batch_id, current_bytes)
         if reference.established_by == batch_id:
             notes.append(f"no champion yet: batch {batch_id} is the provisional reference")
-    reference_view = profiling.deserialize(store.get(reference.key), reference.key)
     report = compare_profiles(
-        reference_view,
+        prepared_reference(store, reference.key, cache),
         current,
         numeric=spec.features.numeric,
         categorical=spec.features.categorical,
@@ -175,7 +184,12 @@ def _report_missing() -> dict[str, Any]:
 
 
 def check_prediction_drift(
-    store: ObjectStore, spec: ModelSpec, batch_id: str, version: str, drift_onset: str | None = None
+    store: ObjectStore,
+    spec: ModelSpec,
+    batch_id: str,
+    version: str,
+    drift_onset: str | None = None,
+    cache: ReferenceCache | None = None,
 ) -> PredictionDriftCheck:
     """Compare the champion's stored predictions of a batch with its holdout predictions; store the result.
 
@@ -187,6 +201,7 @@ def check_prediction_drift(
 
     Args:
         drift_onset: the batch's earliest event time, carried by a drift event.
+        cache: where the holdout prediction profile is kept prepared (the process's by default).
     """
     model = spec.name
     policy = spec.performance.prediction_drift
@@ -206,7 +221,7 @@ def check_prediction_drift(
     if predictions is None or predictions.height == 0:
         return skipped(f"no predictions of {version} for batch {batch_id}: prediction drift not checked")
     reference_key = baseline.prediction_profile
-    reference = profiling.deserialize(store.get(reference_key), reference_key)
+    reference = prepared_reference(store, reference_key, cache)
     current = profiling.profile_frame(predictions.select(pl.col("prediction").cast(pl.Float64)))
     report = compare_profiles(reference, current, numeric=["prediction"], policy=spec.drift)
     feature = report.features["prediction"]
