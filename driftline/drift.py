@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import special
 
 from driftline.errors import InputError
 from driftline.whylogs_compat import whylogs
@@ -363,6 +362,9 @@ def _divergences_by_row(p: np.ndarray, q: np.ndarray) -> list[dict[str, float]]:
 @cache
 def _critical_values(degrees: int, confidence: float) -> tuple[float, float, float]:
     """KS c_alpha, the chi-square quantile and the two-sided normal quantile (scipy.stats is ~50x slower)."""
+    # Imported here: every flow run imports this module (the spec holds its policy), few check drift.
+    from scipy import special
+
     alpha = 1.0 - confidence
     c_alpha = math.sqrt(-math.log(alpha / 2.0) / 2.0)  # asymptotic two-sample KS critical value
     chi2 = float(special.chdtri(max(degrees, 1), alpha))
