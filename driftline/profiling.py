@@ -5,12 +5,18 @@ type is known from its polars dtype, so its values go straight into whylogs' col
 numpy arrays (the sketches' C++ update paths), chunk by chunk:
 
 * numeric (ints, floats, decimals) and temporal columns (as epoch seconds) feed KLL, HLL and, for
-  integers, frequent items with one vectorised call each;
+  integers, frequent items with one vectorised call each. Floats arrive in presorted runs, which makes
+  KLL's update ~3x faster and leaves its error bound as it is (the bound holds for any order); when
+  values repeat (counts stored as floats) HLL gets each run's distinct values only;
 * strings, categoricals and enums are pre-aggregated with polars ``value_counts``: HLL takes each
   distinct value once (it is idempotent) and the frequent-items sketch takes weights, so the cost
   follows the number of distinct values, not of rows;
 * nulls, NaN and +-inf are counted (``counts/null``, ``counts/nan``, ``counts/inf``) and kept out of the
   distribution sketches, so a few infinities never turn a mean into inf.
+
+Where the time goes (1M x 20 benchmark frame, 2 cores): the C++ sketch updates, which hold the GIL
+(per 1M floats: KLL ~8 ms on presorted runs, HLL ~9 ms); helper threads sort the next float columns and
+count the strings meanwhile, as numpy and polars release the GIL.
 
 The result is a stock ``whylogs.core.DatasetProfileView``: ``serialize()`` bytes load with plain whylogs,
 and views merge (profiles of partitions or batches combine into one).
@@ -18,8 +24,11 @@ and views merge (profiles of partitions or batches combine into one).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +42,11 @@ if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
 
 DEFAULT_CHUNK_ROWS = 250_000
+# Length of the presorted runs fed to KLL: long enough that a level-0 compaction's buffer (~k items, k=1024)
+# falls inside one run, short enough that numpy sorts a run in cache.
+SORTED_RUN = 16_384
+# Columns prepared ahead of the sketch updates (each holds a copy of the chunk's values).
+PREPARED_AHEAD = 2
 
 NUMERIC = "numeric"
 INTEGRAL = "integral"
@@ -90,7 +104,7 @@ class Profiler:
             else:
                 self.kinds[name] = kind
         types = {name: _KIND_TO_WHYLOGS_TYPE[kind] for name, kind in self.kinds.items()}
-        self._profile = DatasetProfile(schema=DatasetSchema(types=types))
+        self._profile = DatasetProfile(schema=DatasetSchema(types=types, resolvers=_cached_resolver()))
 
     def update(self, frame: pl.DataFrame) -> None:
         """Add one chunk; its columns must match the schema the profiler was built with."""
@@ -99,15 +113,59 @@ class Profiler:
             raise InputError(f"chunk lacks column(s) {missing} present in the profiler's schema")
         if frame.height == 0:
             return
-        for name, kind in self.kinds.items():
-            column = self._profile._columns[name]
-            _track(column, frame.get_column(name), kind)
+        columns = self._profile._columns
+        strings = [name for name, kind in self.kinds.items() if kind == STRING]
+        others = [(name, kind) for name, kind in self.kinds.items() if kind != STRING]
+        # The sketch updates hold the GIL; counting strings (polars) and sorting floats (numpy) do not, so
+        # helper threads prepare the next columns while this one updates sketches. Sketches are only
+        # ever touched here, and at most PREPARED_AHEAD prepared columns wait, which bounds the memory.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="driftline-profile") as helpers:
+            counted = helpers.submit(_count_strings, frame, strings)
+            pending: deque[tuple[str, Future]] = deque()
+            for name, kind in others:
+                pending.append((name, helpers.submit(_prepare, frame.get_column(name), kind)))
+                if len(pending) > PREPARED_AHEAD:
+                    ready, prepared = pending.popleft()
+                    _apply(columns[ready], *prepared.result())
+            while pending:
+                ready, prepared = pending.popleft()
+                _apply(columns[ready], *prepared.result())
+            distinct_strings = counted.result()
+        for name in strings:
+            series = frame.get_column(name)
+            _track_strings(columns[name], series.len(), series.null_count(), *distinct_strings[name])
         self.rows += frame.height
         self._profile._track_count += 1
 
     def view(self) -> DatasetProfileView:
         """The profile so far as a standard whylogs view."""
         return self._profile.view()
+
+
+@cache
+def _cached_resolver() -> Any:
+    """whylogs' default resolver, remembering the metrics it picks for each data type.
+
+    The default resolver builds a throwaway unicode-range metric (~1,000 deep-copied components) to learn
+    its namespace, for every column: 18 ms of a 20-column profile's setup. The metrics picked depend only
+    on the whylogs type and the metric config, so they are resolved once and fresh ones made from them.
+    """
+    from whylogs.core.resolvers import DeclarativeResolver, Resolver
+
+    class CachedResolver(Resolver):
+        def __init__(self) -> None:
+            self._resolver = DeclarativeResolver()
+            self._picked: dict[tuple[type, str], list[tuple[str, Any]]] = {}
+
+        def resolve(self, name: str, why_type: Any, column_schema: Any) -> dict[str, Any]:
+            key = (type(why_type), repr(column_schema.cfg))
+            picked = self._picked.get(key)
+            if picked is None:
+                resolved = self._resolver.resolve(name, why_type, column_schema)
+                picked = self._picked[key] = [(namespace, type(metric)) for namespace, metric in resolved.items()]
+            return {namespace: metric_class.zero(column_schema.cfg) for namespace, metric_class in picked}
+
+    return CachedResolver()
 
 
 def _preprocessed(length: int, nulls: int) -> Any:
@@ -119,39 +177,81 @@ def _preprocessed(length: int, nulls: int) -> Any:
     return column
 
 
-def _track(column_profile: Any, series: pl.Series, kind: str) -> None:
+def _prepare(series: pl.Series, kind: str) -> tuple[Any, Any | None]:
+    """whylogs' input for one chunk of a non-string column: for all its metrics, and for HLL if different."""
     length = series.len()
     nulls = series.null_count()
-    if kind == STRING:
-        _track_strings(column_profile, series, length, nulls)
-        return
+    data = _preprocessed(length, nulls)
     if kind == BOOLEAN:
-        data = _preprocessed(length, nulls)
         data.bool_count = length - nulls
         data.bool_count_where_true = int(series.sum() or 0)
-        column_profile._process_extracted_column(data)
-        return
+        return data, None
     if kind == INTEGRAL:
-        data = _preprocessed(length, nulls)
         data.numpy.ints = series.drop_nulls().cast(pl.Int64).to_numpy()
-        column_profile._process_extracted_column(data)
-        return
+        return data, None
     if kind == TEMPORAL:
         series = _epoch_seconds(series)
-    floats = series.cast(pl.Float64).to_numpy()  # nulls become NaN here
-    missing = np.isnan(floats)
-    missing_count = int(missing.sum())
-    finite = floats[~missing]
-    infinite = np.isinf(finite)
-    inf_count = int(infinite.sum())
-    if inf_count:
-        finite = finite[~infinite]
-    # whylogs' own convention: a NaN is also a null (counts/null includes it); counts/nan has genuine NaNs.
-    data = _preprocessed(length, missing_count)
-    data.nan_count = missing_count - nulls
-    data.inf_count = inf_count
+    floats = series.cast(pl.Float64).to_numpy()  # NaN where the series had nulls
+    # One cheap pass settles the common all-finite case, which then needs no masked copy.
+    if nulls == 0 and bool(np.isfinite(floats).all()):
+        finite = floats.copy()  # sorted in place below, and to_numpy may return a view of the frame
+    else:
+        missing = np.isnan(floats)
+        missing_count = int(missing.sum())
+        finite = floats[~missing]
+        infinite = np.isinf(finite)
+        data.inf_count = int(infinite.sum())
+        if data.inf_count:
+            finite = finite[~infinite]
+        # whylogs' own convention: a NaN is also a null (counts/null includes it); counts/nan has genuine NaNs.
+        data.null_count = missing_count
+        data.nan_count = missing_count - nulls
+    _sort_runs(finite)
     data.numpy.floats = finite
-    column_profile._process_extracted_column(data)
+    distinct = _distinct_within_runs(finite)
+    if distinct is finite:
+        return data, None
+    # HLL is idempotent, so it may skip repeats; every other metric sees every value.
+    hll_data = _preprocessed(length, data.null_count)
+    hll_data.numpy.floats = distinct
+    return data, hll_data
+
+
+def _apply(column_profile: Any, data: Any, hll_data: Any | None) -> None:
+    if hll_data is None:
+        column_profile._process_extracted_column(data)
+        return
+    for name, metric in column_profile._metrics.items():
+        result = metric.columnar_update(hll_data if name == "cardinality" else data)
+        column_profile._failure_count += result.failures
+        column_profile._success_count += result.successes
+
+
+def _sort_runs(values: np.ndarray) -> None:
+    """Sort ``values`` in place in runs of ``SORTED_RUN`` (and a shorter last run).
+
+    The KLL update sorts its level-0 buffer at each compaction; on presorted runs that sort is nearly free,
+    which makes the update ~3x faster (measured: 1M doubles, k=1024, 33 -> 8-12 ms, plus 3-4 ms to sort
+    the runs with numpy's SIMD sort). KLL's rank-error bound holds for any order of arrival (only its
+    coin flips are random), so the order changes which items are kept, not how accurate the sketch is.
+    """
+    whole = len(values) - len(values) % SORTED_RUN
+    if whole:
+        values[:whole].reshape(-1, SORTED_RUN).sort(axis=1)
+    values[whole:].sort()
+
+
+def _distinct_within_runs(values: np.ndarray) -> np.ndarray:
+    """``values`` without repeats inside each sorted run when repeats dominate, else ``values`` itself."""
+    # The first run decides: discrete columns (counts, ratings, rounded prices) repeat in every run, and
+    # continuous ones almost never, so they skip the extra pass.
+    head = values[:SORTED_RUN]
+    if len(head) < 2 or np.count_nonzero(head[1:] == head[:-1]) < len(head) // 2:
+        return values
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def _epoch_seconds(series: pl.Series) -> pl.Series:
@@ -166,18 +266,30 @@ def _epoch_seconds(series: pl.Series) -> pl.Series:
     return series.cast(pl.Int64).cast(pl.Float64) / 1e9
 
 
-def _track_strings(column_profile: Any, series: pl.Series, length: int, nulls: int) -> None:
+def _count_strings(frame: pl.DataFrame, names: list[str]) -> dict[str, tuple[list[str], list[int]]]:
+    """Column name -> (distinct non-null values, how often each occurs), for string-like columns.
+
+    One polars call for all the columns: it counts them in parallel, outside the GIL.
+    """
+    lazy = frame.lazy()
+    queries = [
+        # Sorted so that the same data always gives byte-identical sketches (update order matters to HLL).
+        lazy.select(pl.col(name).drop_nulls().cast(pl.String).alias("value")).group_by("value").len("n").sort("value")
+        for name in names
+    ]
+    counted = pl.collect_all(queries) if queries else []
+    return {
+        name: (counts.get_column("value").to_list(), counts.get_column("n").to_list())
+        for name, counts in zip(names, counted, strict=True)
+    }
+
+
+def _track_strings(column_profile: Any, length: int, nulls: int, values: list[str], weights: list[int]) -> None:
     # Counts and null counts go through whylogs' own update; the sketches get distinct values.
     column_profile._process_extracted_column(_preprocessed(length, nulls))
     present = length - nulls
     if present == 0:
         return
-    # Sorted so that the same data always gives byte-identical sketches (update order matters to HLL).
-    counts = (
-        series.drop_nulls().cast(pl.String).rename("value").to_frame().group_by("value").len(name="n").sort("value")
-    )
-    values: list[str] = counts.get_column("value").to_list()
-    weights: list[int] = counts.get_column("n").to_list()
     metrics = column_profile._metrics
     types = metrics["types"]
     types.string.set(types.string.value + present)
@@ -187,7 +299,7 @@ def _track_strings(column_profile: Any, series: pl.Series, length: int, nulls: i
         sketch = frequent.frequent_strings.value
         limit = frequent.max_frequent_item_size
         for value, weight in zip(values, weights, strict=True):
-            sketch.update(value[:limit], int(weight))
+            sketch.update(value[:limit], weight)
 
 
 def profile_frame(frame: pl.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> DatasetProfileView:
