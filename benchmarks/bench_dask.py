@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
-from benchmarks.data import write_parquet_in_pieces
+from benchmarks.data import cached_parquet
 
 ROWS = 10_000_000
 WORKERS = 2
@@ -42,11 +40,11 @@ def _label(rows: int) -> str:
     return f"{rows // 1_000_000}m" if rows % 1_000_000 == 0 else f"{rows // 1000}k"
 
 
-def _profiling(client, rows: int, scratch: Path) -> dict[str, dict]:
+def _profiling(client, rows: int) -> dict[str, dict]:
     from driftline import distributed, drift, profiling
 
-    path = scratch / "batch.parquet"
-    write_seconds = write_parquet_in_pieces(path, rows, row_group_rows=ROW_GROUP_ROWS, seed=SEED)
+    path, write_seconds = cached_parquet(rows, seed=SEED, row_group_rows=ROW_GROUP_ROWS)
+    written = "reused from the cache" if write_seconds is None else f"written in {write_seconds:.0f} s"
     single_runs: list[float] = []
     dask_runs: list[float] = []
     single = merged = None
@@ -80,7 +78,7 @@ def _profiling(client, rows: int, scratch: Path) -> dict[str, dict]:
             "notes": (
                 f"profile_parquet_partitioned on a {WORKERS}-worker LocalCluster (1 thread each): {merged.row_groups} "
                 f"row groups of {ROW_GROUP_ROWS:,} in {merged.partitions} tasks, views merged; {rows:,} rows x 20 "
-                f"(16 float, 4 string), file written in {write_seconds:.0f} s. Baseline: profile_parquet in this "
+                f"(16 float, 4 string), file {written}. Baseline: profile_parquet in this "
                 f"process. Runs (s): dask {', '.join(f'{r:.1f}' for r in dask_runs)}; single "
                 f"{', '.join(f'{r:.1f}' for r in single_runs)}. Merged vs single: counts equal {counts_equal}, "
                 f"largest relative mean gap {max(mean_gaps, default=0.0):.1e}, drift {report.drift} (worst "
@@ -148,8 +146,7 @@ def main(rows: int = ROWS) -> dict[str, dict]:
                 "no dashboard, and its client; paid once per profile-batch or retrain run that uses a LocalCluster"
             ),
         }
-        with tempfile.TemporaryDirectory(prefix="driftline-bench-dask-") as scratch:
-            entries.update(_profiling(client, rows, Path(scratch)))
+        entries.update(_profiling(client, rows))
         entries.update(_training(client, rows))
     return entries
 
