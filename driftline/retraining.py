@@ -265,6 +265,10 @@ def build_candidate(
 
     mark = time.monotonic()
     parent, champion = _champion_predictor(store, model)
+    # Training predicted the holdout for its metrics; the gates and the baseline reuse those predictions.
+    holdout_predictions = trained.holdout_predictions
+    if holdout_predictions is not None and holdout_predictions.shape[0] != split.holdout.height:
+        holdout_predictions = None
     progress(f"gates on {split.holdout.height} holdout rows (champion: {parent or 'none'})")
     report = validation.evaluate_gates(
         spec=spec,
@@ -274,6 +278,7 @@ def build_candidate(
         candidate_features=list(trained.encoder.features),
         model_bytes=len(booster_bytes),
         seed=spec.xgboost.seed,
+        candidate_prediction=holdout_predictions,
     )
     report = dataclasses.replace(report, notes=[*window.notes, *split.notes, *trained.notes])
     timings["gates_seconds"] = round(time.monotonic() - mark, 3)
@@ -285,7 +290,7 @@ def build_candidate(
     mark = time.monotonic()
     reference_key = layout.reference_profile(model, version)
     store.create(reference_key, profiling.serialize(_reference_profile(store, spec, window, cluster)))
-    baseline = _holdout_baseline(store, spec, version, trained, split.holdout)
+    baseline = _holdout_baseline(store, spec, version, trained, split.holdout, holdout_predictions)
     metadata = {
         "task": spec.task,
         "trigger": request.lineage_trigger,
@@ -333,15 +338,23 @@ def build_candidate(
 
 
 def _holdout_baseline(
-    store: ObjectStore, spec: ModelSpec, version: str, trained: training.TrainedModel, holdout: pl.DataFrame
+    store: ObjectStore,
+    spec: ModelSpec,
+    version: str,
+    trained: training.TrainedModel,
+    holdout: pl.DataFrame,
+    predictions: np.ndarray | None = None,
 ) -> performance.Baseline | None:
     """The holdout's per-row loss facts, and the profile of the holdout predictions stored beside the model.
 
-    None when the holdout is too small to say anything (fewer than two rows).
+    ``predictions`` are the candidate's on ``holdout`` when already made (None predicts here). None when
+    the holdout is too small to say anything (fewer than two rows).
     """
     if holdout.height < 2:
         return None
-    predictions = training.predict(trained.booster, trained.encoder, holdout).astype(np.float64)
+    if predictions is None:
+        predictions = training.predict(trained.booster, trained.encoder, holdout)
+    predictions = np.asarray(predictions, dtype=np.float64)
     key = layout.holdout_prediction_profile(spec.name, version)
     store.create(key, profiling.serialize(profiling.profile_frame(pl.DataFrame({"prediction": predictions}))))
     y = holdout.get_column(spec.target).cast(pl.Float64).to_numpy()

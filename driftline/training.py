@@ -518,6 +518,9 @@ class TrainedModel:
     # plain model), cut at ``best_iteration``.
     refit_rounds: int | None = None
     notes: tuple[str, ...] = ()  # how the number of rounds was chosen, when not simply by early stopping
+    # ``predict(booster, encoder, split.holdout)`` as the metrics were computed from it, so the gates and the
+    # holdout baseline reuse it instead of predicting the same rows again; None when not kept.
+    holdout_predictions: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def training_params(spec: ModelSpec, nthread: int) -> dict[str, Any]:
@@ -789,6 +792,7 @@ def train(
         params=params,
         refit_rounds=refit_rounds,
         notes=notes,
+        holdout_predictions=holdout_predictions,
     )
 
 

@@ -455,6 +455,17 @@ def test_a_different_seed_gives_a_different_model(
     assert _sha256(other) != _sha256(binary_model)
 
 
+def test_the_holdout_predictions_behind_the_metrics_are_kept_for_the_gates(
+    binary_spec: ModelSpec, binary_window: training.TrainingData, binary_model: training.TrainedModel
+) -> None:
+    holdout = training.time_split(binary_window.frame, binary_spec).holdout
+    kept = binary_model.holdout_predictions
+    assert kept is not None
+    np.testing.assert_array_equal(kept, training.predict(binary_model.booster, binary_model.encoder, holdout))
+    y = holdout.get_column(binary_spec.target).to_numpy()
+    assert training.evaluate("binary", y, kept) == binary_model.metrics
+
+
 def test_learnable_binary_problem_reaches_high_auc(binary_model: training.TrainedModel) -> None:
     assert binary_model.metrics["auc"] > 0.8
     assert set(binary_model.metrics) == {"auc", "logloss"}
