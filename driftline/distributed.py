@@ -996,11 +996,13 @@ class ClusterWindowTrainer:
             refit_data,
             early_rows=split.early_stop_rows,
             say=say,
+            train_rows=split.train_rows,
         )
         train_seconds = time.perf_counter() - started
         for note in notes:
             say(note)
-        say(f"refit {refit_rounds} rounds on {split.train_rows + split.early_stop_rows} train + early-stop rows")
+        if refit_rounds is not None:
+            say(f"refit {refit_rounds} rounds on {split.train_rows + split.early_stop_rows} train + early-stop rows")
         booster.set_param({"nthread": nthread})  # the gates predict here, with this process's threads
         metrics = training.evaluate(
             spec.task, training._labels(split.holdout, spec), training.predict(booster, encoder, split.holdout)

@@ -29,17 +29,21 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
-import xgboost
 
 from driftline import layout
 from driftline.errors import InputError, ObjectNotFoundError
 from driftline.loop import WEIGHT_COLUMN  # optional per-row weight of train and early-stop rows (loop.onset_weights)
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
+
+if TYPE_CHECKING:
+    # Imported where a booster is built or loaded: every flow run imports this module (the loss functions),
+    # and xgboost (with the scipy it pulls in) is ~0.5 s of a run's start that profiling or promoting never uses.
+    import xgboost
 
 T = TypeVar("T")  # what a window's fetch returns per object (bytes with ETag, or head info)
 
@@ -51,6 +55,10 @@ TIE_TOLERANCE = 0.1
 # Early stopping on fewer rows than this stops too early (its loss is noise): the refit then gets at least
 # MIN_ETA_ROUNDS / eta rounds, 100 at eta 0.1 (``train``).
 SMALL_EARLY_STOP_ROWS = 500
+# From this many training rows on, the refit is skipped and the early-stopped booster is kept, cut at its
+# best iteration: the early-stopping rows add a tenth to what is learnt there (the learning curve is flat),
+# while a second boosting run doubles the cost of a retrain.
+REFIT_MAX_TRAIN_ROWS = 200_000
 MIN_ETA_ROUNDS = 10.0
 _TASK_DEFAULTS: dict[str, dict[str, str]] = {
     "binary": {"objective": "binary:logistic", "eval_metric": "logloss"},
@@ -514,8 +522,8 @@ class TrainedModel:
     importances: dict[str, float]  # total gain share per feature (0.0 if unused), summing to 1
     train_seconds: float
     params: dict[str, Any]  # as passed to xgboost.train
-    # Rounds of ``booster``, refit on train + early-stop rows; None: a booster built elsewhere (backtest's
-    # plain model), cut at ``best_iteration``.
+    # Rounds of ``booster``, refit on train + early-stop rows; None: no refit (``REFIT_MAX_TRAIN_ROWS``, or a
+    # booster built elsewhere such as the backtest's plain model), cut at ``best_iteration``.
     refit_rounds: int | None = None
     notes: tuple[str, ...] = ()  # how the number of rounds was chosen, when not simply by early stopping
     # ``predict(booster, encoder, split.holdout)`` as the metrics were computed from it, so the gates and the
@@ -626,6 +634,8 @@ class LocalFitter:
         early_stop: FitData | None = None,
         early_stopping_rounds: int | None = None,
     ) -> xgboost.Booster:
+        import xgboost
+
         options = {**matrix_options, "nthread": self.nthread}
         matrix = xgboost.QuantileDMatrix(data.x, label=data.y, weight=data.weight, **options)
         evals = []
@@ -669,14 +679,17 @@ def fit_and_refit(
     *,
     early_rows: int,
     say: Progress,
-) -> tuple[xgboost.Booster, int, int, int, tuple[str, ...]]:
+    train_rows: int | None = None,
+) -> tuple[xgboost.Booster, int, int, int | None, tuple[str, ...]]:
     """The two boosting runs of ``train``: early stopping finds the rounds, the refit uses them.
 
     ``refit_data()`` gives the refit rows (train then early-stop) and the scale of the rounds (refit rows /
-    training rows, by weight); it is called after the first run, so its rows need not exist before.
+    training rows, by weight); it is called after the first run, so its rows need not exist before. With
+    ``train_rows`` at least ``REFIT_MAX_TRAIN_ROWS`` (and an early-stopping set large enough to trust), there
+    is no refit: the first run's booster is kept, cut at its best iteration, and the refit rounds are None.
 
     Returns:
-        (refit booster, best iteration, rounds of the first run, refit rounds, notes on the rounds).
+        (booster, best iteration, rounds of the first run, refit rounds or None, notes on the rounds).
     """
     full = fit.fit(
         params,
@@ -689,6 +702,12 @@ def fit_and_refit(
     rounds = full.num_boosted_rounds()
     best_iteration = full.best_iteration if "best_iteration" in full.attributes() else rounds - 1
     say(f"best iteration {best_iteration} of {rounds} rounds on the training rows")
+    if train_rows is not None and train_rows >= REFIT_MAX_TRAIN_ROWS and early_rows >= SMALL_EARLY_STOP_ROWS:
+        note = (
+            f"no refit: {train_rows:,} training rows (>= {REFIT_MAX_TRAIN_ROWS:,}); the early-stopped booster is "
+            f"kept at its best iteration ({best_iteration + 1} rounds)"
+        )
+        return full[: best_iteration + 1], best_iteration, rounds, None, (note,)
     del full
     data, scale = refit_data()
     refit_rounds, notes = _refit_rounds(spec, params, best_iteration, scale, early_rows)
@@ -773,11 +792,14 @@ def train(
         refit_data,
         early_rows=split.early_stop.height,
         say=say,
+        train_rows=split.train.height,
     )
     train_seconds = time.perf_counter() - started
     for note in notes:
         say(note)
-    say(f"refit {refit_rounds} rounds on {len(train_y) + len(early_y)} train + early-stop rows ({train_seconds:.2f} s)")
+    if refit_rounds is not None:
+        rows = len(train_y) + len(early_y)
+        say(f"refit {refit_rounds} rounds on {rows} train + early-stop rows ({train_seconds:.2f} s)")
     holdout_predictions = predict(booster, encoder, split.holdout)
     metrics = evaluate(spec.task, _labels(split.holdout, spec), holdout_predictions)
     say("holdout " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))
@@ -807,6 +829,8 @@ def load_booster(data: bytes) -> xgboost.Booster:
     Raises:
         InputError: the bytes are not an XGBoost model.
     """
+    import xgboost
+
     booster = xgboost.Booster()
     try:
         booster.load_model(bytearray(data))

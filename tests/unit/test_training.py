@@ -596,6 +596,51 @@ def test_a_large_early_stopping_set_sets_the_rounds_alone() -> None:
     assert trained.refit_rounds < 100 and trained.notes == ()
 
 
+def test_a_large_window_keeps_the_early_stopped_booster_at_its_best_iteration_without_a_refit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 6 batches: 2880 training rows; the threshold is lowered so a small window stands for a large one.
+    spec = _spec(xgboost={"num_boost_round": 400, "early_stopping_rounds": 10, "params": {"eta": 0.6}})
+    store, batch_ids = _store_batches(spec, 6)
+    split = training.time_split(training.assemble_window(store, spec, batch_ids).frame, spec)
+    refit = training.train(split, spec, nthread=2)
+    monkeypatch.setattr(training, "REFIT_MAX_TRAIN_ROWS", 2880)
+    messages: list[str] = []
+    kept = training.train(split, spec, nthread=2, progress=messages.append)
+    assert kept.refit_rounds is None and refit.refit_rounds is not None
+    assert kept.best_iteration == refit.best_iteration
+    assert kept.booster.num_boosted_rounds() == kept.best_iteration + 1 < kept.rounds
+    assert kept.notes and "no refit: 2,880 training rows" in kept.notes[0] and kept.notes[0] in messages
+    assert not any(m.startswith("refit ") for m in messages)
+
+    # The same booster as the early-stopped run on the training rows alone, cut at its best iteration.
+    encoder = kept.encoder
+    options = {"feature_names": encoder.booster_names, "feature_types": encoder.feature_types}
+    options |= {"enable_categorical": True, "missing": np.nan}
+    train_matrix = xgboost.QuantileDMatrix(
+        encoder.encode(split.train), label=split.train.get_column("Churned").to_numpy(), **options
+    )
+    early_matrix = xgboost.QuantileDMatrix(
+        encoder.encode(split.early_stop),
+        label=split.early_stop.get_column("Churned").to_numpy(),
+        ref=train_matrix,
+        **options,
+    )
+    first = xgboost.train(
+        kept.params,
+        train_matrix,
+        400,
+        evals=[(early_matrix, "early_stop")],
+        early_stopping_rounds=10,
+        verbose_eval=False,
+    )
+    assert training.model_bytes(first[: first.best_iteration + 1]) == training.model_bytes(kept.booster)
+    loaded = training.load_booster(training.model_bytes(kept.booster))
+    np.testing.assert_array_equal(
+        training.predict(loaded, encoder, split.holdout), training.predict(kept.booster, encoder, split.holdout)
+    )
+
+
 @pytest.mark.parametrize(("num_boost_round", "floored"), [(5, False), (80, True)])
 def test_refit_rounds_never_exceed_num_boost_round(
     binary_window: training.TrainingData, num_boost_round: int, floored: bool
