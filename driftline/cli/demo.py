@@ -449,14 +449,21 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
         buffer = io.BytesIO()
         features.write_parquet(buffer)
         submit_batch(store, api_url, name, batch_ids[index], buffer.getvalue())
+        # Past the story, a batch only feeds the shadow test: once it has decided, nothing waits on the batch.
+        extra = index >= scenario.batches
         if wait:
             timeline.wait(
-                lambda: _has_batch_event(timeline, batch_ids[index]), WAIT_PROFILED_S, f"profile of {batch_ids[index]}"
+                lambda: _has_batch_event(timeline, batch_ids[index]) or (extra and recovered()),
+                WAIT_PROFILED_S,
+                f"profile of {batch_ids[index]}",
             )
 
     def label(index: int) -> None:
         _, labels = generate(index)
         submit_labels(store, api_url, spec, batch_ids[index], labels, f"synth labels of {batch_ids[index]}")
+
+    def recovered() -> bool:
+        return recovery_promotion(store, name, timeline) is not None
 
     # 1. Bootstrap: the first batches arrive with their labels; a manual retrain makes the first champion.
     bootstrap = bootstrap_batches(scenario)
@@ -478,15 +485,15 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
     # 2. The stream: each batch is profiled (drift) and scored by the champion (and by a shadow candidate
     #    when one is in place); its labels arrive `label_delay` batches later, once it has been scored.
     def label_when_scored(index: int) -> None:
+        extra = index >= scenario.batches
         timeline.wait(
-            lambda: store.exists(layout.scoring_summary(name, batch_ids[index])),
+            lambda: store.exists(layout.scoring_summary(name, batch_ids[index])) or (extra and recovered()),
             WAIT_SCORED_S,
             f"scoring of {batch_ids[index]}",
         )
+        if extra and recovered():
+            return  # labels of the extra batches only serve the shadow test, which has decided
         label(index)
-
-    def recovered() -> bool:
-        return recovery_promotion(store, name, timeline) is not None
 
     sent = bootstrap
     while sent < stream.batches and (sent < scenario.batches or not recovered()):
