@@ -47,10 +47,11 @@ import numpy as np
 import polars as pl
 import xgboost
 
-from driftline import guard, loop, performance, profiling, retraining, scoring, shadow, training, validation
+from driftline import guard, loop, metrics, performance, profiling, retraining, scoring, shadow, training, validation
 from driftline.cooldown import RetrainRequest
 from driftline.drift import DriftReport, compare_profiles
 from driftline.errors import InputError
+from driftline.sequential import finite_or_none
 from driftline.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -255,7 +256,7 @@ class BatchOutcome:
             "batch": self.batch,
             "batch_id": self.batch_id,
             "start": self.start,
-            "metric": _finite_or_none(self.metric),
+            "metric": finite_or_none(self.metric),
             "version": self.version,
             "trained_through": self.trained_through,
             "retrained": self.retrained,
@@ -291,7 +292,7 @@ class PolicyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "mean_metric": _finite_or_none(self.mean_metric),
+            "mean_metric": finite_or_none(self.mean_metric),
             "retrains": self.retrains,
             "promotions": self.promotions,
             "rollbacks": self.rollbacks,
@@ -334,13 +335,9 @@ class BacktestResult:
             "promotion": self.promotion,
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
-            "captured_share": _finite_or_none(captured_share(self)),
+            "captured_share": finite_or_none(captured_share(self)),
             "policies": {name: result.to_dict() for name, result in self.policies.items()},
         }
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -507,7 +504,7 @@ class _Lab:
     def metric(self, model: _Model, index: int) -> float:
         batch = self.batches[index]
         try:
-            return training.evaluate(self.spec.task, batch.y, self.predict(model, index))[METRICS[self.spec.task]]
+            return metrics.evaluate(self.spec.task, batch.y, self.predict(model, index))[METRICS[self.spec.task]]
         except InputError:  # a binary batch with a single class has no AUC
             return math.nan
 
@@ -683,7 +680,7 @@ class _Replay:
                 monitor = performance.start_monitor(
                     spec.name, champion.name, baseline.loss, baseline.rows, now, baseline_sd=baseline.loss_sd
                 )
-            losses = training.per_row_loss(spec.task, y, lab.predict(champion, labelled))
+            losses = metrics.per_row_loss(spec.task, y, lab.predict(champion, labelled))
             monitor = performance.fold_batch(monitor, losses, batch.batch_id, spec.performance, now)
             verdict = performance.decide(monitor, spec.performance)
             monitor, announce = performance.mark_alerted(monitor, verdict, batch.batch_id, now)

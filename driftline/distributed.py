@@ -36,6 +36,7 @@ import polars as pl
 
 from driftline import layout, profiling, training
 from driftline.errors import InfrastructureError, InputError
+from driftline.metrics import evaluate
 from driftline.settings import Settings
 from driftline.spec import ModelSpec
 
@@ -1004,7 +1005,7 @@ class ClusterWindowTrainer:
         if refit_rounds is not None:
             say(f"refit {refit_rounds} rounds on {split.train_rows + split.early_stop_rows} train + early-stop rows")
         booster.set_param({"nthread": nthread})  # the gates predict here, with this process's threads
-        metrics = training.evaluate(
+        metrics = evaluate(
             spec.task, training._labels(split.holdout, spec), training.predict(booster, encoder, split.holdout)
         )
         say("holdout " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()))

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from driftline import guard, layout, performance, registry, scoring, shadow, training
+from driftline import guard, layout, metrics, performance, registry, scoring, shadow
 from driftline.errors import ConflictError, ObjectNotFoundError
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore, update_json
@@ -221,7 +221,7 @@ def monitor_performance(
     y, p = scoring.labelled_predictions(labels, predictions, spec)
     if y.size == 0:
         return None, f"performance: labels of batch {batch_id} share no ids with the champion's predictions"
-    losses = training.per_row_loss(spec.task, y, p)
+    losses = metrics.per_row_loss(spec.task, y, p)
 
     def start() -> dict[str, Any]:
         state = performance.start_monitor(model, champion, baseline.loss, baseline.rows, now, baseline.loss_sd)

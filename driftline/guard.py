@@ -1,6 +1,7 @@
 """Post-promotion guard: the previous champion keeps scoring beside the new one; roll back on evidence.
 
-The same paired, anytime-valid test as the shadow verdict (:mod:`driftline.shadow`), on
+The same paired, anytime-valid test as the shadow verdict (:mod:`driftline.shadow`, both on the kit of
+:mod:`driftline.sequential`), on
 ``d = loss_new - loss_previous``: the new champion is rolled back as soon as the confidence sequence
 proves it worse (``lower > 0``), checked after every batch; the guard ends, keeping the new champion,
 after ``max_rows`` rows. Only proven harm triggers a rollback, so an equal or better new champion is
@@ -22,12 +23,14 @@ from typing import Any, Literal
 import numpy as np
 
 from driftline.errors import InputError
-from driftline.shadow import (
+from driftline.sequential import (
+    PairedState,
     confidence_sequence,
-    fold_moments,
-    history_point,
+    finite_or_none,
+    fold_paired,
+    format_interval,
+    paired_fields,
     require_aware,
-    sample_variance,
 )
 from driftline.spec import GuardSpec
 
@@ -40,7 +43,7 @@ def guard_planned_rows(policy: GuardSpec) -> int:
 
 
 @dataclass(frozen=True)
-class GuardState:
+class GuardState(PairedState):
     """A guard's running state: sufficient statistics of ``d = loss_new - loss_previous``.
 
     Attributes:
@@ -71,30 +74,9 @@ class GuardState:
     verdict: GuardDecision = "watch"
     closed: bool = False
 
-    @property
-    def variance(self) -> float:
-        """Sample variance of ``d`` (NaN below two rows)."""
-        return sample_variance(self.n, self.m2)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GuardState:
-        return cls(
-            model=str(data["model"]),
-            new_champion=str(data["new_champion"]),
-            previous=str(data["previous"]),
-            started_at=str(data["started_at"]),
-            updated_at=str(data["updated_at"]),
-            n=int(data["n"]),
-            mean=float(data["mean"]),
-            m2=float(data["m2"]),
-            batch_ids=[str(b) for b in data["batch_ids"]],
-            history=[dict(point) for point in data["history"]],
-            verdict=data["verdict"],
-            closed=bool(data["closed"]),
-        )
+        return cls(**paired_fields(data), new_champion=str(data["new_champion"]), previous=str(data["previous"]))
 
 
 @dataclass(frozen=True)
@@ -111,7 +93,7 @@ class GuardVerdict:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("estimate", "lower", "upper"):
-            data[key] = data[key] if math.isfinite(data[key]) else None
+            data[key] = finite_or_none(data[key])
         return data
 
 
@@ -139,20 +121,11 @@ def fold_batch(
     Raises:
         InputError: differences not 1-D and finite, or ``now`` not timezone-aware.
     """
-    require_aware(now)
-    if state.closed or batch_id in state.batch_ids:
-        return state
-    n, mean, m2 = fold_moments(state.n, state.mean, state.m2, differences)
-    point = history_point(batch_id, n, mean, m2, alpha=policy.alpha, planned_rows=guard_planned_rows(policy), now=now)
-    folded = replace(
-        state,
-        updated_at=now.isoformat(),
-        n=n,
-        mean=mean,
-        m2=m2,
-        batch_ids=[*state.batch_ids, batch_id],
-        history=[*state.history, point],
+    folded = fold_paired(
+        state, differences, batch_id, alpha=policy.alpha, planned_rows=guard_planned_rows(policy), now=now
     )
+    if folded is state:
+        return state
     verdict = decide_rollback(folded, policy).verdict
     return replace(folded, verdict=verdict, closed=verdict != "watch")
 
@@ -175,7 +148,7 @@ def decide_rollback(state: GuardState, policy: GuardSpec) -> GuardVerdict:
         return verdict("keep", "guard disabled")
     where = (
         f"mean loss difference {state.mean:+.4g} ({state.new_champion} - {state.previous}), "
-        f"{100 * (1 - policy.alpha):g}% CS [{lower:+.4g}, {upper:+.4g}]"
+        f"{100 * (1 - policy.alpha):g}% CS {format_interval(lower, upper)}"
     )
     if state.n >= policy.min_rows and lower > 0:
         return verdict("rollback", f"{state.new_champion} worse than {state.previous} at n={state.n}: {where} above 0")

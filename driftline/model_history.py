@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from driftline import layout, monitoring, registry, scoring, training
+from driftline import layout, metrics, monitoring, registry, scoring
 from driftline.errors import ObjectNotFoundError
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
@@ -80,7 +80,7 @@ def version_metric(store: ObjectStore, spec: ModelSpec, batch_id: str, version: 
     y = joined.get_column(spec.target).to_numpy()
     if joined.height == 0 or (spec.task == "binary" and len(set(y.tolist())) < 2):
         return None, joined.height
-    value = training.evaluate(spec.task, y, joined.get_column("prediction").to_numpy())[metric_name(spec)]
+    value = metrics.evaluate(spec.task, y, joined.get_column("prediction").to_numpy())[metric_name(spec)]
     return round(float(value), 5), joined.height
 
 

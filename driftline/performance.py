@@ -3,7 +3,7 @@
 When labels arrive, each labelled row gives the champion's per-row loss (log loss or squared error, as in
 the shadow test) and ``d = loss - baseline_loss``, its excess over the champion's mean loss on the holdout
 it was validated on. A drop in performance is a positive mean of ``d``, watched through the shadow test's
-anytime-valid confidence sequence (:func:`driftline.shadow.confidence_sequence`), so the monitor may be
+anytime-valid confidence sequence (:func:`driftline.sequential.confidence_sequence`), so the monitor may be
 looked at after every batch without inflating its error.
 
 Two things a plain "confidence sequence of the running mean lies above 0" would get wrong:
@@ -46,9 +46,20 @@ from typing import Any, Literal
 import numpy as np
 
 from driftline.errors import InputError
-from driftline.shadow import cs_radius, merge_moments, normal_quantile, require_aware, sample_variance
+from driftline.metrics import Task, per_row_loss
+from driftline.sequential import (
+    MomentsState,
+    cs_radius,
+    finite_or_none,
+    format_interval,
+    merge_moments,
+    moments_fields,
+    moments_of,
+    normal_quantile,
+    require_aware,
+    sample_variance,
+)
 from driftline.spec import PerformanceSpec
-from driftline.training import Task, per_row_loss
 
 PerformanceDecision = Literal["continue", "ok", "degraded"]
 LOSS_KINDS: dict[str, str] = {"binary": "logloss", "regression": "squared_error"}
@@ -177,12 +188,8 @@ def segment_bounds(
 
 
 # ---------------------------------------------------------------------------------------------- state
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 @dataclass(frozen=True)
-class PerformanceState:
+class PerformanceState(MomentsState):
     """The monitor of one champion: sufficient statistics of ``d = row loss - baseline_loss``.
 
     Attributes:
@@ -227,11 +234,6 @@ class PerformanceState:
     alert_event_id: str | None = None
 
     @property
-    def variance(self) -> float:
-        """Sample variance of ``d`` (NaN below two rows)."""
-        return sample_variance(self.n, self.m2)
-
-    @property
     def baseline_se(self) -> float:
         """Standard error of ``baseline_loss``; from the served rows' sd when the holdout's is unknown."""
         if self.baseline_sd is not None:
@@ -239,25 +241,17 @@ class PerformanceState:
         return math.sqrt(self.variance / self.baseline_rows) if self.n >= 2 else math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "variance": _finite_or_none(self.variance)}
+        return {**asdict(self), "variance": finite_or_none(self.variance)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PerformanceState:
         sd = data.get("baseline_sd")
         return cls(
-            model=str(data["model"]),
+            **moments_fields(data),
             champion=str(data["champion"]),
             baseline_loss=float(data["baseline_loss"]),
             baseline_rows=int(data["baseline_rows"]),
-            started_at=str(data["started_at"]),
-            updated_at=str(data["updated_at"]),
             baseline_sd=None if sd is None else float(sd),
-            n=int(data["n"]),
-            mean=float(data["mean"]),
-            m2=float(data["m2"]),
-            batch_ids=[str(b) for b in data["batch_ids"]],
-            history=[dict(point) for point in data["history"]],
-            verdict=data["verdict"],
             alerted=bool(data["alerted"]),
             alerted_at=data.get("alerted_at"),
             alerted_batch_id=data.get("alerted_batch_id"),
@@ -304,19 +298,6 @@ def start_monitor(
     )
 
 
-def _batch_moments(losses: np.ndarray, batch_id: str) -> tuple[int, float, float]:
-    array = np.asarray(losses, dtype=np.float64)
-    if array.ndim != 1:
-        raise InputError(f"losses of batch {batch_id} must be a 1-D array, got shape {array.shape}")
-    bad = int(np.sum(~np.isfinite(array)))
-    if bad:
-        raise InputError(f"{bad} loss(es) of batch {batch_id} are NaN or infinite")
-    if array.size == 0:
-        return 0, 0.0, 0.0
-    mean = float(array.mean())
-    return int(array.size), mean, float(np.sum((array - mean) ** 2))
-
-
 def fold_batch(
     state: PerformanceState, losses: np.ndarray, batch_id: str, policy: PerformanceSpec, now: datetime
 ) -> PerformanceState:
@@ -335,7 +316,7 @@ def fold_batch(
     require_aware(now)
     if batch_id in state.batch_ids:
         return state
-    rows, batch_loss, batch_m2 = _batch_moments(losses, batch_id)
+    rows, batch_loss, batch_m2 = moments_of(losses, f"losses of batch {batch_id}", f"loss(es) of batch {batch_id}")
     batch_mean = batch_loss - state.baseline_loss if rows else 0.0
     n, mean, m2 = merge_moments(state.n, state.mean, state.m2, rows, batch_mean, batch_m2)
     point: dict[str, Any] = {
@@ -359,10 +340,10 @@ def fold_batch(
     point = {
         **point,
         "n": folded.n,
-        "estimate": _finite_or_none(verdict.estimate),
-        "lower": _finite_or_none(verdict.lower),
-        "upper": _finite_or_none(verdict.upper),
-        "tolerance": _finite_or_none(verdict.tolerance),
+        "estimate": finite_or_none(verdict.estimate),
+        "lower": finite_or_none(verdict.lower),
+        "upper": finite_or_none(verdict.upper),
+        "tolerance": finite_or_none(verdict.tolerance),
         "verdict": verdict.verdict,
         "since": verdict.since_batch_id,
     }
@@ -424,12 +405,8 @@ class PerformanceVerdict:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("estimate", "lower", "upper", "tolerance"):
-            data[key] = _finite_or_none(data[key])
+            data[key] = finite_or_none(data[key])
         return data
-
-
-def _interval(lower: float, upper: float) -> str:
-    return f"[{lower:+.4g}, {upper:+.4g}]"
 
 
 def decide(state: PerformanceState, policy: PerformanceSpec) -> PerformanceVerdict:
@@ -489,13 +466,13 @@ def decide(state: PerformanceState, policy: PerformanceSpec) -> PerformanceVerdi
             [
                 f"loss rose by {mean[j]:+.4g} over the holdout baseline {state.baseline_loss:.4g} on the "
                 f"{n[j]:,} rows of the {batches} batch(es) since {state.batch_ids[j]}: anytime-valid interval "
-                f"{_interval(lower[j], upper[j])} lies above the {how}"
+                f"{format_interval(lower[j], upper[j])} lies above the {how}"
             ],
             j,
         )
     where = (
         f"mean loss {state.baseline_loss + mean[0]:.4g} vs holdout {state.baseline_loss:.4g}, "
-        f"excess {mean[0]:+.4g} over {n[0]:,} rows, anytime-valid interval {_interval(lower[0], upper[0])}"
+        f"excess {mean[0]:+.4g} over {n[0]:,} rows, anytime-valid interval {format_interval(lower[0], upper[0])}"
     )
     if upper[0] < limit:
         return verdict("ok", [f"within tolerance since the champion's monitor started: {where}; {how}"], 0)

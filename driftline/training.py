@@ -1,4 +1,4 @@
-"""Training: the labelled window, its time split, feature encoding, a deterministic XGBoost model, metrics.
+"""Training: the labelled window, its time split, feature encoding, a deterministic XGBoost model.
 
 Pure domain (polars, numpy, xgboost); the retrain flow only orders these steps::
 
@@ -19,7 +19,7 @@ The holdout trains nothing. Optional per-row weights come in a ``WEIGHT_COLUMN``
 
 The booster's feature names are the user's column names; the three characters XGBoost refuses in a
 feature name (``[``, ``]``, ``<``) are replaced there, and the encoder records the mapping
-(``FeatureEncoder.booster_names``).
+(``FeatureEncoder.booster_names``). Holdout metrics come from :mod:`driftline.metrics`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import polars as pl
@@ -37,18 +37,18 @@ import polars as pl
 from driftline import layout
 from driftline.errors import InputError, ObjectNotFoundError
 from driftline.loop import WEIGHT_COLUMN  # optional per-row weight of train and early-stop rows (loop.onset_weights)
+from driftline.metrics import evaluate
 from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
 
 if TYPE_CHECKING:
-    # Imported where a booster is built or loaded: every flow run imports this module (the loss functions),
+    # Imported where a booster is built or loaded: most flow runs import this module (encoding, prediction),
     # and xgboost (with the scipy it pulls in) is ~0.5 s of a run's start that profiling or promoting never uses.
     import xgboost
 
 T = TypeVar("T")  # what a window's fetch returns per object (bytes with ETag, or head info)
 
 ENCODER_FORMAT = 1
-PROBABILITY_CLIP = 1e-7
 # A time cut inside a run of equal times moves to the run's end when that changes its part by at most this
 # share of the part's rows; otherwise it stays inside the run and divides it by id (``time_split``).
 TIE_TOLERANCE = 0.1
@@ -66,7 +66,6 @@ _TASK_DEFAULTS: dict[str, dict[str, str]] = {
 }
 _FORBIDDEN_IN_BOOSTER_NAMES = {"[": "(", "]": ")", "<": "\u2039"}
 
-Task = Literal["binary", "regression"]
 Progress = Callable[[str], None]
 
 
@@ -859,53 +858,3 @@ def predict(
     if matrix.shape[0] == 0:
         return np.empty(0, dtype=np.float32)
     return np.asarray(booster.inplace_predict(matrix, missing=np.nan))
-
-
-# --- metrics ----------------------------------------------------------------------------------
-
-
-def per_row_loss(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Loss of each row: log loss (probabilities clipped to [1e-7, 1-1e-7]) for binary, squared error for
-    regression. The shadow test compares these, row by row, between two models.
-    """
-    truth = np.asarray(y_true, dtype=np.float64)
-    predicted = np.asarray(y_pred, dtype=np.float64)
-    if truth.shape != predicted.shape:
-        raise InputError(f"{truth.shape[0]} labels but {predicted.shape[0]} predictions")
-    if task == "binary":
-        p = np.clip(predicted, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-        return -(truth * np.log(p) + (1 - truth) * np.log1p(-p))
-    return (truth - predicted) ** 2
-
-
-def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Area under the ROC curve from ranks (ties share their average rank).
-
-    Raises:
-        InputError: only one class is present.
-    """
-    truth = np.asarray(y_true, dtype=np.float64)
-    positives = int(np.sum(truth == 1))
-    negatives = int(np.sum(truth == 0))
-    if positives == 0 or negatives == 0:
-        raise InputError(f"AUC needs both classes; got {positives} positive and {negatives} negative row(s)")
-    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import; flow runs that never rank skip it
-
-    ranks = rankdata(np.asarray(y_score, dtype=np.float64), method="average")
-    return float((ranks[truth == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def evaluate(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """Metrics of predictions: binary ``auc`` and ``logloss``; regression ``rmse`` and ``mae``.
-
-    Raises:
-        InputError: no rows, mismatched lengths, or (binary) a single class.
-    """
-    truth = np.asarray(y_true, dtype=np.float64)
-    predicted = np.asarray(y_pred, dtype=np.float64)
-    if truth.size == 0:
-        raise InputError("no rows to evaluate")
-    losses = per_row_loss(task, truth, predicted)
-    if task == "binary":
-        return {"auc": auc(truth, predicted), "logloss": float(losses.mean())}
-    return {"rmse": float(np.sqrt(losses.mean())), "mae": float(np.abs(truth - predicted).mean())}

@@ -39,13 +39,12 @@ import numpy as np
 import polars as pl
 
 from driftline.errors import InputError
+from driftline.metrics import Task, log_loss, mae, rmse, roc_auc
 from driftline.spec import ModelSpec
 
 PredictFn = Callable[[pl.DataFrame], np.ndarray]
-Task = Literal["binary", "regression"]
 
 CHAMPION_GATE = "champion_non_inferiority"
-LOGLOSS_EPS = 1e-7
 # Single-row latency: the same rows, candidate and comparator alternating (which goes first alternates
 # too), in rounds spread over time; per row the fastest round counts. Rounds and rows stop at the budget,
 # but at least LATENCY_MIN_ROWS rows are measured.
@@ -207,43 +206,6 @@ class GateReport:
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-
-
-def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve from average ranks (ties count one half).
-
-    Args:
-        y_true: 0/1 labels.
-        score: predictions; only their order matters.
-
-    Returns:
-        The AUC, or None when the labels hold a single class.
-    """
-    y = np.asarray(y_true, dtype=np.float64)
-    n_positive = int(y.sum())
-    n_negative = y.size - n_positive
-    if n_positive == 0 or n_negative == 0:
-        return None
-    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import; see training.auc
-
-    ranks = rankdata(np.asarray(score, dtype=np.float64))
-    return float((ranks[y == 1].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
-
-
-def log_loss(y_true: np.ndarray, probability: np.ndarray) -> float:
-    """Mean binary log-loss with probabilities clipped to [1e-7, 1 - 1e-7]."""
-    y = np.asarray(y_true, dtype=np.float64)
-    p = np.clip(np.asarray(probability, dtype=np.float64), LOGLOSS_EPS, 1 - LOGLOSS_EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
-
-
-def rmse(y_true: np.ndarray, prediction: np.ndarray) -> float:
-    error = np.asarray(prediction, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
-    return float(np.sqrt(np.mean(error * error)))
-
-
-def mae(y_true: np.ndarray, prediction: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(prediction, dtype=np.float64) - np.asarray(y_true, dtype=np.float64))))
 
 
 def primary_metric(task: Task, y_true: np.ndarray, prediction: np.ndarray) -> float | None:

@@ -19,7 +19,7 @@ from driftline.guard import (
     guard_planned_rows,
     start_guard,
 )
-from driftline.shadow import cs_radius, merge_moments
+from driftline.sequential import cs_radius, merge_moments
 from driftline.spec import GuardSpec
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from driftline import evaluation, layout, monitoring, performance, profiling
 from driftline.errors import InputError
 from driftline.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
+from driftline.metrics import per_row_loss
 from driftline.performance import (
     PerformanceState,
     baseline_from_metadata,
@@ -32,10 +33,9 @@ from driftline.performance import (
     mark_alerted,
     start_monitor,
 )
-from driftline.shadow import confidence_sequence
+from driftline.sequential import confidence_sequence
 from driftline.spec import PerformanceSpec
 from driftline.store import MemoryStore
-from driftline.training import per_row_loss
 from tests.batches import example_spec
 from tests.support import REPO
 

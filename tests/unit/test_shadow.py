@@ -20,17 +20,19 @@ import pytest
 from scipy import special
 
 from driftline.errors import InputError
-from driftline.shadow import (
-    ShadowState,
-    ShadowVerdict,
+from driftline.sequential import (
     bounds_verdict,
     confidence_sequence,
     cs_radius,
-    decide,
-    fold_batch,
     merge_moments,
     naive_z_verdict,
     optimal_rho2,
+)
+from driftline.shadow import (
+    ShadowState,
+    ShadowVerdict,
+    decide,
+    fold_batch,
     paired_differences,
     per_row_losses,
     start_shadow,
@@ -428,7 +430,7 @@ def test_the_stdlib_lambert_w_and_normal_quantile_match_scipys_where_the_shadow_
     import numpy as np
     from scipy import special
 
-    from driftline.shadow import lambert_w_lower, normal_quantile
+    from driftline.sequential import lambert_w_lower, normal_quantile
 
     for alpha in np.concatenate([np.logspace(-12, np.log10(0.5), 300), np.linspace(0.5, 0.99, 100)]):
         x = -(alpha**2) / math.e

@@ -18,8 +18,8 @@ from driftline import profiling, synth, training
 from driftline.cli import synth_command
 from driftline.drift import compare_profiles
 from driftline.errors import InputError
+from driftline.metrics import auc
 from driftline.spec import ModelSpec, load_spec, parse_spec
-from driftline.training import auc
 from tests.batches import example_batch, example_labels
 from tests.support import REPO
 

@@ -19,6 +19,7 @@ import xgboost
 
 from driftline import layout, training
 from driftline.errors import InputError, ObjectNotFoundError
+from driftline.metrics import auc, evaluate, per_row_loss
 from driftline.spec import ModelSpec, parse_spec
 from driftline.store import MemoryStore
 
@@ -463,7 +464,7 @@ def test_the_holdout_predictions_behind_the_metrics_are_kept_for_the_gates(
     assert kept is not None
     np.testing.assert_array_equal(kept, training.predict(binary_model.booster, binary_model.encoder, holdout))
     y = holdout.get_column(binary_spec.target).to_numpy()
-    assert training.evaluate("binary", y, kept) == binary_model.metrics
+    assert evaluate("binary", y, kept) == binary_model.metrics
 
 
 def test_learnable_binary_problem_reaches_high_auc(binary_model: training.TrainedModel) -> None:
@@ -749,29 +750,29 @@ def test_bytes_that_are_not_a_model_are_an_input_error() -> None:
     ],
 )
 def test_auc_matches_hand_counted_pairs(y_true: list[int], y_score: list[float], expected: float) -> None:
-    assert training.auc(np.array(y_true), np.array(y_score)) == pytest.approx(expected)
+    assert auc(np.array(y_true), np.array(y_score)) == pytest.approx(expected)
 
 
 def test_binary_metrics_match_hand_computed_values() -> None:
     y_true = np.array([0, 0, 1, 1])
     y_pred = np.array([0.1, 0.4, 0.35, 0.8])
-    losses = training.per_row_loss("binary", y_true, y_pred)
+    losses = per_row_loss("binary", y_true, y_pred)
     expected = [-math.log(0.9), -math.log(0.6), -math.log(0.35), -math.log(0.8)]
     np.testing.assert_allclose(losses, expected)
-    metrics = training.evaluate("binary", y_true, y_pred)
+    metrics = evaluate("binary", y_true, y_pred)
     assert metrics == pytest.approx({"auc": 0.75, "logloss": sum(expected) / 4})
 
 
 def test_log_loss_clips_certain_wrong_predictions() -> None:
-    losses = training.per_row_loss("binary", np.array([1, 0, 1]), np.array([0.0, 1.0, 1.0]))
+    losses = per_row_loss("binary", np.array([1, 0, 1]), np.array([0.0, 1.0, 1.0]))
     np.testing.assert_allclose(losses, [-math.log(1e-7), -math.log(1e-7), -math.log(1 - 1e-7)])
 
 
 def test_regression_metrics_match_hand_computed_values() -> None:
     y_true = np.array([1.0, 2.0, 3.0])
     y_pred = np.array([1.5, 2.0, 1.0])
-    np.testing.assert_allclose(training.per_row_loss("regression", y_true, y_pred), [0.25, 0.0, 4.0])
-    metrics = training.evaluate("regression", y_true, y_pred)
+    np.testing.assert_allclose(per_row_loss("regression", y_true, y_pred), [0.25, 0.0, 4.0])
+    metrics = evaluate("regression", y_true, y_pred)
     assert metrics == pytest.approx({"rmse": math.sqrt(4.25 / 3), "mae": 2.5 / 3})
 
 
@@ -785,4 +786,4 @@ def test_regression_metrics_match_hand_computed_values() -> None:
 )
 def test_metrics_refuse_what_cannot_be_scored(y_true: list, y_pred: list, problem: str) -> None:
     with pytest.raises(InputError, match=problem):
-        training.evaluate("binary", np.array(y_true), np.array(y_pred))
+        evaluate("binary", np.array(y_true), np.array(y_pred))

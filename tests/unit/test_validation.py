@@ -26,6 +26,7 @@ import xgboost
 
 from driftline import training
 from driftline.errors import InputError
+from driftline.metrics import log_loss, mae, rmse, roc_auc
 from driftline.spec import Features, GatesSpec, ModelSpec
 from driftline.validation import (
     CHAMPION_GATE,
@@ -34,11 +35,7 @@ from driftline.validation import (
     PredictFn,
     _RankedScores,
     evaluate_gates,
-    log_loss,
-    mae,
     paired_bootstrap_differences,
-    rmse,
-    roc_auc,
 )
 
 N_ROWS = 4_000
