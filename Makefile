@@ -11,11 +11,18 @@ UV_VERSION := 0.13.8
 PEERS_VENV ?= .venv-peers
 PEERS_REQUIREMENTS := benchmarks/peers/requirements.txt
 PEERS_INSTALLED := $(PEERS_VENV)/.installed
+# The MLflow server for `driftline up --mlflow` and the MLflow tests: its own environment (full MLflow does not
+# fit our pins; driftline's client is mlflow-skinny from the `mlflow` extra). Made by `make test`, not `make install`.
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_REQUIREMENTS := infra/mlflow/requirements.txt
+MLFLOW_INSTALLED := $(MLFLOW_VENV)/.installed
 export DO_NOT_TRACK := 1
 export WHYLOGS_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# MLflow honours DO_NOT_TRACK only when it is exactly "true".
+export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo up down status test test-unit test-flows test-e2e bench peers peers-lock lint format lock clean postgres
+.PHONY: install demo up down status test test-unit test-flows test-e2e bench peers peers-lock mlflow-server mlflow-lock lint format lock clean postgres
 
 install: $(INSTALLED)
 
@@ -42,7 +49,7 @@ status: $(INSTALLED)
 
 # Separate processes: Prefect settings chosen by one tier must not leak into another. The loop's flows
 # tests (marker `loop`) run a second time on a Prefect server backed by a real PostgreSQL.
-test: $(INSTALLED) postgres
+test: $(INSTALLED) postgres mlflow-server
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/flows
 	DRIFTLINE_TEST_PREFECT_DATABASE=postgresql $(BIN)/pytest tests/flows -m loop
@@ -63,10 +70,10 @@ postgres:
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
 
-test-flows: $(INSTALLED)
+test-flows: $(INSTALLED) mlflow-server
 	$(BIN)/pytest tests/flows
 
-test-e2e: $(INSTALLED)
+test-e2e: $(INSTALLED) mlflow-server
 	$(BIN)/pytest tests/e2e
 
 # BENCH_ARGS=evidently runs one benchmark. The Evidently comparison needs $(PEERS_VENV); when it cannot be
@@ -82,6 +89,17 @@ $(PEERS_INSTALLED): $(PEERS_REQUIREMENTS) | $(INSTALLED)
 	$(BIN)/uv pip install --python $(PEERS_VENV)/bin/python --quiet -r $(PEERS_REQUIREMENTS)
 	@touch $@
 
+mlflow-server: $(MLFLOW_INSTALLED)
+
+$(MLFLOW_INSTALLED): $(MLFLOW_REQUIREMENTS) | $(INSTALLED)
+	@test -x $(MLFLOW_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(MLFLOW_VENV)
+	$(BIN)/uv pip install --python $(MLFLOW_VENV)/bin/python --quiet --compile-bytecode -r $(MLFLOW_REQUIREMENTS)
+	@touch $@
+
+# Re-pin the MLflow server after changing infra/mlflow/requirements.in.
+mlflow-lock: $(INSTALLED)
+	$(BIN)/uv pip compile infra/mlflow/requirements.in --python-version 3.11 --quiet -o $(MLFLOW_REQUIREMENTS)
+
 # Re-pin the peer tools after changing benchmarks/peers/requirements.in.
 peers-lock: $(INSTALLED)
 	$(BIN)/uv pip compile benchmarks/peers/requirements.in --python-version 3.11 --quiet -o $(PEERS_REQUIREMENTS)
@@ -96,8 +114,8 @@ format: $(INSTALLED)
 
 # Re-pin every dependency after changing pyproject.toml.
 lock: $(INSTALLED)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra dask --python-version 3.11 --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra dask --extra mlflow --python-version 3.11 --quiet -o requirements.lock
 
 clean:
 	-$(BIN)/driftline down
-	rm -rf $(VENV) .driftline .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) .driftline .pytest_cache .ruff_cache

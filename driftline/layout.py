@@ -226,6 +226,11 @@ def retrain_pending(model: str) -> str:
     return f"retrain/{_model(model)}/pending.json"
 
 
+def mlflow_pending(model: str) -> str:
+    """The model's MLflow export that failed and waits to be re-tried (``driftline.mlflow_export``)."""
+    return f"mlflow/{_model(model)}/pending.json"
+
+
 def audit_record(model: str, record_id: str) -> str:
     return f"audit/{_model(model)}/{validate_name(record_id, 'audit record id')}.json"
 

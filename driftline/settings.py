@@ -162,6 +162,43 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- MLflow mirror (optional) ------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description=(
+            "MLflow tracking server that mirrors the registry, e.g. http://127.0.0.1:5350: every candidate "
+            "becomes a run and a registered model version, aliases champion/challenger/previous follow "
+            "driftline's. Unset means no export. Needs the `mlflow` extra; the S3 registry stays the source of "
+            "truth and a failing MLflow never blocks a decision (`driftline doctor` reports it)."
+        ),
+    )
+    mlflow_experiment_prefix: str = Field(
+        default="driftline-",
+        max_length=200,
+        description="Prefix of the MLflow experiment holding each model's runs: '<prefix><model>'.",
+    )
+    mlflow_model_prefix: str = Field(
+        default="",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._ -]*$",
+        description="Prefix of each model's MLflow registered model ('<prefix><model>'), e.g. 'team-a-'.",
+    )
+    mlflow_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description=(
+            "Attempts of one MLflow export before it is recorded as pending on S3 (re-tried by the next flow "
+            "run or `driftline doctor`); the waits between them double from 1 s, at most 30 s."
+        ),
+    )
+    mlflow_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds one MLflow HTTP request may take (MLFLOW_HTTP_REQUEST_TIMEOUT, unless that is set).",
+    )
+
     # --- local stack --------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address the local stack binds to; loopback only by design.")
     s3_port: int = Field(default=5250, ge=1, le=65535, description="Port of the local moto S3 server.")
@@ -199,6 +236,21 @@ class Settings(BaseSettings):
     postgres_port: int = Field(
         default=5450, ge=1, le=65535, description="Port of the PostgreSQL server the local stack starts."
     )
+    mlflow: bool = Field(
+        default=False,
+        description=(
+            "Start a local MLflow server with the stack (`driftline up --mlflow`), data under <state_dir>/mlflow, "
+            "and point the stack's workers at it (DRIFTLINE_MLFLOW_TRACKING_URI)."
+        ),
+    )
+    mlflow_port: int = Field(default=5350, ge=1, le=65535, description="Port of the local MLflow server.")
+    mlflow_venv: Path = Field(
+        default=Path(".venv-mlflow"),
+        description=(
+            "Virtualenv whose `mlflow server` the local stack runs (relative to DRIFTLINE_PROJECT_DIR); "
+            "`make mlflow-server` creates it (full MLflow does not fit driftline's own pins)."
+        ),
+    )
     startup_timeout: float = Field(
         default=90.0, gt=0, le=900, description="Seconds to wait for each local service to become healthy."
     )
@@ -227,6 +279,15 @@ class Settings(BaseSettings):
         # No scheme check here: pydantic's error would echo the URL and its token. driftline.cli.alerts
         # checks it, naming the setting only.
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _blank_is_off(cls, value: str | None) -> str | None:
+        # Any scheme MLflow knows (http(s), databricks, file, sqlite ...); an empty value switches export off.
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        return value.rstrip("/") if value.startswith(("http://", "https://")) else value
 
     @field_validator("s3_endpoint_url", "prefect_api_url")
     @classmethod

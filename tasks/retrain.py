@@ -20,6 +20,7 @@ from driftline.settings import Settings
 from driftline.spec import ModelSpec
 from driftline.store import S3Store
 from tasks.common import artifact_key, store
+from tasks.mlflow_mirror import mirror_to_mlflow
 
 PACKAGES = ("driftline", "xgboost", "polars", "whylogs", "prefect", "numpy", "pyarrow", "boto3")
 
@@ -176,7 +177,15 @@ def _environment() -> dict:
 def build_candidate(
     spec: ModelSpec, request: RetrainRequest, window: retraining.PreparedWindow
 ) -> retraining.Candidate:
-    """Train, run every gate, register the version (booster, metadata, reference profile)."""
+    """Train, run every gate, register the version (booster, metadata, reference profile); mirror it to MLflow."""
+    candidate = _build_candidate(spec, request, window)
+    mirror_to_mlflow(spec.name)
+    return candidate
+
+
+def _build_candidate(
+    spec: ModelSpec, request: RetrainRequest, window: retraining.PreparedWindow
+) -> retraining.Candidate:
     logger = get_run_logger()
     settings = Settings()
     arguments = {
@@ -209,8 +218,10 @@ def build_candidate(
 
 @task(cache_policy=NO_CACHE)
 def place_candidate(spec: ModelSpec, candidate: retraining.Candidate) -> retraining.Placement:
-    """Move the alias the decision calls for (compare-and-swap)."""
-    return retraining.place_candidate(store(), spec, candidate)
+    """Move the alias the decision calls for (compare-and-swap); MLflow's aliases follow."""
+    placement = retraining.place_candidate(store(), spec, candidate)
+    mirror_to_mlflow(spec.name)
+    return placement
 
 
 @task(cache_policy=NO_CACHE)

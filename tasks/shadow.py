@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from driftline import cooldown, evaluation, layout, promotion, registry, reports
 from driftline.spec import ModelSpec
 from tasks.common import artifact_key, store
+from tasks.mlflow_mirror import mirror_to_mlflow
 
 
 @task(cache_policy=NO_CACHE)
@@ -89,19 +90,24 @@ def promote_version(spec: ModelSpec, version: str, reason: str) -> promotion.Swi
     """Compare-and-swap the champion alias, then open the guard against the replaced champion."""
     switch = promotion.promote(store(), spec.name, version, reason)
     evaluation.start_guard(store(), spec, switch.champion, switch.previous, datetime.now(UTC))
+    mirror_to_mlflow(spec.name)
     return switch
 
 
 @task(cache_policy=NO_CACHE)
 def retire_candidate(model: str, candidate: str, reason: str) -> bool:
     """The shadow test ended without a promotion: free the shadow slot (if it still names the candidate)."""
-    return registry.clear_alias_if(store(), model, "shadow", candidate, reason)
+    cleared = registry.clear_alias_if(store(), model, "shadow", candidate, reason)
+    mirror_to_mlflow(model)
+    return cleared
 
 
 @task(cache_policy=NO_CACHE)
 def roll_back(spec: ModelSpec, reason: str) -> promotion.Switchover:
     """Restore the previous champion."""
-    return promotion.rollback(store(), spec.name, reason)
+    switch = promotion.rollback(store(), spec.name, reason)
+    mirror_to_mlflow(spec.name)
+    return switch
 
 
 @task(cache_policy=NO_CACHE)

@@ -26,7 +26,12 @@ from driftline.cli.supervisor import parent_death_signal
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "WHYLOGS_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "WHYLOGS_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 DRIFTLINE = str(BIN / "driftline")
 
 
@@ -127,6 +132,49 @@ def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None 
                 raise RuntimeError(f"Prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
             time.sleep(0.25)
         yield api_url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@contextmanager
+def mlflow_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
+    """A real MLflow tracking server (SQLite and artifacts under ``home``) on a free loopback port; yields its URL.
+
+    It runs from the virtualenv `make mlflow-server` makes (the stack's own :class:`LocalMlflowServer`).
+    """
+    from driftline.cli.mlflow_server import LocalMlflowServer
+    from driftline.settings import Settings
+
+    venv = Settings().mlflow_venv  # DRIFTLINE_MLFLOW_VENV, as the local stack reads it
+    server = LocalMlflowServer(home, "127.0.0.1", free_port(), venv if venv.is_absolute() else REPO / venv)
+    if not server.executable.is_file():
+        raise RuntimeError(f"no MLflow server at {server.executable}: run `make mlflow-server` (make test does)")
+    env = {**os.environ, **TELEMETRY_OFF, **server.env()}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = (home / "mlflow.log").open("wb")
+    process = subprocess.Popen(
+        server.command(),
+        env=env,
+        cwd=home,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=parent_death_signal(signal.SIGTERM),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"MLflow server did not start:\n{(home / 'mlflow.log').read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield server.url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

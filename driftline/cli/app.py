@@ -72,6 +72,13 @@ def up(
             help="Process workers to run on the pool (default DRIFTLINE_WORKERS, 1); fewer stops the extra ones.",
         ),
     ] = None,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="Also start a local MLflow server (data in .driftline/mlflow) and mirror the registry to it.",
+        ),
+    ] = False,
 ) -> None:
     """Start the local stack: moto S3, Prefect server, work pool, deployments, supervised worker(s).
 
@@ -84,8 +91,9 @@ def up(
       driftline up && driftline status --deep
       driftline up --workers 2
       DRIFTLINE_PREFECT_DATABASE=postgresql driftline up
+      driftline up --mlflow   (needs `make mlflow-server` once)
     """
-    stack = _stack(**({"workers": workers} if workers is not None else {}))
+    stack = _stack(**({"workers": workers} if workers is not None else {}), **({"mlflow": True} if mlflow else {}))
     actions = stack.up()
     console.print(
         f"[green]stack up[/green] in {actions.pop('seconds')} s: "
@@ -96,6 +104,8 @@ def up(
     out.print(f"Prefect API   {_safe(stack.api_url)}")
     database = stack.describe_database()
     out.print(f"Database      {database['kind']} {_safe(database['url'])}")
+    if stack.mlflow_enabled():
+        out.print(f"MLflow UI     {_safe(stack.mlflow.url)}  (DRIFTLINE_MLFLOW_TRACKING_URI of the workers)")
     out.print("Stop with:    driftline down")
 
 
@@ -584,6 +594,7 @@ def doctor(
             "minute: is it scheduled and the worker running (`driftline status`)?"
         )
         document["healthy"] = False
+    _mlflow().add_doctor_findings(document, settings, store, model)
     if json_output:
         out.print_json(json.dumps(document))
     else:
@@ -680,6 +691,7 @@ def promote_command(
     evaluation.start_guard(store, spec, switch.champion, switch.previous, datetime.now(UTC))
     console.print(f"{_safe(model)}: champion {_safe(switch.previous or '-')} -> [bold]{_safe(switch.champion)}[/bold]")
     _announce(settings, store, new_event(model, MODEL_PROMOTED, switch.to_dict()), prefect_api)
+    _mlflow().mirror_after_move(settings, store, model, console)
 
 
 @app.command("rollback")
@@ -703,6 +715,14 @@ def rollback_command(
         f"{_safe(model)}: champion {_safe(switch.previous)} -> [bold]{_safe(switch.champion)}[/bold] (rolled back)"
     )
     _announce(settings, store, new_event(model, MODEL_ROLLED_BACK, switch.to_dict()), prefect_api)
+    _mlflow().mirror_after_move(settings, store, model, console)
+
+
+def _mlflow():
+    """The MLflow mirror's CLI hooks (imported when used: most commands never need them)."""
+    from driftline.cli import mlflow_mirror
+
+    return mlflow_mirror
 
 
 def _announce(settings, store, record, prefect_api) -> None:

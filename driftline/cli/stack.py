@@ -6,6 +6,7 @@ Everything binds to loopback and keeps its state under ``settings.state_dir`` (`
     .driftline/pids/worker-process.json  the Prefect worker the supervisor runs at the moment
     .driftline/logs/<part>.log     its output (the last lines are shown when it fails to start)
     .driftline/prefect/            PREFECT_HOME: the SQLite database and profiles
+    .driftline/mlflow/             the MLflow server of `up --mlflow`: mlflow.db and artifacts/ (kept by `down`)
     .driftline/s3/recording.jsonl  every write to the local S3, replayed and compacted on start (survives
                                    `down` and a SIGKILL; see driftline.cli.s3_server)
     .driftline/stack.json          endpoints and credentials the CLI uses while the stack is up
@@ -50,6 +51,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from driftline.cli.mlflow_server import LocalMlflowServer
 from driftline.cli.postgres import DatabaseChoice, LocalPostgres, choose_database
 from driftline.cli.s3_server import LocalS3Server
 from driftline.errors import InfrastructureError, InputError, StackError
@@ -61,8 +63,9 @@ LOCAL_ACCESS_KEY_ID = "driftline-local"
 LOCAL_SECRET_ACCESS_KEY = "driftline-local-secret"
 WORKER_NAME = "driftline-local-worker"
 # Start order; ``down`` stops them in reverse. Extra workers are ``worker-2`` ... ``worker-N``.
-PARTS = ("s3", "postgres", "prefect-server", "worker")
-SERVER_PARTS = ("s3", "postgres", "prefect-server")
+PARTS = ("s3", "postgres", "prefect-server", "mlflow", "worker")
+SERVER_PARTS = ("s3", "postgres", "prefect-server", "mlflow")
+OPTIONAL_PARTS = ("postgres", "mlflow")  # only in stacks that asked for them
 WATCHDOG = "watchdog"
 # Parts whose leader forwards SIGTERM to its group itself: signalling the group too would deliver two, and
 # a second SIGTERM makes Prefect's worker SIGKILL itself.
@@ -84,6 +87,7 @@ TELEMETRY_OFF = {
     "DO_NOT_TRACK": "1",
     "WHYLOGS_NO_ANALYTICS": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 Progress = Callable[[str], None]
@@ -427,6 +431,8 @@ class LocalStack:
                 "PATH": f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}",
             }
         )
+        if self.mlflow_enabled():
+            env["DRIFTLINE_MLFLOW_TRACKING_URI"] = self.mlflow.url
         return env
 
     def store(self) -> S3Store:
@@ -450,6 +456,20 @@ class LocalStack:
     @property
     def postgres(self) -> LocalPostgres:
         return LocalPostgres(self.state_dir, self.settings.host, self.settings.postgres_port)
+
+    @property
+    def mlflow(self) -> LocalMlflowServer:
+        venv = self.settings.mlflow_venv
+        return LocalMlflowServer(
+            self.state_dir / "mlflow",
+            self.settings.host,
+            self.settings.mlflow_port,
+            venv if venv.is_absolute() else self.project_dir / venv,
+        )
+
+    def mlflow_enabled(self) -> bool:
+        """The stack runs an MLflow server: asked for (`up --mlflow`) or started by an earlier `up --mlflow`."""
+        return self.settings.mlflow or self.running_pid("mlflow") is not None
 
     @property
     def s3_server(self) -> LocalS3Server:
@@ -510,6 +530,8 @@ class LocalStack:
             return self._worker_command(index)
         if part == "postgres":
             return self.postgres.command()
+        if part == "mlflow":
+            return self.mlflow.command()
         return self._commands()[part]
 
     def worker_parts(self) -> list[str]:
@@ -543,6 +565,7 @@ class LocalStack:
             "s3": (self.settings.s3_port, "DRIFTLINE_S3_PORT"),
             "postgres": (self.settings.postgres_port, "DRIFTLINE_POSTGRES_PORT"),
             "prefect-server": (self.settings.prefect_port, "DRIFTLINE_PREFECT_PORT"),
+            "mlflow": (self.settings.mlflow_port, "DRIFTLINE_MLFLOW_PORT"),
         }
 
     def _record(self, part: str) -> dict:
@@ -700,6 +723,7 @@ class LocalStack:
         except InputError as error:
             raise InputError(f"alerts: {error}") from error
         owner = self._owner_pid()  # a bad DRIFTLINE_STACK_OWNER_PID fails before anything starts
+        self._check_mlflow()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         actions: dict[str, str] = {}
         processes: dict[str, subprocess.Popen | None] = {}
@@ -713,8 +737,8 @@ class LocalStack:
             if managed_postgres and self.postgres.initialize():
                 self.progress(f"created a PostgreSQL cluster in {self.postgres.data_dir}")
             # The Prefect server takes ~9 s on a fresh database: start the servers, then wait for them.
-            for part in ("s3", "postgres", "prefect-server"):
-                if part == "postgres" and not managed_postgres:
+            for part in SERVER_PARTS:
+                if part == "postgres" and not managed_postgres or part == "mlflow" and not self.mlflow_enabled():
                     continue
                 if self.running_pid(part) is not None:
                     actions[part] = "already running"
@@ -726,7 +750,8 @@ class LocalStack:
                     if self.postgres.ensure_database():
                         self.progress("created the prefect database")
                 self.progress(f"starting {part}")
-                part_env = {"s3": self.s3_server.env, "prefect-server": self._server_env}.get(part)
+                envs = {"s3": self.s3_server.env, "prefect-server": self._server_env, "mlflow": self.mlflow.env}
+                part_env = envs.get(part)
                 processes[part] = self._start(
                     part,
                     user=self.postgres.run_as if part == "postgres" else None,
@@ -745,6 +770,11 @@ class LocalStack:
                 self.progress(f"PostgreSQL healthy at {self.settings.host}:{self.settings.postgres_port}")
             self._wait_healthy("prefect-server", processes["prefect-server"], self.prefect_healthy)
             self.progress(f"Prefect server healthy at {self.prefect_url} ({database.kind})")
+            if "mlflow" in processes:
+                self._wait_healthy("mlflow", processes["mlflow"], self.mlflow.healthy)
+                self.progress(f"MLflow healthy at {self.mlflow.url} (data in {self.mlflow.data_dir})")
+                if processes["mlflow"] is not None:
+                    self._restart_workers_for_mlflow(actions)
             # Before the worker starts: runs left by a stopped worker would hold concurrency slots forever.
             recovery = self.recover_abandoned_runs()
             self.progress(recovery.summary())
@@ -767,6 +797,23 @@ class LocalStack:
         self._write_state()
         actions["seconds"] = f"{time.monotonic() - started:.1f}"
         return actions
+
+    def _check_mlflow(self) -> None:
+        """`up --mlflow` needs the server's virtualenv and must not fight an explicitly set tracking URI."""
+        if not self.settings.mlflow:
+            return
+        if self.settings.mlflow_tracking_uri and self.settings.mlflow_tracking_uri != self.mlflow.url:
+            raise InputError(
+                "DRIFTLINE_MLFLOW_TRACKING_URI is set while `driftline up --mlflow` starts a local MLflow server at "
+                f"{self.mlflow.url}: unset the setting to use the local one, or drop --mlflow to use yours"
+            )
+        self.mlflow.check_installed()
+
+    def _restart_workers_for_mlflow(self, actions: dict[str, str]) -> None:
+        """Workers started before the MLflow server lack its URI in their environment: start them again."""
+        for part in self.worker_parts():
+            if self.running_pid(part) is not None:
+                actions[part] = f"{self._stop(part)} (restarted for MLflow)"
 
     def _check_server_database(self, database: DatabaseChoice) -> None:
         """A running Prefect server must be on the database the settings ask for (no silent switch)."""
@@ -845,7 +892,12 @@ class LocalStack:
         dir in their environment (e.g. flow runs or servers whose pid file was lost).
         """
         done: list[str] = []
-        checks = {"s3": self.s3_healthy, "postgres": self.postgres_healthy, "prefect-server": self.prefect_healthy}
+        checks = {
+            "s3": self.s3_healthy,
+            "postgres": self.postgres_healthy,
+            "prefect-server": self.prefect_healthy,
+            "mlflow": self.mlflow.healthy,
+        }
         for part in self._all_parts():
             pid = self.running_pid(part)
             if pid is None:
@@ -949,6 +1001,7 @@ class LocalStack:
             "work_pool": self.settings.work_pool,
             "workers": [worker_name(i) for i in range(1, self.settings.workers + 1)],
             "database": self.describe_database(),
+            "mlflow_tracking_uri": self.mlflow.url if self.mlflow_enabled() else None,
         }
         self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -960,8 +1013,8 @@ class LocalStack:
         workers = self.worker_parts()
         outcome.update({part: self._stop(part) for part in reversed(workers)})
         for part in reversed(SERVER_PARTS):
-            if part == "postgres" and not self._pid_file(part).exists():
-                continue  # not part of a SQLite stack: nothing to report
+            if part in OPTIONAL_PARTS and not self._pid_file(part).exists():
+                continue  # not part of this stack (SQLite, no --mlflow): nothing to report
             outcome[part] = self._stop(part)
         # Flow runs run in sessions of their own (Prefect 3.9): any the worker left behind go too.
         orphans = self._stop_unrecorded()
@@ -1014,6 +1067,10 @@ class LocalStack:
                 f"api/health ok, database {running_on}" if server_ok else "not answering",
             )
         )
+        if self.mlflow_enabled() or self._pid_file("mlflow").exists():
+            mlflow_ok = self.mlflow.healthy()
+            detail = f"health ok, data in {self.mlflow.data_dir}" if mlflow_ok else "not answering"
+            parts.append(PartStatus("mlflow", mlflow_ok, self.mlflow.url, self.running_pid("mlflow"), detail))
         configured = [worker_part(i) for i in range(1, self.settings.workers + 1)]
         running = [part for part in self.worker_parts() if self.running_pid(part) is not None]
         for part in dict.fromkeys([*configured, *running]):
@@ -1056,6 +1113,8 @@ def resolve_settings(settings: Settings | None = None) -> Settings:
             updates["aws_secret_access_key"] = SecretStr(state["aws_secret_access_key"])
     if settings.prefect_api_url is None and "prefect_api_url" not in settings.model_fields_set:
         updates["prefect_api_url"] = state["prefect_api_url"]
+    if state.get("mlflow_tracking_uri") and "mlflow_tracking_uri" not in settings.model_fields_set:
+        updates["mlflow_tracking_uri"] = state["mlflow_tracking_uri"]
     return settings.model_copy(update=updates) if updates else settings
 
 
