@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from driftline.errors import DriftlineError, InfrastructureError, InputError, StackError
-from driftline.settings import Settings, describe_settings_error, redact_urls
+from driftline.cli.context import load_settings, remote
+from driftline.errors import DriftlineError, InfrastructureError, InputError
+from driftline.settings import Settings, redact_urls
 
 app = typer.Typer(
     name="driftline",
@@ -43,12 +44,7 @@ def _safe(value: object) -> str:
 
 
 def _settings() -> Settings:
-    from pydantic import ValidationError
-
-    try:
-        return Settings()
-    except ValidationError as error:
-        raise InputError(f"invalid DRIFTLINE_* setting: {describe_settings_error(error)}") from error
+    return load_settings()
 
 
 def _stack(quiet: bool = False, **overrides):
@@ -176,38 +172,7 @@ app.add_typer(model_app, name="model")
 
 
 def _remote():
-    """Settings and store for commands that use S3 (the local stack fills in unset endpoints).
-
-    Raises:
-        StackError: no endpoint is set, the local stack is not up and AWS was not chosen explicitly.
-    """
-    from driftline.cli.stack import resolve_settings
-    from driftline.store import open_store
-
-    requested = _settings()
-    try:
-        settings = resolve_settings(requested)
-    except Exception as error:  # a damaged stack.json: name it, never echo a URL's password
-        raise InputError(f"invalid local stack state in {requested.state_dir}: {redact_urls(str(error))}") from error
-    if requested.s3_endpoint_url is None and requested.s3_use_aws:
-        # AWS was asked for: the local stack's endpoint (and its dummy keys) must not replace it.
-        settings = settings.model_copy(
-            update={
-                "s3_endpoint_url": None,
-                "aws_access_key_id": requested.aws_access_key_id,
-                "aws_secret_access_key": requested.aws_secret_access_key,
-            }
-        )
-    elif settings.s3_endpoint_url is None and "s3_endpoint_url" not in requested.model_fields_set:
-        # An endpoint set empty (the README's way to ignore a running stack) chooses AWS explicitly too.
-        # Falling back to AWS otherwise would let `driftline promote` after `driftline down` act on a
-        # real bucket with whatever credentials the machine has.
-        raise StackError(
-            f"the local stack is not up (no {requested.state_dir / 'stack.json'}) and no S3 endpoint is set: "
-            "start it with `driftline up`, point at an S3-compatible store with DRIFTLINE_S3_ENDPOINT_URL, "
-            "or set DRIFTLINE_S3_USE_AWS=true to use AWS S3"
-        )
-    return settings, open_store(settings)
+    return remote()
 
 
 @model_app.command("create")

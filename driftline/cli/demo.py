@@ -23,6 +23,7 @@ from rich.console import Console
 
 from driftline import layout, registry, run_timing, synth
 from driftline.cli import prefect_api
+from driftline.cli.context import load_settings, local_settings
 from driftline.cli.uploads import submit_batch, submit_labels
 from driftline.errors import InfrastructureError, InputError
 from driftline.events import (
@@ -36,7 +37,6 @@ from driftline.events import (
     model_resource_id,
 )
 from driftline.model_history import served_metric, version_metric
-from driftline.settings import Settings
 from driftline.spec import ModelSpec, load_spec
 from driftline.store import ObjectStore, open_store
 
@@ -408,15 +408,15 @@ def champion_metric_per_batch(store: ObjectStore, spec: ModelSpec, batch_ids: li
 # --------------------------------------------------------------------------------------------- run
 def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], None]) -> DemoSummary:
     """Bring the stack up, stream the scenario and report what the automations did."""
-    from driftline.cli.stack import LocalStack, resolve_settings
+    from driftline.cli.stack import LocalStack
 
     began = time.monotonic()
     if not options.spec_path.is_file():
         raise InputError(f"demo: spec file {options.spec_path} not found (run from the project directory)")
     base = load_spec(options.spec_path)
-    stack = LocalStack(Settings(), progress=progress)
+    stack = LocalStack(load_settings(), progress=progress)
     stack.up()
-    settings = resolve_settings(Settings())
+    settings = local_settings()
     store = open_store(settings)
     api_url = prefect_api.check_server(settings.prefect_api_url)
 

@@ -1,0 +1,33 @@
+"""What the CLI commands share: settings errors named once (``driftline.cli.context``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from driftline.cli import context
+from driftline.errors import InputError
+
+
+def _clear(monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> None:
+    for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(state_dir))
+
+
+def test_an_invalid_setting_is_named_without_echoing_its_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clear(monkeypatch, tmp_path)
+    monkeypatch.setenv("DRIFTLINE_S3_MAX_ATTEMPTS", "not-a-number-secret")
+    for load in (context.load_settings, context.local_settings, context.remote):
+        with pytest.raises(InputError, match=r"invalid DRIFTLINE_\* setting: DRIFTLINE_S3_MAX_ATTEMPTS") as raised:
+            load()
+        assert "not-a-number-secret" not in str(raised.value)
+
+
+def test_a_damaged_stack_state_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _clear(monkeypatch, tmp_path)
+    (tmp_path / "stack.json").write_text('{"s3_endpoint_url": "http://127.0.0.1:5250"}')  # keys missing
+    with pytest.raises(InputError, match=rf"invalid local stack state in {tmp_path}"):
+        context.local_settings()
