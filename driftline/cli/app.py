@@ -232,9 +232,11 @@ def ingest(
     """
     from driftline.batches import check_batch_file, default_batch_id
     from driftline.cli import prefect_api
-    from driftline.cli.uploads import read_spec, submit_batch
+    from driftline.cli.uploads import submit_batch
     from driftline.events import BATCH_PROFILED, BATCH_REJECTED, model_resource_id
     from driftline.layout import validate_name
+    from driftline.prefect_http import PrefectEventSink
+    from driftline.spec import read_spec
 
     validate_name(model, "model")
     batch_id = validate_name(batch_id, "batch id") if batch_id else default_batch_id()
@@ -256,7 +258,7 @@ def ingest(
         unreachable = "it did not take the event"
     started = datetime.now(UTC)
     key, event_id, announced = submit_batch(
-        store, api_url, model, batch_id, file.read_bytes(), queue_if_unreachable=True
+        PrefectEventSink(store, api_url), model, batch_id, file.read_bytes(), queue_if_unreachable=True
     )
     console.print(f"uploaded {_safe(file)} -> {_safe(store.location(key))}")
     outcome: dict = {
@@ -322,8 +324,10 @@ def labels(
     import polars as pl
 
     from driftline.cli import prefect_api
-    from driftline.cli.uploads import read_spec, submit_labels
+    from driftline.cli.uploads import submit_labels
     from driftline.layout import validate_name
+    from driftline.prefect_http import PrefectEventSink
+    from driftline.spec import read_spec
 
     validate_name(model, "model")
     validate_name(batch_id, "batch id")
@@ -336,7 +340,7 @@ def labels(
     except Exception as error:
         raise InputError(f"{file}: not a readable parquet file ({error})") from error
     api_url = prefect_api.check_server(settings.prefect_api_url)
-    key, rows, share = submit_labels(store, api_url, spec, batch_id, frame, str(file))
+    key, rows, share = submit_labels(PrefectEventSink(store, api_url), spec, batch_id, frame, str(file))
     console.print(f"stored {rows} labels ({share:.0%} of the batch) -> {_safe(store.location(key))}")
     console.print("announced driftline.labels.arrived")
 
@@ -494,60 +498,35 @@ def doctor(
 
     Example:  driftline doctor example --json
     """
-    from datetime import timedelta
-
-    from driftline import layout, registry
-    from driftline.cli import prefect_api
-    from driftline.events import read_outbox
+    from driftline import registry
+    from driftline.event_sink import DOCTOR_LOOKBACK, outbox_health
     from driftline.layout import validate_name
+    from driftline.prefect_http import PrefectEventSink
+    from driftline.spec import missing_spec_problem
 
     settings, store = _remote()
     report = registry.doctor(store, validate_name(model, "model"))
     document = report.to_dict()
-    spec_key = layout.model_spec(model)
-    if not store.exists(spec_key):
-        # Without its spec no flow can run for the model: objects under it are stranded, not healthy.
-        stored = {
-            "registry objects": next(iter(store.list(f"models/{model}/")), None) is not None,
-            "batches": next(iter(store.list(layout.batches_prefix(model))), None) is not None,
-        }
-        found = [what for what, present in stored.items() if present]
-        document["problems"].insert(
-            0,
-            f"missing spec {store.location(spec_key)}"
-            + (f" although {' and '.join(found)} exist for it" if found else ": nothing is stored for this model")
-            + f" (create it: driftline model create <spec.yaml> with name: {model})",
-        )
+    spec_problem = missing_spec_problem(store, model)
+    if spec_problem is not None:
+        document["problems"].insert(0, spec_problem)
         document["healthy"] = False
-    since = datetime.now(UTC) - timedelta(days=7)
-    records = [r for r in read_outbox(store, model, since)]
-    stuck: list[str] = []
-    unconfirmed: list[str] = []
-    # A lost event is re-sent by watch-batches (every minute) once it is RECONCILE_GRACE old: only an
-    # event older than both together is stuck; younger ones are the backlog on its way.
-    cutoff = datetime.now(UTC) - prefect_api.RECONCILE_GRACE - timedelta(minutes=2)
+    sink = PrefectEventSink(store, settings.prefect_api_url)
+    now = datetime.now(UTC)
+    since = now - DOCTOR_LOOKBACK
+    records = sink.outbox(model, since)
+    seen: set[str] | None = None
+    check_error: str | None = None
     if records and settings.prefect_api_url:
         try:
-            seen = prefect_api.seen_event_ids(settings.prefect_api_url, [r.event_id for r in records], since)
+            seen = sink.stored([r.event_id for r in records], since)
         except InfrastructureError as error:
-            document["warnings"].append(f"outbox not checked against the server: {error}")
-            recent = datetime.now(UTC) - timedelta(days=1)
-            unconfirmed = [f"{r.name} {r.event_id}" for r in records if datetime.fromisoformat(r.occurred) >= recent]
-        else:
-            missing = [r for r in records if r.event_id not in seen]
-            stuck = [f"{r.name} {r.event_id}" for r in missing if datetime.fromisoformat(r.occurred) < cutoff]
-            unconfirmed = [f"{r.name} {r.event_id}" for r in missing if datetime.fromisoformat(r.occurred) >= cutoff]
-    document["outbox"] = {"events_last_7_days": len(records), "not_on_server": stuck, "not_confirmed": unconfirmed}
-    if unconfirmed:
-        document["warnings"].append(
-            f"{len(unconfirmed)} outbox event(s) not yet on the Prefect server; watch-batches re-sends them every "
-            "minute once the server answers"
-        )
-    if stuck:
-        document["problems"].append(
-            f"{len(stuck)} outbox event(s) never reached the Prefect server; watch-batches re-sends them every "
-            "minute: is it scheduled and the worker running (`driftline status`)?"
-        )
+            check_error = str(error)
+    health = outbox_health(records, now, seen, check_error)
+    document["outbox"] = health.to_dict()
+    document["warnings"].extend(health.warnings)
+    document["problems"].extend(health.problems)
+    if not health.healthy:
         document["healthy"] = False
     if json_output:
         out.print_json(json.dumps(document))
@@ -672,12 +651,14 @@ def rollback_command(
 
 def _announce(settings, store, record, prefect_api) -> None:
     """Send an event; the alias already moved, so an unreachable server only delays the announcement."""
-    try:
-        prefect_api.publish(store, record, prefect_api.check_server(settings.prefect_api_url))
-    except InfrastructureError as error:
-        from driftline.events import write_outbox
+    from driftline.prefect_http import PrefectEventSink
 
-        write_outbox(store, record)
+    sink = PrefectEventSink(store, settings.prefect_api_url)
+    try:
+        prefect_api.check_server(settings.prefect_api_url)
+        sink.publish(record)
+    except InfrastructureError as error:
+        sink.keep(record)
         console.print(f"[yellow]event kept in the outbox, not sent[/yellow]: {_safe(error)}")
 
 
@@ -811,9 +792,9 @@ def monitor(
     Example:  driftline monitor example --last 30 --png monitor.png
     """
     from driftline import reports
-    from driftline.cli.uploads import read_spec
     from driftline.layout import validate_name
     from driftline.model_history import collect_history
+    from driftline.spec import read_spec
 
     validate_name(model, "model")
     _, store = _remote()

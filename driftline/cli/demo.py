@@ -37,6 +37,7 @@ from driftline.events import (
     model_resource_id,
 )
 from driftline.model_history import served_metric, version_metric
+from driftline.prefect_http import PrefectEventSink
 from driftline.spec import ModelSpec, load_spec
 from driftline.store import ObjectStore, open_store
 
@@ -419,6 +420,7 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
     settings = local_settings()
     store = open_store(settings)
     api_url = prefect_api.check_server(settings.prefect_api_url)
+    sink = PrefectEventSink(store, api_url)
 
     batches = options.batches or (FAST_BATCHES if options.fast else None)
     scenario = synth.get_scenario(
@@ -448,7 +450,7 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
         features, _ = generate(index)
         buffer = io.BytesIO()
         features.write_parquet(buffer)
-        submit_batch(store, api_url, name, batch_ids[index], buffer.getvalue())
+        submit_batch(sink, name, batch_ids[index], buffer.getvalue())
         if wait:
             timeline.wait(
                 lambda: _has_batch_event(timeline, batch_ids[index]), WAIT_PROFILED_S, f"profile of {batch_ids[index]}"
@@ -456,7 +458,7 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
 
     def label(index: int) -> None:
         _, labels = generate(index)
-        submit_labels(store, api_url, spec, batch_ids[index], labels, f"synth labels of {batch_ids[index]}")
+        submit_labels(sink, spec, batch_ids[index], labels, f"synth labels of {batch_ids[index]}")
 
     # 1. Bootstrap: the first batches arrive with their labels; a manual retrain makes the first champion.
     bootstrap = bootstrap_batches(scenario)

@@ -266,9 +266,9 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _api(method: str, url: str, body: object = None) -> object:
-    from driftline.cli import prefect_api
+    from driftline.prefect_http import request
 
-    response = prefect_api.request(method, url, json=body)
+    response = request(method, url, json=body)
     if response.status_code >= 400:
         raise StackError(f"Prefect API {method} {url} answered {response.status_code}: {response.text[:500]}")
     return response.json() if response.content else None
