@@ -1,4 +1,4 @@
-"""What the CLI commands share: settings errors named once (``driftline.cli.context``)."""
+"""What the CLI commands share: settings errors named once, and the one wait loop (``driftline.cli``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.cli import context
+from driftline.cli import context, prefect_api
 from driftline.errors import InputError
 
 
@@ -31,3 +31,16 @@ def test_a_damaged_stack_state_is_named(monkeypatch: pytest.MonkeyPatch, tmp_pat
     (tmp_path / "stack.json").write_text('{"s3_endpoint_url": "http://127.0.0.1:5250"}')  # keys missing
     with pytest.raises(InputError, match=rf"invalid local stack state in {tmp_path}"):
         context.local_settings()
+
+
+def test_poll_returns_the_first_answer_and_asks_once_without_time_to_wait() -> None:
+    answers = iter([None, None, "found", "later"])
+    calls: list[int] = []
+
+    def check() -> str | None:
+        calls.append(1)
+        return next(answers)
+
+    assert prefect_api.poll(check, timeout=60, every=0) == "found" and len(calls) == 3
+    calls.clear()
+    assert prefect_api.poll(lambda: calls.append(1), timeout=-1, every=0) is None and len(calls) == 1
