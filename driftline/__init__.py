@@ -1,7 +1,8 @@
 """driftline: keeps tabular models healthy in production.
 
 The package's domain modules are pure: they never import Prefect. Only ``driftline.cli`` (the
-application shell) talks to Prefect; ``flows/`` and ``tasks/`` wrap the domain for orchestration.
+application shell) imports Prefect; ``driftline.prefect_http`` speaks its REST API over plain HTTP for the
+shell and the tasks alike. ``flows/`` and ``tasks/`` wrap the domain for orchestration.
 """
 
 from __future__ import annotations

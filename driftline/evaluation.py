@@ -18,7 +18,7 @@ import polars as pl
 
 from driftline import guard, layout, metrics, performance, registry, scoring, shadow
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.spec import ModelSpec
+from driftline.spec import ModelSpec, ShadowSpec, read_spec
 from driftline.store import ObjectStore, update_json
 
 
@@ -76,6 +76,56 @@ def read_shadow_state(store: ObjectStore, model: str, candidate: str) -> shadow.
         return shadow.ShadowState.from_dict(json.loads(store.get(layout.shadow_state(model, candidate))))
     except ObjectNotFoundError:
         return None
+
+
+def shadow_status(candidate: str | None, state: shadow.ShadowState | None, policy: ShadowSpec | None) -> dict[str, Any]:
+    """The document of ``driftline shadow --json`` (docs/architecture.md section 8); pure.
+
+    Args:
+        candidate: the version the ``shadow`` alias names, None when no candidate is in shadow.
+        state: the candidate's running test, None before any labelled row was scored by both models.
+        policy: the spec's shadow policy; needed only with a ``state``.
+
+    Returns:
+        At least ``candidate``, ``n``, ``estimate``, ``lower``, ``upper`` and ``verdict``; with a state also
+        the reasons, the champion, when the test started, its history and the candidate's p99 latency.
+    """
+    document: dict[str, Any] = {
+        "candidate": None,
+        "n": 0,
+        "estimate": None,
+        "lower": None,
+        "upper": None,
+        "verdict": None,
+    }
+    if candidate is None:
+        return document
+    document["candidate"] = candidate
+    if state is None:
+        document.update(verdict="continue", reasons=["no labelled rows scored by both models yet"])
+        return document
+    if policy is None:
+        raise ValueError("a shadow state is decided under the spec's shadow policy: pass it")
+    # The test's clock is event time: it stands where the last folded batch left it.
+    verdict = shadow.decide(state, policy, datetime.fromisoformat(state.updated_at))
+    document.update(verdict.to_dict())
+    document.update(
+        candidate=state.candidate,
+        champion=state.champion,
+        started_at=state.started_at,
+        history=state.history,
+        latency_p99_ms=state.latency_p99_ms,
+    )
+    return document
+
+
+def read_shadow_status(store: ObjectStore, model: str) -> dict[str, Any]:
+    """``shadow_status`` of the model's candidate in shadow, read from the store (the spec only when a test runs)."""
+    alias = registry.read_alias(store, model, "shadow")
+    candidate = alias.version if alias is not None else None
+    state = read_shadow_state(store, model, candidate) if candidate is not None else None
+    policy = read_spec(store, model).shadow if state is not None else None
+    return shadow_status(candidate, state, policy)
 
 
 def read_guard_state(store: ObjectStore, model: str, champion: str) -> guard.GuardState | None:

@@ -1,6 +1,6 @@
 """Event names and resource ids of driftline's Prefect events (docs/architecture.md section 6).
 
-Pure data: emitting lives in ``tasks/`` (flows) and ``driftline/cli/`` (the shell).
+Pure data and the outbox's records: publishing and reconcile are ``driftline.event_sink.EventSink``'s.
 """
 
 from __future__ import annotations

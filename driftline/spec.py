@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from driftline import layout
 from driftline.drift import DriftPolicy
-from driftline.errors import InputError
+from driftline.errors import InputError, ObjectNotFoundError
 from driftline.layout import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from driftline.store import ObjectStore
 
 
 class SpecError(InputError):
@@ -474,3 +478,40 @@ def load_spec(path: str | Path) -> ModelSpec:
     except FileNotFoundError as error:
         raise SpecError(f"{path}: no such file") from error
     return parse_spec(text, str(path))
+
+
+def read_spec(store: ObjectStore, model: str) -> ModelSpec:
+    """The spec in force for ``model`` (``models/<model>/spec.yaml``), validated: the one way to read it.
+
+    Raises:
+        ObjectNotFoundError: the model has no spec (the message says how to create one).
+        SpecError: the stored spec is invalid, naming its key.
+    """
+    key = layout.model_spec(model)
+    try:
+        data = store.get(key)
+    except ObjectNotFoundError as error:
+        raise ObjectNotFoundError(
+            f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first"
+        ) from error
+    return parse_spec(data, key)
+
+
+def missing_spec_problem(store: ObjectStore, model: str) -> str | None:
+    """What ``driftline doctor`` reports when ``model`` has no stored spec (None when it has one).
+
+    Without its spec no flow can run for the model: objects stored under it are stranded, not healthy.
+    """
+    key = layout.model_spec(model)
+    if store.exists(key):
+        return None
+    stored = {
+        "registry objects": next(iter(store.list(f"models/{model}/")), None) is not None,
+        "batches": next(iter(store.list(layout.batches_prefix(model))), None) is not None,
+    }
+    found = [what for what, present in stored.items() if present]
+    return (
+        f"missing spec {store.location(key)}"
+        + (f" although {' and '.join(found)} exist for it" if found else ": nothing is stored for this model")
+        + f" (create it: driftline model create <spec.yaml> with name: {model})"
+    )

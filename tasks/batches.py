@@ -10,15 +10,14 @@ from prefect.cache_policies import NO_CACHE
 
 from driftline import batches, distributed, layout, monitoring, reports
 from driftline.settings import Settings
-from driftline.spec import ModelSpec, parse_spec
+from driftline.spec import ModelSpec, read_spec
 from tasks.common import artifact_key, store
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def load_spec(model: str) -> ModelSpec:
     """Read and validate the model's spec from S3."""
-    key = layout.model_spec(model)
-    return parse_spec(store().get(key), key)
+    return read_spec(store(), model)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)

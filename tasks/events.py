@@ -13,9 +13,15 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
 from driftline import layout
-from driftline.cli import prefect_api
+from driftline.event_sink import EventSink
 from driftline.events import new_event
+from driftline.prefect_http import PrefectEventSink
 from tasks.common import store
+
+
+def event_sink() -> EventSink:
+    """Model events of the tasks: outbox on the store, then the Prefect server the run talks to."""
+    return PrefectEventSink(store(), PREFECT_API_URL.value())
 
 
 def emit_now(name: str, resource_id: str, payload: dict[str, Any], timeout: float = 10.0) -> str | None:
@@ -37,13 +43,13 @@ def publish(model: str, name: str, payload: dict[str, Any]) -> str:
     related = []
     if (run_id := flow_run.get_id()) is not None:
         related.append({"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"})
-    return prefect_api.publish(store(), new_event(model, name, payload), PREFECT_API_URL.value(), related)
+    return event_sink().publish(new_event(model, name, payload), related)
 
 
 @task(retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)
 def reconcile_outbox(model: str, lookback_hours: float = 24.0) -> list[str]:
     """Re-emit the model's outbox events of the last hours that the Prefect server has not stored."""
-    return prefect_api.reconcile(store(), model, PREFECT_API_URL.value(), timedelta(hours=lookback_hours))
+    return event_sink().reconcile(model, timedelta(hours=lookback_hours))
 
 
 def models_with_spec() -> list[str]:
@@ -59,11 +65,11 @@ def reconcile_all_outboxes(lookback_hours: float = 24.0) -> dict[str, int]:
     A model whose reconcile fails is logged and left out of the result; the others still run.
     """
     logger = get_run_logger()
-    api_url = PREFECT_API_URL.value()
+    sink = event_sink()
     resent: dict[str, int] = {}
     for model in models_with_spec():
         try:
-            ids = prefect_api.reconcile(store(), model, api_url, timedelta(hours=lookback_hours))
+            ids = sink.reconcile(model, timedelta(hours=lookback_hours))
         except Exception as error:  # one model's broken outbox or a server hiccup must not stop the others
             logger.warning("outbox of %s not reconciled: %s: %s", model, type(error).__name__, error)
             continue

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 
+from driftline.cli.context import JsonOption, local_settings
 from driftline.errors import InfrastructureError, InputError
 from driftline.events import (
     CANDIDATE_REJECTED,
@@ -429,16 +430,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-
-
-def _cli_settings() -> Settings:
-    from driftline.cli.stack import resolve_settings
-
-    try:
-        return resolve_settings(Settings())
-    except Exception as error:  # pydantic's ValidationError names the setting; keep its text
-        raise InputError(f"invalid DRIFTLINE_* setting: {error}") from error
 
 
 def _print(report: AlertsReport, json_output: bool) -> None:
@@ -464,7 +455,7 @@ def apply_command(
 
     Example:  DRIFTLINE_ALERT_WEBHOOK_URL=https://hooks.example/driftline driftline alerts apply
     """
-    settings = _cli_settings()
+    settings = local_settings()
     _print(apply_alerts(settings.prefect_api_url, settings, directory), json_output)
 
 
@@ -474,4 +465,4 @@ def show_command(json_output: JsonOption = False) -> None:
 
     Example:  driftline alerts show --json
     """
-    _print(show_alerts(_cli_settings().prefect_api_url), json_output)
+    _print(show_alerts(local_settings().prefect_api_url), json_output)

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from driftline import layout, registry, run_timing, synth
 from driftline.cli import prefect_api
+from driftline.cli.context import load_settings, local_settings
 from driftline.cli.uploads import submit_batch, submit_labels
 from driftline.errors import InfrastructureError, InputError
 from driftline.events import (
@@ -36,7 +37,7 @@ from driftline.events import (
     model_resource_id,
 )
 from driftline.model_history import served_metric, version_metric
-from driftline.settings import Settings
+from driftline.prefect_http import PrefectEventSink
 from driftline.spec import ModelSpec, load_spec
 from driftline.store import ObjectStore, open_store
 
@@ -408,17 +409,18 @@ def champion_metric_per_batch(store: ObjectStore, spec: ModelSpec, batch_ids: li
 # --------------------------------------------------------------------------------------------- run
 def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], None]) -> DemoSummary:
     """Bring the stack up, stream the scenario and report what the automations did."""
-    from driftline.cli.stack import LocalStack, resolve_settings
+    from driftline.cli.stack import LocalStack
 
     began = time.monotonic()
     if not options.spec_path.is_file():
         raise InputError(f"demo: spec file {options.spec_path} not found (run from the project directory)")
     base = load_spec(options.spec_path)
-    stack = LocalStack(Settings(), progress=progress)
+    stack = LocalStack(load_settings(), progress=progress)
     stack.up()
-    settings = resolve_settings(Settings())
+    settings = local_settings()
     store = open_store(settings)
     api_url = prefect_api.check_server(settings.prefect_api_url)
+    sink = PrefectEventSink(store, api_url)
 
     batches = options.batches or (FAST_BATCHES if options.fast else None)
     scenario = synth.get_scenario(
@@ -448,7 +450,7 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
         features, _ = generate(index)
         buffer = io.BytesIO()
         features.write_parquet(buffer)
-        submit_batch(store, api_url, name, batch_ids[index], buffer.getvalue())
+        submit_batch(sink, name, batch_ids[index], buffer.getvalue())
         # Past the story, a batch only feeds the shadow test: once it has decided, nothing waits on the batch.
         extra = index >= scenario.batches
         if wait:
@@ -460,7 +462,7 @@ def run_demo(options: DemoOptions, console: Console, progress: Callable[[str], N
 
     def label(index: int) -> None:
         _, labels = generate(index)
-        submit_labels(store, api_url, spec, batch_ids[index], labels, f"synth labels of {batch_ids[index]}")
+        submit_labels(sink, spec, batch_ids[index], labels, f"synth labels of {batch_ids[index]}")
 
     def recovered() -> bool:
         return recovery_promotion(store, name, timeline) is not None

@@ -1,67 +1,38 @@
-"""Thin use of the Prefect API from the shell: run a deployment and wait, read events.
+"""Thin use of the Prefect API from the shell: run a deployment and wait, read events and flow runs.
 
+Built on ``driftline.prefect_http`` (the retried request; sending events is its ``PrefectEventSink``).
 Prefect is imported inside the functions: ``driftline --help`` and the ad-hoc commands stay fast and
 work without a server.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from driftline.errors import InfrastructureError
-from driftline.events import EventRecord, read_outbox, write_outbox
+from driftline.prefect_http import filter_events, request, require_api_url
 from driftline.run_timing import RunTiming
-from driftline.store import ObjectStore
 
-# Our own calls retry what a busy server answers (SQLite "database is locked" is a 503) and dropped
-# connections, with capped exponential backoff: 0.5 + 1 + 2 + 4 = 7.5 s of waiting over 5 attempts.
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-RETRY_ATTEMPTS = 5
-RETRY_BASE_DELAY = 0.5
-RETRY_MAX_DELAY = 4.0
+T = TypeVar("T")
 
 
-def retry_delay(attempt: int, retry_after: str | None = None) -> float:
-    """Seconds to wait after failed ``attempt`` (1-based): doubling from the base, capped; a numeric
-    ``Retry-After`` is honoured up to the cap."""
-    delay = min(RETRY_MAX_DELAY, RETRY_BASE_DELAY * 2 ** (attempt - 1))
-    if retry_after is not None:
-        with contextlib.suppress(ValueError):  # an HTTP date instead of seconds: keep the backoff
-            delay = min(RETRY_MAX_DELAY, max(delay, float(retry_after)))
-    return delay
-
-
-def request(method: str, url: str, *, json: Any = None, timeout: float = 10.0, hint: str = "") -> httpx.Response:
-    """One API call, retried on 429/502/503/504 and connection errors; any other answer is returned as is.
-
-    Raises:
-        InfrastructureError: still unreachable or still answering a retryable status after
-            ``RETRY_ATTEMPTS`` attempts; the message names the URL.
-    """
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        try:
-            response = httpx.request(method, url, json=json, headers=_headers(), timeout=timeout)
-        except httpx.TransportError as error:
-            if attempt == RETRY_ATTEMPTS:
-                raise InfrastructureError(
-                    f"Prefect API {url} is unreachable after {attempt} attempts ({error}){hint}"
-                ) from error
-            time.sleep(retry_delay(attempt))
-            continue
-        if response.status_code not in RETRY_STATUSES:
-            return response
-        if attempt == RETRY_ATTEMPTS:
-            raise InfrastructureError(
-                f"Prefect API {url} answered {response.status_code} {attempt} times: {response.text[:300]}{hint}"
-            )
-        time.sleep(retry_delay(attempt, response.headers.get("Retry-After")))
-    raise AssertionError("unreachable")  # pragma: no cover (the loop returns or raises)
+def poll(check: Callable[[], T | None], timeout: float, every: float) -> T | None:
+    """Call ``check`` until it returns something other than None (returned), at least once; None once
+    ``timeout`` seconds have passed. The one wait loop of the shell's waits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(every)
 
 
 @dataclass(frozen=True)
@@ -79,17 +50,9 @@ class FlowRunOutcome:
         return self.state == "COMPLETED"
 
 
-def _require(api_url: str | None) -> str:
-    if not api_url:
-        raise InfrastructureError(
-            "no Prefect API: start the local stack with `driftline up` or set DRIFTLINE_PREFECT_API_URL"
-        )
-    return api_url
-
-
 def check_server(api_url: str | None) -> str:
     """Return the API URL if the server answers its health check, else raise ``InfrastructureError``."""
-    url = _require(api_url)
+    url = require_api_url(api_url)
     try:
         response = httpx.get(f"{url}/health", timeout=5)
     except httpx.HTTPError as error:
@@ -121,14 +84,6 @@ def run_deployment_and_wait(
     )
 
 
-def _filter_events(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """One page (<= 50) of ``POST /api/events/filter``."""
-    response = request("POST", f"{url}/events/filter", json=body)
-    if response.status_code != 200:
-        raise InfrastructureError(f"Prefect API {url}/events/filter answered {response.status_code}: {response.text}")
-    return list(response.json().get("events", []))
-
-
 def find_events(
     api_url: str | None,
     names: list[str],
@@ -138,7 +93,7 @@ def find_events(
     newest_first: bool = False,
 ) -> list[dict[str, Any]]:
     """Events the server stored, filtered by name and resource id, oldest first (the API caps a page at 50)."""
-    url = _require(api_url)
+    url = require_api_url(api_url)
     since = since or datetime.now(UTC) - timedelta(days=1)
     body: dict[str, Any] = {
         "filter": {
@@ -150,114 +105,19 @@ def find_events(
     }
     if resource_ids:
         body["filter"]["resource"] = {"id": resource_ids}
-    return _filter_events(url, body)
+    return filter_events(url, body)
 
 
 def wait_for_event(
     api_url: str | None, name: str, resource_id: str, timeout: float = 30.0, since: datetime | None = None
 ) -> dict[str, Any] | None:
     """Poll until an event with ``name`` on ``resource_id`` is stored; None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def newest() -> dict[str, Any] | None:
         events = find_events(api_url, [name], [resource_id], since=since)
-        if events:
-            return events[-1]
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.5)
+        return events[-1] if events else None
 
-
-# --------------------------------------------------------------------------------------------- events
-def _headers() -> dict[str, str]:
-    import os
-
-    key = os.environ.get("PREFECT_API_KEY")
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def emit_records(api_url: str | None, records: list[EventRecord], related: list[dict[str, str]] | None = None) -> None:
-    """Send outbox records to the server as Prefect events, synchronously, each with the record's own id.
-
-    ``POST /api/events`` rather than ``emit_event``: the latter queues to a background websocket worker
-    that may not have connected before a short-lived process exits (events were lost that way), and it
-    silently drops events when the server is down. Here a failure is an ``InfrastructureError``.
-    """
-    url = _require(api_url)
-    body = [
-        {
-            "id": record.event_id,
-            "occurred": record.occurred,
-            "event": record.name,
-            "resource": {"prefect.resource.id": record.resource_id, "prefect.resource.name": record.model},
-            "related": related or [],
-            "payload": record.payload,
-        }
-        for record in records
-    ]
-    hint = "; the event stays in the outbox"
-    response = request("POST", f"{url}/events", json=body, hint=hint)
-    if response.status_code >= 300:
-        raise InfrastructureError(
-            f"Prefect API {url}/events answered {response.status_code}: {response.text[:300]}{hint}"
-        )
-
-
-def publish(
-    store: ObjectStore,
-    record: EventRecord,
-    api_url: str | None,
-    related: list[dict[str, str]] | None = None,
-) -> str:
-    """Write the event to the S3 outbox first, then send it; return the event id.
-
-    If sending fails, the outbox copy is what ``reconcile`` re-emits later (same id, so never twice).
-    """
-    write_outbox(store, record)
-    emit_records(api_url, [record], related)
-    return record.event_id
-
-
-def seen_event_ids(api_url: str | None, event_ids: list[str], since: datetime) -> set[str]:
-    """Which of ``event_ids`` the server has stored (queried in pages of 50)."""
-    url = _require(api_url)
-    seen: set[str] = set()
-    for start in range(0, len(event_ids), 50):
-        page = event_ids[start : start + 50]
-        body = {
-            "filter": {
-                "occurred": {
-                    "since": (since - timedelta(minutes=5)).isoformat(),
-                    "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
-                },
-                "id": {"id": page},
-            },
-            "limit": 50,
-        }
-        seen.update(str(event["id"]) for event in _filter_events(url, body))
-    return seen
-
-
-RECONCILE_GRACE = timedelta(seconds=60)
-
-
-def reconcile(store: ObjectStore, model: str, api_url: str | None, lookback: timedelta) -> list[str]:
-    """Re-emit outbox events of the last ``lookback`` that the server has not stored; return their ids.
-
-    Events younger than ``RECONCILE_GRACE`` are left alone: the server persists events in batches
-    (~5 s), and re-sending one its triggers already saw would count it twice.
-    """
-    since = datetime.now(UTC) - lookback
-    settled = datetime.now(UTC) - RECONCILE_GRACE
-    records = [r for r in read_outbox(store, model, since) if datetime.fromisoformat(r.occurred) < settled]
-    if not records:
-        return []
-    seen = seen_event_ids(
-        api_url, [r.event_id for r in records], since=min(datetime.fromisoformat(r.occurred) for r in records)
-    )
-    missing = [r for r in records if r.event_id not in seen]
-    if missing:
-        emit_records(api_url, missing)
-    return [r.event_id for r in missing]
+    return poll(newest, timeout, every=0.5)
 
 
 def wait_for_payload(
@@ -270,20 +130,17 @@ def wait_for_payload(
     since: datetime,
 ) -> dict[str, Any] | None:
     """Poll until one of ``names`` on ``resource_id`` has ``payload[key] == value``; None after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def matching() -> dict[str, Any] | None:
         events = find_events(api_url, names, [resource_id], since=since - timedelta(seconds=5), newest_first=True)
-        for event in events:
-            if str(event.get("payload", {}).get(key)) == value:
-                return event
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(1.0)
+        return next((event for event in events if str(event.get("payload", {}).get(key)) == value), None)
+
+    return poll(matching, timeout, every=1.0)
 
 
 def events_of_flow_run(api_url: str | None, flow_run_id: str, names: list[str]) -> list[dict[str, Any]]:
     """Events with ``names`` emitted from inside a flow run (Prefect relates them to the run), oldest first."""
-    url = _require(api_url)
+    url = require_api_url(api_url)
     body = {
         "filter": {
             "occurred": {
@@ -296,13 +153,25 @@ def events_of_flow_run(api_url: str | None, flow_run_id: str, names: list[str]) 
         },
         "limit": 50,
     }
-    return _filter_events(url, body)
+    return filter_events(url, body)
+
+
+def wait_for_flow_run_event(
+    api_url: str | None, flow_run_id: str, names: list[str], timeout: float
+) -> dict[str, Any] | None:
+    """Poll until the flow run has emitted one of ``names`` (the latest is returned); None after ``timeout``."""
+
+    def latest() -> dict[str, Any] | None:
+        events = events_of_flow_run(api_url, flow_run_id, names)
+        return events[-1] if events else None
+
+    return poll(latest, timeout, every=1.0)
 
 
 def flow_runs_since(api_url: str | None, since: datetime, page: int = 200) -> list[dict[str, Any]]:
     """Flow runs started at or after ``since``, oldest first: name, flow, state, seconds, model and batch_id
     parameters, UI URL."""
-    url = _require(api_url)
+    url = require_api_url(api_url)
     runs: list[dict[str, Any]] = []
     while True:
         body = {
@@ -350,7 +219,7 @@ def flow_run_timings(api_url: str | None, model: str, since: datetime) -> list[R
     """The finished flow runs of ``model`` started at or after ``since``, with the moments each entered
     Pending and Running (its state history) and its task runs' total run time; ``triggered_at`` is left to
     ``run_timing.with_triggers``."""
-    url = _require(api_url)
+    url = require_api_url(api_url)
     runs: list[dict[str, Any]] = []
     while True:
         body = {
@@ -408,7 +277,7 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 def active_flow_runs(api_url: str | None, page: int = 200) -> list[dict[str, Any]]:
     """Runs of deployments that are due or under way (SCHEDULED with a start time passed, PENDING, RUNNING):
     id, name, flow, state type and name, model parameter. Future scheduled runs are left out."""
-    url = _require(api_url)
+    url = require_api_url(api_url)
     body = {
         "flow_runs": {
             "state": {"type": {"any_": list(ACTIVE_STATES)}},

@@ -49,7 +49,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from pydantic import SecretStr
 
 from driftline.cli.mlflow_server import LocalMlflowServer
 from driftline.cli.postgres import DatabaseChoice, LocalPostgres, choose_database
@@ -271,9 +270,9 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _api(method: str, url: str, body: object = None) -> object:
-    from driftline.cli import prefect_api
+    from driftline.prefect_http import request
 
-    response = prefect_api.request(method, url, json=body)
+    response = request(method, url, json=body)
     if response.status_code >= 400:
         raise StackError(f"Prefect API {method} {url} answered {response.status_code}: {response.text[:500]}")
     return response.json() if response.content else None
@@ -1089,33 +1088,6 @@ class LocalStack:
                 )
             )
         return StackStatus(parts=parts, database=database, storage=self.s3_server.describe())
-
-
-def resolve_settings(settings: Settings | None = None) -> Settings:
-    """Settings for CLI commands: unset endpoints fall back to the local stack when it is up.
-
-    Explicit settings always win, so the same commands work against AWS, MinIO or a remote Prefect
-    server by setting ``DRIFTLINE_S3_ENDPOINT_URL`` / ``DRIFTLINE_PREFECT_API_URL``.
-    """
-    settings = settings or Settings()
-    state_file = settings.state_dir / "stack.json"
-    try:
-        state = json.loads(state_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return settings
-    updates: dict = {}
-    # DRIFTLINE_S3_USE_AWS=true chose AWS S3: a running local stack must not take its place.
-    aws_chosen = settings.s3_use_aws or "s3_endpoint_url" in settings.model_fields_set
-    if settings.s3_endpoint_url is None and not aws_chosen:
-        updates["s3_endpoint_url"] = state["s3_endpoint_url"]
-        if settings.aws_access_key_id is None:
-            updates["aws_access_key_id"] = SecretStr(state["aws_access_key_id"])
-            updates["aws_secret_access_key"] = SecretStr(state["aws_secret_access_key"])
-    if settings.prefect_api_url is None and "prefect_api_url" not in settings.model_fields_set:
-        updates["prefect_api_url"] = state["prefect_api_url"]
-    if state.get("mlflow_tracking_uri") and "mlflow_tracking_uri" not in settings.model_fields_set:
-        updates["mlflow_tracking_uri"] = state["mlflow_tracking_uri"]
-    return settings.model_copy(update=updates) if updates else settings
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -1,7 +1,8 @@
 """Putting a batch or its labels on S3 and announcing it: shared by `ingest`, `labels` and `demo`.
 
-Objects first (conditional create), event last through the S3 outbox, so a lost event is re-sent by
-reconcile and a repeated upload is refused instead of overwriting what flows already read.
+Objects first (conditional create), event last through the S3 outbox of the event sink (whose store the
+objects go to), so a lost event is re-sent by reconcile and a repeated upload is refused instead of
+overwriting what flows already read.
 """
 
 from __future__ import annotations
@@ -14,19 +15,11 @@ import polars as pl
 
 from driftline import layout
 from driftline.batches import check_labels
-from driftline.cli import prefect_api
 from driftline.errors import ConflictError, InfrastructureError, InputError, IntegrityError, ObjectNotFoundError
-from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event, write_outbox
-from driftline.spec import ModelSpec, parse_spec
+from driftline.event_sink import EventSink
+from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event
+from driftline.spec import ModelSpec
 from driftline.store import ObjectStore
-
-
-def read_spec(store: ObjectStore, model: str) -> ModelSpec:
-    key = layout.model_spec(model)
-    try:
-        return parse_spec(store.get(key), key)
-    except ObjectNotFoundError as error:
-        raise InputError(f"model {model!r} has no spec; run `driftline model create <spec.yaml>` first") from error
 
 
 class SubmittedBatch(NamedTuple):
@@ -36,20 +29,20 @@ class SubmittedBatch(NamedTuple):
 
 
 def submit_batch(
-    store: ObjectStore,
-    api_url: str | None,
+    events: EventSink,
     model: str,
     batch_id: str,
     data: bytes,
     *,
     queue_if_unreachable: bool = False,
 ) -> SubmittedBatch:
-    """Store a features batch and announce ``driftline.batch.arrived``.
+    """Store a features batch in the sink's store and announce ``driftline.batch.arrived``.
 
-    With ``queue_if_unreachable`` a Prefect server that cannot be reached (or ``api_url`` None) is not an
+    With ``queue_if_unreachable`` a Prefect server that cannot be reached (or none configured) is not an
     error: the batch is stored and its event stays in the S3 outbox, which watch-batches re-sends every
     minute once the server answers (and it profiles the batch itself regardless).
     """
+    store = events.store
     key = layout.batch_data(model, batch_id)
     try:
         store.create(key, data, content_type="application/vnd.apache.parquet")
@@ -59,25 +52,25 @@ def submit_batch(
         ) from error
     record = new_event(model, BATCH_ARRIVED, {"batch_id": batch_id, "key": key})
     if not queue_if_unreachable:
-        return SubmittedBatch(key, prefect_api.publish(store, record, api_url), True)
+        return SubmittedBatch(key, events.publish(record), True)
     try:
-        if api_url is None:
-            raise InfrastructureError("no Prefect server")
-        prefect_api.publish(store, record, api_url)
+        events.publish(record)
     except InfrastructureError:
-        write_outbox(store, record)  # idempotent: the same record, whether or not publish wrote it already
+        events.keep(record)  # idempotent: the same record, whether or not publish wrote it already
         return SubmittedBatch(key, record.event_id, False)
     return SubmittedBatch(key, record.event_id, True)
 
 
 def submit_labels(
-    store: ObjectStore, api_url: str, spec: ModelSpec, batch_id: str, frame: pl.DataFrame, source: str
+    events: EventSink, spec: ModelSpec, batch_id: str, frame: pl.DataFrame, source: str
 ) -> tuple[str, int, float]:
-    """Validate, store and announce a batch's labels; return (key, rows, share of the batch labelled).
+    """Validate, store (in the sink's store) and announce a batch's labels; return (key, rows, share of the
+    batch labelled).
 
     Refused, with nothing stored: an empty labels frame and labels of a quarantined batch (labels are
     stored once, and a quarantined batch's labels would make every later retrain fail).
     """
+    store = events.store
     batch_key = layout.batch_data(spec.name, batch_id)
     _refuse_quarantined(store, spec.name, batch_id, source)
     try:
@@ -101,7 +94,7 @@ def submit_labels(
     except ConflictError as error:
         raise InputError(f"labels for batch {batch_id!r} already exist ({key})") from error
     payload = {"batch_id": batch_id, "key": key, "rows": frame.height}
-    prefect_api.publish(store, new_event(spec.name, LABELS_ARRIVED, payload), api_url)
+    events.publish(new_event(spec.name, LABELS_ARRIVED, payload))
     return key, frame.height, frame.height / max(batch.height, 1)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftline import layout, registry
+from driftline import layout, prefect_http, registry
 from driftline.cli import prefect_api
 from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _alive
 from driftline.events import (
@@ -227,7 +227,7 @@ def _drift_storm(stack_env: dict[str, str], api_url: str, s3: S3Store) -> None:
                 "drift_onset": None,
                 "kind": "input",
             }
-            prefect_api.publish(s3, new_event(model, DRIFT_DETECTED, payload), api_url)
+            prefect_http.PrefectEventSink(s3, api_url).publish(new_event(model, DRIFT_DETECTED, payload))
     # Automations create runs within seconds, slower when SQLite is busy: wait for the outcome, then
     # for every queued duplicate to finish, and only then count.
     _wait_for(
@@ -412,7 +412,7 @@ def test_6_an_ingest_while_the_server_is_down_is_kept_and_announced_once_it_is_b
     assert up.returncode == 0, up.stderr + up.stdout
     _wait_for(lambda: s3.exists(layout.batch_profile(name, "o1")), "the batch to be profiled", timeout=300)
     _wait_for(
-        lambda: prefect_api.seen_event_ids(api_url, [queued["event_id"]], datetime.fromisoformat(queued["at"])),
+        lambda: prefect_http.seen_event_ids(api_url, [queued["event_id"]], datetime.fromisoformat(queued["at"])),
         "the outbox event to reach the server",
         timeout=300,
     )

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from driftline.cli import alerts, prefect_api
+from driftline import prefect_http
+from driftline.cli import alerts
 from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, new_event
 from driftline.settings import Settings
 from tests.support import REPO, Receiver, webhook_receiver
@@ -48,7 +49,7 @@ def alerts_off_afterwards(prefect_api_url: str) -> Iterator[None]:
 def _send(api_url: str, model: str, name: str, payload: dict[str, Any]) -> tuple[str, float]:
     record = new_event(model, name, payload)
     sent = time.monotonic()
-    prefect_api.emit_records(api_url, [record])
+    prefect_http.emit_records(api_url, [record])
     return record.event_id, sent
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from driftline import layout
+from driftline import layout, prefect_http
 from driftline.batches import BatchRejectedError
 from driftline.cli import prefect_api
 from driftline.events import (
@@ -161,7 +161,7 @@ def test_reconcile_re_emits_outbox_events_the_server_never_saw(
     fresh = new_event(model, DRIFT_DETECTED, {"batch_id": "fresh", "score": 0.5})  # may still be in flight
     write_outbox(store, fresh)
     write_outbox(store, lost)
-    assert prefect_api.seen_event_ids(prefect_api_url, [lost.event_id], five_minutes_ago) == set()
+    assert prefect_http.seen_event_ids(prefect_api_url, [lost.event_id], five_minutes_ago) == set()
     assert reconcile_outbox.fn(model) == [lost.event_id]
     event = prefect_api.wait_for_payload(
         prefect_api_url,

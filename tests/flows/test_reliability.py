@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftline import layout
+from driftline import layout, prefect_http
 from driftline.cli import prefect_api
 from driftline.errors import InfrastructureError
 from driftline.events import (
@@ -49,7 +49,7 @@ def test_every_models_outbox_is_re_sent_once_and_a_broken_outbox_stops_no_other(
 
     store = own_bucket
     first, broken, second, quiet = (_with_spec(store, p) for p in ("first", "broken", "second", "quiet"))
-    monkeypatch.setattr(prefect_api, "RETRY_BASE_DELAY", 0.01)  # the down server's retries, quickly
+    monkeypatch.setattr(prefect_http, "RETRY_BASE_DELAY", 0.01)  # the down server's retries, quickly
     # `driftline ingest` while the server is down: the event is in the outbox only.
     two_minutes_ago = datetime.now(UTC) - timedelta(minutes=2)
     down = f"http://127.0.0.1:{free_port()}/api"
@@ -57,12 +57,12 @@ def test_every_models_outbox_is_re_sent_once_and_a_broken_outbox_stops_no_other(
     for model in (first, second):
         record = new_event(model, BATCH_ARRIVED, {"batch_id": "b-lost"}, now=two_minutes_ago)
         with pytest.raises(InfrastructureError, match="stays in the outbox"):
-            prefect_api.publish(store, record, down)
+            prefect_http.PrefectEventSink(store, down).publish(record)
         assert read_outbox(store, model) == [record]
         lost[model] = record.event_id
     # An outbox object that is not an event: that model's reconcile fails.
     store.put(layout.outbox_event(broken, new_ulid(two_minutes_ago)), b"not an event")
-    assert prefect_api.seen_event_ids(prefect_api_url, list(lost.values()), two_minutes_ago) == set()
+    assert prefect_http.seen_event_ids(prefect_api_url, list(lost.values()), two_minutes_ago) == set()
 
     assert reconcile_all_outboxes() == {first: 1, second: 1, quiet: 0}
     for model, event_id in lost.items():

@@ -21,10 +21,10 @@ from driftline.batches import (
     quarantine_misnamed,
     scan_batches,
 )
-from driftline.cli import prefect_api
 from driftline.cli.uploads import submit_batch, submit_labels
 from driftline.cooldown import RetrainRequest
 from driftline.errors import InputError, IntegrityError, InvalidNameError
+from driftline.event_sink import MemoryEventSink
 from driftline.spec import ModelSpec, parse_spec
 from driftline.store import MemoryStore
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
@@ -40,10 +40,9 @@ def store() -> MemoryStore:
     return store
 
 
-@pytest.fixture(autouse=True)
-def no_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Events still go to the outbox; only the HTTP send to a Prefect server (none in unit tests) is skipped."""
-    monkeypatch.setattr(prefect_api, "emit_records", lambda *args, **kwargs: None)
+def events(store: MemoryStore) -> MemoryEventSink:
+    """Events still go to the outbox; no Prefect server (none in unit tests) is sent them."""
+    return MemoryEventSink(store)
 
 
 def _good(seed: int = 1, rows: int = ROWS) -> pl.DataFrame:
@@ -192,7 +191,7 @@ def test_integer_ids_of_any_width_pass_and_their_labels_join(store: MemoryStore)
     store.create(layout.batch_data("m", "int32"), parquet_bytes(frame))
     assert _process(store, SPEC, "int32").check.ok
     labels = example_labels(_good(), seed=1).with_columns(pl.col("id").cast(pl.UInt64))
-    key, rows, share = submit_labels(store, "http://unused", SPEC, "int32", labels, "labels.parquet")
+    key, rows, share = submit_labels(events(store), SPEC, "int32", labels, "labels.parquet")
     assert key == layout.batch_labels("m", "int32") and rows == ROWS and share == 1.0
     _assert_next_good_batch_profiles(store)
 
@@ -315,7 +314,7 @@ def test_a_spec_under_an_invalid_model_name_does_not_stop_the_other_models(store
 @pytest.mark.parametrize("batch_id", ["a/b", "../escape", "Bad Name", "_history"])
 def test_a_batch_id_that_is_not_a_valid_name_is_refused_naming_it(store: MemoryStore, batch_id: str) -> None:
     with pytest.raises(InvalidNameError, match=rf"invalid batch id {batch_id!r}"):
-        submit_batch(store, "http://unused", "m", batch_id, parquet_bytes(_good()))
+        submit_batch(events(store), "m", batch_id, parquet_bytes(_good()))
     with pytest.raises(InvalidNameError, match=rf"invalid batch id {batch_id!r}"):
         profile_stored_batch(store, SPEC, batch_id)
     assert list(store.list("datasets/")) == []
@@ -337,11 +336,9 @@ def test_an_empty_labels_file_is_refused_and_the_real_labels_are_accepted_after(
 ) -> None:
     empty = example_labels(profiled_batch, seed=1).head(0)
     with pytest.raises(InputError, match=r"empty.parquet: labels rejected: the file has 0 rows; nothing was stored"):
-        submit_labels(store, "http://unused", SPEC, "b1", empty, "empty.parquet")
+        submit_labels(events(store), SPEC, "b1", empty, "empty.parquet")
     assert not store.exists(layout.batch_labels("m", "b1"))
-    key, rows, _ = submit_labels(
-        store, "http://unused", SPEC, "b1", example_labels(profiled_batch, seed=1), "real.parquet"
-    )
+    key, rows, _ = submit_labels(events(store), SPEC, "b1", example_labels(profiled_batch, seed=1), "real.parquet")
     assert rows == ROWS and store.exists(key)
 
 
@@ -350,7 +347,7 @@ def test_labels_with_unknown_ids_are_refused_and_nothing_is_stored(
 ) -> None:
     labels = example_labels(profiled_batch, seed=1).with_columns(pl.col("id") + 10**9)
     with pytest.raises(InputError, match=rf"l.parquet: labels rejected: {ROWS} id\(s\) are not in the batch"):
-        submit_labels(store, "http://unused", SPEC, "b1", labels, "l.parquet")
+        submit_labels(events(store), SPEC, "b1", labels, "l.parquet")
     assert not store.exists(layout.batch_labels("m", "b1"))
 
 
@@ -361,7 +358,7 @@ def test_labels_whose_ids_have_another_type_than_the_batch_are_refused_naming_bo
     with pytest.raises(
         InputError, match=r"l.parquet: labels rejected: ids in 'id' are String, the batch's ids are Int64"
     ):
-        submit_labels(store, "http://unused", SPEC, "b1", labels, "l.parquet")
+        submit_labels(events(store), SPEC, "b1", labels, "l.parquet")
     assert not store.exists(layout.batch_labels("m", "b1"))
 
 
@@ -378,7 +375,7 @@ def test_wrong_label_values_are_refused_naming_the_target(
 ) -> None:
     labels = example_labels(profiled_batch, seed=1).with_columns(target.alias("default"))
     with pytest.raises(InputError) as caught:
-        submit_labels(store, "http://unused", SPEC, "b1", labels, "l.parquet")
+        submit_labels(events(store), SPEC, "b1", labels, "l.parquet")
     assert str(caught.value).startswith("l.parquet: labels rejected") and expected in str(caught.value)
     assert not store.exists(layout.batch_labels("m", "b1"))
 
@@ -386,7 +383,7 @@ def test_wrong_label_values_are_refused_naming_the_target(
 def test_labels_for_a_batch_that_does_not_exist_are_refused(store: MemoryStore) -> None:
     labels = example_labels(_good(), seed=1)
     with pytest.raises(InputError, match="batch 'nope' of model 'm' does not exist; ingest it first"):
-        submit_labels(store, "http://unused", SPEC, "nope", labels, "l.parquet")
+        submit_labels(events(store), SPEC, "nope", labels, "l.parquet")
     assert list(store.list(layout.labels_prefix("m"))) == []
 
 
@@ -395,7 +392,7 @@ def test_labels_for_a_quarantined_batch_are_refused_naming_the_record_and_its_pr
     store.create(layout.batch_data("m", "bad"), parquet_bytes(frame))
     _assert_rejected(store, "bad", "column 'income' is String")
     with pytest.raises(InputError) as caught:
-        submit_labels(store, "http://unused", SPEC, "bad", example_labels(_good(), seed=1), "l.parquet")
+        submit_labels(events(store), SPEC, "bad", example_labels(_good(), seed=1), "l.parquet")
     message = str(caught.value)
     assert "l.parquet: labels refused: batch 'bad' of model 'm' is quarantined" in message
     assert layout.batch_quarantine("m", "bad") in message
@@ -407,9 +404,9 @@ def test_labels_for_a_foreign_batch_not_yet_verified_wait_for_the_watch(store: M
     frame = _good()
     store.put_foreign(layout.batch_data("m", "foreign"), parquet_bytes(frame))
     with pytest.raises(InputError, match=r"l.parquet: batch 'foreign' .* is not verified yet"):
-        submit_labels(store, "http://unused", SPEC, "foreign", example_labels(frame, seed=1), "l.parquet")
+        submit_labels(events(store), SPEC, "foreign", example_labels(frame, seed=1), "l.parquet")
     assert _process(store, SPEC, "foreign").check.ok
-    assert submit_labels(store, "http://unused", SPEC, "foreign", example_labels(frame, seed=1), "l.parquet")[1] == ROWS
+    assert submit_labels(events(store), SPEC, "foreign", example_labels(frame, seed=1), "l.parquet")[1] == ROWS
 
 
 def test_a_retrain_window_skips_a_labelled_batch_that_was_quarantined_and_notes_it(store: MemoryStore) -> None:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from driftline import layout, profiling
 from driftline.cli import app as cli
+from driftline.cli import context
 from driftline.drift import compare_profiles
 from driftline.errors import InputError
 from driftline.monitoring import check_batch_drift
@@ -366,7 +367,7 @@ def test_an_endpoint_set_empty_still_chooses_aws_explicitly(monkeypatch: pytest.
         monkeypatch.delenv(name)
     monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("DRIFTLINE_S3_ENDPOINT_URL", "")
-    settings, store = cli._remote()  # no network: the store connects on first use
+    settings, store = context.remote()  # no network: the store connects on first use
     assert settings.s3_endpoint_url is None and store.describe().endswith("at AWS S3")
 
 
@@ -385,7 +386,7 @@ def test_explicit_aws_choice_ignores_the_local_stack_endpoint(tmp_path: Path, mo
     )
     monkeypatch.setenv("DRIFTLINE_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("DRIFTLINE_S3_USE_AWS", "true")
-    settings, store = cli._remote()  # no network: the store connects on first use
+    settings, store = context.remote()  # no network: the store connects on first use
     assert settings.s3_endpoint_url is None and settings.aws_access_key_id is None
     assert store.describe().endswith("at AWS S3")
     assert settings.prefect_api_url == "http://127.0.0.1:4250/api"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from driftline.cli.stack import LocalStack, resolve_settings
+from driftline.cli.context import resolve_settings
+from driftline.cli.stack import LocalStack
 from driftline.errors import InputError, StackError
 from driftline.settings import Settings
 from tests.support import REPO, free_port

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from driftline import prefect_http
 from driftline.cli import prefect_api
 from driftline.errors import InfrastructureError
 from driftline.events import DRIFT_DETECTED, new_event
@@ -58,14 +59,14 @@ def flaky_server(failures: int = 2, status: int = 503, answer: Any = None) -> It
 
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prefect_api, "RETRY_BASE_DELAY", 0.01)
-    monkeypatch.setattr(prefect_api, "RETRY_MAX_DELAY", 0.04)
+    monkeypatch.setattr(prefect_http, "RETRY_BASE_DELAY", 0.01)
+    monkeypatch.setattr(prefect_http, "RETRY_MAX_DELAY", 0.04)
 
 
 def test_an_event_is_sent_after_two_503_answers_with_growing_waits() -> None:
     record = new_event("m", DRIFT_DETECTED, {"batch_id": "b1"})
     with flaky_server(failures=2, status=503) as server:
-        prefect_api.emit_records(server.url, [record])
+        prefect_http.emit_records(server.url, [record])
     assert [path for _, path, _ in server.requests] == ["/api/events"] * 3
     assert all(body[0]["id"] == record.event_id for _, _, body in server.requests)  # the same event each time
     first, second, third = (at for at, _, _ in server.requests)
@@ -82,8 +83,8 @@ def test_every_retryable_status_is_retried(status: int, fast_backoff: None) -> N
 
 def test_a_server_busy_for_good_is_a_clear_error_naming_the_url(fast_backoff: None) -> None:
     with flaky_server(failures=100, status=503) as server, pytest.raises(InfrastructureError) as raised:
-        prefect_api.emit_records(server.url, [new_event("m", DRIFT_DETECTED, {})])
-    assert len(server.requests) == prefect_api.RETRY_ATTEMPTS == 5
+        prefect_http.emit_records(server.url, [new_event("m", DRIFT_DETECTED, {})])
+    assert len(server.requests) == prefect_http.RETRY_ATTEMPTS == 5
     message = str(raised.value)
     assert f"{server.url}/events answered 503 5 times" in message and "stays in the outbox" in message
 
@@ -103,8 +104,8 @@ def test_a_refused_connection_is_retried_then_named(fast_backoff: None) -> None:
 
 
 def test_backoff_doubles_up_to_its_cap_and_honours_retry_after() -> None:
-    assert [prefect_api.retry_delay(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert sum(prefect_api.retry_delay(a) for a in range(1, prefect_api.RETRY_ATTEMPTS)) <= 10
-    assert prefect_api.retry_delay(1, retry_after="3") == 3.0
-    assert prefect_api.retry_delay(1, retry_after="60") == prefect_api.RETRY_MAX_DELAY
-    assert prefect_api.retry_delay(2, retry_after="Wed, 21 Oct 2026 07:28:00 GMT") == 1.0
+    assert [prefect_http.retry_delay(attempt) for attempt in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert sum(prefect_http.retry_delay(a) for a in range(1, prefect_http.RETRY_ATTEMPTS)) <= 10
+    assert prefect_http.retry_delay(1, retry_after="3") == 3.0
+    assert prefect_http.retry_delay(1, retry_after="60") == prefect_http.RETRY_MAX_DELAY
+    assert prefect_http.retry_delay(2, retry_after="Wed, 21 Oct 2026 07:28:00 GMT") == 1.0

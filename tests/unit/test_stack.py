@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from driftline.cli.context import resolve_settings
 from driftline.cli.stack import (
     LocalStack,
     RunSnapshot,
@@ -23,7 +24,6 @@ from driftline.cli.stack import (
     is_abandoned,
     is_stale_part,
     port_is_free,
-    resolve_settings,
     unrecorded_stack_processes,
 )
 from driftline.cli.supervisor import restart_decision, watch_owner
