@@ -292,6 +292,15 @@ def _rows(view: DatasetProfileView) -> int:
     return max((int(metric.n.value) for metric in counts if metric is not None), default=0)
 
 
+def _has_rows(view: DatasetProfileView) -> bool:
+    """``_rows(view) > 0``, stopping at the first column that saw a row (a check only asks whether any did)."""
+    for column in view.get_columns().values():
+        counts = column.get_metric("counts")
+        if counts is not None and int(counts.n.value) > 0:
+            return True
+    return False
+
+
 def infer_kind(view: DatasetProfileView, name: str) -> Literal["numeric", "categorical"]:
     """Numeric when the column's values are mostly numbers, else categorical."""
     column = view.get_column(name)
@@ -374,15 +383,18 @@ def _critical_values(degrees: int, confidence: float) -> tuple[float, float, flo
     return c_alpha, chi2, z
 
 
-def _floors(inverse_n: float, degrees: int, confidence: float) -> dict[str, float]:
+def _floor(statistic: str, inverse_n: float, degrees: int, confidence: float) -> float:
+    """The noise floor of ``statistic`` (see the module docstring)."""
     c_alpha, chi2, _ = _critical_values(degrees, confidence)
-    return {
-        "ks": c_alpha * math.sqrt(inverse_n),
-        "wasserstein": c_alpha * math.sqrt(inverse_n),
-        "psi": chi2 * inverse_n,
-        "hellinger": math.sqrt(chi2 * inverse_n / 8.0),
-        "js": chi2 * inverse_n / (8.0 * math.log(2.0)),
-    }
+    if statistic in ("ks", "wasserstein"):
+        return c_alpha * math.sqrt(inverse_n)
+    if statistic == "psi":
+        return chi2 * inverse_n
+    if statistic == "hellinger":
+        return math.sqrt(chi2 * inverse_n / 8.0)
+    if statistic == "js":
+        return chi2 * inverse_n / (8.0 * math.log(2.0))
+    raise ValueError(f"no noise floor for statistic {statistic!r}")
 
 
 def _wasserstein_scale(column: _Column, iqr_quantiles: Sequence[float] | None = None) -> float:
@@ -519,7 +531,7 @@ class _SortedSketch:
 
     def cdf(self, points: np.ndarray) -> np.ndarray:
         """P(X < x) at each point, as ``kll.get_cdf(points)[:-1]``."""
-        return np.take(self.below, np.searchsorted(self.values, points, side="left")) / float(self.n)
+        return self.below.take(self.values.searchsorted(points, side="left")) / float(self.n)
 
     def quantiles(self, fractions: np.ndarray) -> np.ndarray:
         """As ``kll.get_quantiles(fractions)`` (``inclusive=False``) for fractions strictly between 0 and 1
@@ -528,7 +540,7 @@ class _SortedSketch:
 
     def at_ranks(self, ranks: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The first value whose weight below reaches each of ``ranks`` (``_ranks``), the last beyond all."""
-        return np.take(self.values, np.searchsorted(self.below[:-1], ranks, side="left"), mode="clip", out=out)
+        return self.values.take(self.below[:-1].searchsorted(ranks, side="left"), mode="clip", out=out)
 
 
 def _ranks(fractions: np.ndarray, n: float | np.ndarray) -> np.ndarray:
@@ -537,7 +549,7 @@ def _ranks(fractions: np.ndarray, n: float | np.ndarray) -> np.ndarray:
     return np.floor(fractions * n).astype(np.int64)
 
 
-def _sketch_levels(kll: Any) -> tuple[np.ndarray, list[int], int] | None:
+def _sketch_levels(kll: Any) -> tuple[np.ndarray, tuple[int, ...], int] | None:
     """A ``kll_doubles_sketch``'s retained values as serialised, the number of values per level and n;
     None if not readable.
 
@@ -556,22 +568,36 @@ def _sketch_levels(kll: Any) -> tuple[np.ndarray, list[int], int] | None:
     if data[3] & _KLL_SINGLE_ITEM:
         if retained != 1 or n != 1 or len(data) < 16:
             return None
-        return np.frombuffer(data, "<f8", 1, 8), [1], 1
-    preamble, levels = 4 * data[0], data[18]
-    start = preamble + 4 * levels + 16
-    if not 0 < levels <= len(_LEVEL_WEIGHTS) or len(data) != start + 8 * retained:
+        return np.frombuffer(data, "<f8", 1, 8), (1,), 1
+    layout = _level_layout(data[: 4 * data[0] + 4 * data[18]], len(data), retained, n)
+    if layout is None:
         return None
-    if struct.unpack_from("<Q", data, 8)[0] != n:
+    start, sizes = layout
+    return np.frombuffer(data, "<f8", retained, start), sizes, n
+
+
+@lru_cache(maxsize=256)
+def _level_layout(header: bytes, size: int, retained: int, n: int) -> tuple[int, tuple[int, ...]] | None:
+    """Where a serialised sketch's values start and how many each level holds, from the bytes before its
+    min and max (``_sketch_levels``); None if they do not add up. The columns of one profile share their
+    layout as a rule (same rows, same k), so this is one lookup per sketch."""
+    preamble, levels = 4 * header[0], header[18]
+    start = preamble + 4 * levels + 16
+    if not 0 < levels <= len(_LEVEL_WEIGHTS) or size != start + 8 * retained or len(header) != preamble + 4 * levels:
+        return None
+    if preamble < 16:  # n is not where datasketches-cpp 3.x puts it: the sketch answers itself
+        return None
+    if struct.unpack_from("<Q", header, 8)[0] != n:
         return None
     # Python ints for the few per-level numbers: a numpy call costs more than the work on 10 levels.
     offsets = [
-        *struct.unpack_from(f"<{levels}I", data, preamble),
-        struct.unpack_from("<I", data, preamble)[0] + retained,
+        *struct.unpack_from(f"<{levels}I", header, preamble),
+        struct.unpack_from("<I", header, preamble)[0] + retained,
     ]
-    sizes = [end - begin for begin, end in itertools.pairwise(offsets)]
+    sizes = tuple(end - begin for begin, end in itertools.pairwise(offsets))
     if min(sizes) < 0 or sum(size << level for level, size in enumerate(sizes)) != n:
         return None
-    return np.frombuffer(data, "<f8", retained, start), sizes, n
+    return start, sizes
 
 
 def _mixed_zeros(values: np.ndarray) -> bool:
@@ -591,8 +617,9 @@ def _cumulative_weights(weights: np.ndarray) -> np.ndarray:
     exact: every partial sum is a count of inputs, far below 2**53, so as doubles they are the same
     numbers the sketch adds up.
     """
-    below = np.zeros(len(weights) + 1, dtype=np.int64)
-    np.cumsum(weights, out=below[1:])
+    below = np.empty(len(weights) + 1, dtype=np.int64)
+    below[0] = 0
+    weights.cumsum(out=below[1:])
     return below
 
 
@@ -603,11 +630,12 @@ def _sorted_sketch(kll: Any) -> _SortedSketch | None:
     if levels is None:
         return None
     raw, sizes, n = levels
-    order = np.argsort(raw, kind="stable")  # levels are sorted runs: a stable sort merges them
-    values = np.take(raw, order)  # np.take: a third of the time of values[order]
+    # Array methods, not the np.* functions: those add a Python wrapper call each (~0.5 us, 200 per check).
+    order = raw.argsort(kind="stable")  # levels are sorted runs: a stable sort merges them
+    values = raw.take(order)  # take: a third of the time of values[order]
     if values[0] <= 0.0 <= values[-1] and _mixed_zeros(values):
         return None
-    weights = np.take(_level_weights(tuple(sizes)), order)
+    weights = _level_weights(sizes).take(order)
     return _SortedSketch(values, _cumulative_weights(weights), n)
 
 
@@ -654,6 +682,24 @@ class _ReferenceKs:
 
 
 @dataclass(frozen=True)
+class _ReferenceRows:
+    """What a check stacks of the reference, once per set of features: their grid quantiles and scales
+    (every feature), KS points' CDF, where those are none and lookups (``fast``, each with a readable
+    sorted sketch on both sides), and features grouped by their number of bins with their masses."""
+
+    quantiles: np.ndarray
+    scales: np.ndarray
+    ks_cdf: np.ndarray
+    ks_infinite: np.ndarray
+    lookups: np.ndarray
+    by_width: list[tuple[int, list[int], np.ndarray]]
+
+
+# Feature sets whose stacked reference rows a PreparedReference keeps (a model checks one, as a rule).
+_ROW_SETS = 8
+
+
+@dataclass(frozen=True)
 class _ReferenceBins:
     splits: np.ndarray
     masses: np.ndarray
@@ -685,6 +731,7 @@ class PreparedReference:
         self._bins: dict[tuple[str, int], _ReferenceBins] = {}
         self._sorted: dict[str, _SortedSketch | None] = {}
         self._ks: dict[str, _ReferenceKs | None] = {}
+        self._stacked: dict[tuple[tuple[str, ...], tuple[int, ...], int], _ReferenceRows] = {}
 
     def column(self, name: str) -> _Column | None:
         if name not in self._columns:
@@ -731,6 +778,34 @@ class PreparedReference:
                 prepared = _ReferenceKs(points=points, cdf=ordered.cdf(points), finite=np.concatenate([finite, finite]))
             self._ks[name] = prepared
         return self._ks[name]
+
+    def stacked(self, names: tuple[str, ...], fast: tuple[int, ...], bins: int) -> _ReferenceRows:
+        """These features' prepared values stacked (``fast``: the indices in ``names`` with a sorted sketch
+        on both sides)."""
+        key = (names, fast, bins)
+        prepared = self._stacked.get(key)
+        if prepared is None:
+            kept = [self.ks(names[i]) for i in fast]
+            assert all(k is not None for k in kept)
+            edges = [self.bins(name, bins) for name in names]
+            by_width: dict[int, list[int]] = {}
+            for index, edge in enumerate(edges):
+                by_width.setdefault(len(edge.splits), []).append(index)
+            empty = np.empty((0, 2 * _GRID_SIZE))
+            prepared = _ReferenceRows(
+                quantiles=np.stack([self.numeric(name).quantiles for name in names]),
+                scales=np.array([self.numeric(name).scale for name in names]),
+                ks_cdf=np.stack([k.cdf for k in kept]) if kept else empty,
+                ks_infinite=~np.stack([k.finite for k in kept]) if kept else empty.astype(bool),
+                lookups=np.stack([edges[i].lookup for i in fast]) if fast else empty,
+                by_width=[
+                    (width, group, np.stack([edges[i].masses for i in group])) for width, group in by_width.items()
+                ],
+            )
+            if len(self._stacked) >= _ROW_SETS:
+                self._stacked.clear()  # feature sets that change from batch to batch: keep memory bounded
+            self._stacked[key] = prepared
+        return prepared
 
     def bins(self, name: str, bins: int) -> _ReferenceBins:
         prepared = self._bins.get((name, bins))
@@ -798,6 +873,7 @@ def _numeric_statistics_batch(
         if ordered is None:
             answers[i] = _quantiles(current_kll[i], None)
     fast = [i for i in readable if edges[i].lookup is not None]
+    stacked = reference.stacked(tuple(names), tuple(fast), bins)
     ks = [0.0] * len(names)
     cur_split_cdf: dict[int, np.ndarray] = {}
     if fast:
@@ -805,22 +881,22 @@ def _numeric_statistics_batch(
         cur_q = answers[rows, :_GRID_SIZE]
         cur_points = np.concatenate([cur_q, np.nextafter(cur_q, np.inf)], axis=1)
         width = 2 * _GRID_SIZE
-        keys = np.concatenate([np.stack([edges[i].lookup for i in fast]), cur_points], axis=1)
+        keys = np.concatenate([stacked.lookups, cur_points], axis=1)
         current_at = np.empty(keys.shape, dtype=np.int64)  # weights below, then CDFs
         reference_at = np.empty(cur_points.shape, dtype=np.int64)
         for row, i in enumerate(fast):
             ordered = current_sorted[i]
-            np.take(ordered.below, np.searchsorted(ordered.values, keys[row], side="left"), out=current_at[row])
+            ordered.below.take(ordered.values.searchsorted(keys[row], side="left"), out=current_at[row])
             ordered = reference_sorted[i]
-            np.take(ordered.below, np.searchsorted(ordered.values, cur_points[row], side="left"), out=reference_at[row])
+            ordered.below.take(ordered.values.searchsorted(cur_points[row], side="left"), out=reference_at[row])
         current_at = current_at / np.array([[float(current_sorted[i].n)] for i in fast])
         reference_at = reference_at / np.array([[float(reference_sorted[i].n)] for i in fast])
-        kept = [reference.ks(names[i]) for i in fast]
-        at_reference = np.abs(np.stack([k.cdf for k in kept]) - current_at[:, :width])
-        at_reference[~np.stack([k.finite for k in kept])] = 0.0
+        at_reference = np.abs(stacked.ks_cdf - current_at[:, :width])
+        np.copyto(at_reference, 0.0, where=stacked.ks_infinite)  # as boolean indexing, a fifth of the time
         at_current = np.abs(reference_at - current_at[:, -width:])
-        finite = np.isfinite(cur_q)
-        at_current[~np.concatenate([finite, finite], axis=1)] = 0.0
+        infinite = ~np.isfinite(cur_q)
+        np.copyto(at_current[:, :_GRID_SIZE], 0.0, where=infinite)
+        np.copyto(at_current[:, _GRID_SIZE:], 0.0, where=infinite)
         distances = np.maximum(at_reference.max(axis=1), at_current.max(axis=1)).tolist()
         for row, (i, distance) in enumerate(zip(fast, distances, strict=True)):
             ks[i] = distance
@@ -831,22 +907,16 @@ def _numeric_statistics_batch(
         ks[i] = _ks_distance(prepared[i].quantiles, answers[i, :_GRID_SIZE], reference_side, current_side)
         cur_split_cdf[i] = _cdf(*current_side, edges[i].splits)
 
-    ref_q = np.stack([p.quantiles for p in prepared])
     current_plots = answers[:, _GRID_SIZE:].tolist()
-    scales = np.array([p.scale for p in prepared])
-    wasserstein = (np.mean(np.abs(ref_q - answers[:, :_GRID_SIZE]), axis=1) / scales).tolist()
+    wasserstein = (np.mean(np.abs(stacked.quantiles - answers[:, :_GRID_SIZE]), axis=1) / stacked.scales).tolist()
 
     # Bin masses: rows grouped by their number of bins (ties in the reference can merge edges).
     divergences: list[dict[str, float]] = [{} for _ in names]
-    by_width: dict[int, list[int]] = {}
-    for index, edge in enumerate(edges):
-        by_width.setdefault(len(edge.splits), []).append(index)
-    for bin_width, group in by_width.items():
+    for bin_width, group, p in stacked.by_width:
         cdf = np.zeros((len(group), bin_width + 2))
         cdf[:, -1] = 1.0
         for row, i in enumerate(group):
             cdf[row, 1:-1] = cur_split_cdf[i]
-        p = np.stack([edges[i].masses for i in group])
         for i, row_divergences in zip(group, _divergences_by_row(p, np.diff(cdf, axis=1)), strict=True):
             divergences[i] = row_divergences
 
@@ -913,8 +983,7 @@ def _decide(
     elif computed is not None:
         statistics_, degrees = computed
     inverse_n = _effective_inverse_n(reference) + _effective_inverse_n(current)
-    floors = _floors(inverse_n, degrees, policy.noise_confidence)
-    floor = floors[statistic]
+    floor = _floor(statistic, inverse_n, degrees, policy.noise_confidence)
     value = statistics_.get(statistic, 0.0)
     verdict: Verdict = _verdict(value, threshold, floor) if comparable else "none"
     if not comparable:
@@ -1074,8 +1143,8 @@ def compare_profiles(
     # An empty side makes every statistic 0: "no drift" would be a silent pass, so say so first. An
     # empty batch is no evidence that the distribution moved, hence no drift (and no retrain) from it.
     warnings: list[str] = []
-    for side, rows in (("current", _rows(current)), ("reference", prepared.rows)):
-        if rows == 0:
+    for side, seen in (("current", _has_rows(current)), ("reference", prepared.rows > 0)):
+        if not seen:
             warnings.append(f"the {side} profile has 0 rows: nothing to compare, drift not checked")
     reasons: list[str] = list(warnings)
     drifted_top = [name for name in top if features[name].verdict == "drift"] if policy.top_k > 0 else []
