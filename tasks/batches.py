@@ -12,6 +12,7 @@ from driftline import batches, distributed, layout, monitoring, reports
 from driftline.settings import Settings
 from driftline.spec import ModelSpec, parse_spec
 from tasks.common import artifact_key, store
+from tasks.pictures import publish_picture
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -53,7 +54,7 @@ def check_drift(spec: ModelSpec, batch_id: str) -> monitoring.DriftCheck:
 
 @task(cache_policy=NO_CACHE)
 def publish_drift_artifacts(check: monitoring.DriftCheck) -> None:
-    """A markdown report and a per-feature table, keyed per model (latest wins in the UI)."""
+    """A markdown report, a per-feature table and the report's picture, keyed per model (latest wins in the UI)."""
     title = f"Drift of batch {check.batch_id} ({check.model})"
     markdown = reports.drift_markdown(check.report, title=title)
     markdown += f"\nReference: `{check.reference.key}`; report: `{check.report_key}`.\n"
@@ -64,4 +65,10 @@ def publish_drift_artifacts(check: monitoring.DriftCheck) -> None:
         key=artifact_key("drift-table", check.model),
         table=reports.drift_table_rows(check.report),
         description=title,
+    )
+    publish_picture(
+        artifact_key("drift-plot", check.model),
+        layout.drift_plot(check.model, check.batch_id),
+        lambda: reports.drift_png(check.report),
+        title,
     )
