@@ -52,8 +52,11 @@ def check_prefect_ui(api_url: str, output: Path, model: str = "example") -> None
         dom = browser.open(f"{ui}/v2/automations", "automations", *automations)
         assert all(name in dom for name in automations)
 
-        # The feed filtered as its "Events" picker does (driftline.* only): prefect.* events outnumber ours.
-        events = quote(json.dumps(["driftline.*"]))
-        dom = browser.open(f"{ui}/v2/events?events={events}", "event-feed", "driftline.drift.detected")
+        # The feed filtered as its Resource and Events pickers do: prefect.* events, and later models' own,
+        # would push this model's past the feed's first page.
+        search = (
+            f"resource={quote(json.dumps([f'driftline.model.{model}']))}&events={quote(json.dumps(['driftline.*']))}"
+        )
+        dom = browser.open(f"{ui}/v2/events?{search}", "event-feed", "driftline.drift.detected")
         for name in ("driftline.batch.profiled", "driftline.drift.detected"):
             assert name in dom, name
