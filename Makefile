@@ -22,7 +22,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # MLflow honours DO_NOT_TRACK only when it is exactly "true".
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo up down status test test-unit test-flows test-e2e bench peers peers-lock mlflow-server mlflow-lock lint format lock clean postgres
+.PHONY: install demo up down status test test-unit test-flows test-e2e bench peers peers-lock mlflow-server mlflow-lock lint format lock clean postgres chromium
 
 install: $(INSTALLED)
 
@@ -49,7 +49,7 @@ status: $(INSTALLED)
 
 # Separate processes: Prefect settings chosen by one tier must not leak into another. The loop's flows
 # tests (marker `loop`) run a second time on a Prefect server backed by a real PostgreSQL.
-test: $(INSTALLED) postgres mlflow-server
+test: $(INSTALLED) postgres mlflow-server chromium
 	$(BIN)/pytest tests/unit
 	$(BIN)/pytest tests/flows
 	DRIFTLINE_TEST_PREFECT_DATABASE=postgresql $(BIN)/pytest tests/flows -m loop
@@ -67,13 +67,25 @@ postgres:
 	  fi; \
 	fi
 
+# Debian's Chromium for the e2e test that opens the Prefect UI (no browser download): installed when missing if
+# we are root (CI), otherwise the command to run is printed and that test skips (under CI=true it fails).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "Chromium is not installed (the UI test skips); run: sudo apt-get install -y --no-install-recommends chromium" >&2; \
+	  fi; \
+	fi
+
 test-unit: $(INSTALLED)
 	$(BIN)/pytest tests/unit
 
 test-flows: $(INSTALLED) mlflow-server
 	$(BIN)/pytest tests/flows
 
-test-e2e: $(INSTALLED) mlflow-server
+test-e2e: $(INSTALLED) mlflow-server chromium
 	$(BIN)/pytest tests/e2e
 
 # BENCH_ARGS=evidently runs one benchmark. The Evidently comparison needs $(PEERS_VENV); when it cannot be

@@ -127,6 +127,16 @@ def drift_report(model: str, batch_id: str) -> str:
     return f"drift/{_model(model)}/{validate_name(batch_id, 'batch id')}.json"
 
 
+def drift_plot(model: str, batch_id: str) -> str:
+    """The drift report as a PNG (what the Prefect UI shows beside the markdown)."""
+    return f"drift/{_model(model)}/{validate_name(batch_id, 'batch id')}.png"
+
+
+def monitor_plot(model: str, batch_id: str) -> str:
+    """`driftline monitor`'s figure as drawn after labelled batch ``batch_id`` (for the Prefect UI)."""
+    return f"monitor/{_model(model)}/{validate_name(batch_id, 'batch id')}.png"
+
+
 def drift_history(model: str) -> str:
     """Recent batch verdicts for hysteresis ('_' cannot start a batch id, so no report collides)."""
     return f"drift/{_model(model)}/_history.json"

@@ -118,10 +118,18 @@ def performance_points(store: ObjectStore, model: str, versions: set[str]) -> di
     return points
 
 
-def collect_history(store: ObjectStore, spec: ModelSpec, last: int | None = None) -> ModelHistory:
-    """Everything stored about the model's last ``last`` batches (all when None), oldest first."""
+def collect_history(
+    store: ObjectStore, spec: ModelSpec, last: int | None = None, *, read_all: bool = True
+) -> ModelHistory:
+    """Everything stored about the model's last ``last`` batches (all when None), oldest first.
+
+    With ``read_all=False`` only the last ``last`` + 1 batches are read (cost bounded for a figure drawn on
+    every run); the extra one tells which champion served just before them.
+    """
     model = spec.name
     batch_ids = _batch_ids(store, model)
+    if last is not None and not read_all:
+        batch_ids = batch_ids[-(last + 1) :]
     points = []
     # Read once: every audit record is its own object, and both the monitors and the switches need them.
     moves = [r for r in registry.audit_trail(store, model) if r.get("alias") == "champion" and r.get("to")]

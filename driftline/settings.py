@@ -199,6 +199,42 @@ class Settings(BaseSettings):
         description="Seconds one MLflow HTTP request may take (MLFLOW_HTTP_REQUEST_TIMEOUT, unless that is set).",
     )
 
+    # --- pictures in the Prefect UI -----------------------------------------------------------
+    ui_pictures: Literal["inline", "link", "off"] = Field(
+        default="inline",
+        description=(
+            "How the figures of a run (drift report, shadow-test bounds, monitor) reach the Prefect UI: "
+            "'inline' embeds the PNG in a markdown artifact (shows wherever the UI is opened and never expires, "
+            "but stores ~30-150 KB per run in the Prefect database); 'link' makes an image artifact pointing "
+            "at the PNG on S3 (a presigned URL, or DRIFTLINE_UI_PICTURE_BASE_URL; the browser must reach the "
+            "S3 endpoint, and a presigned URL expires); 'off' draws none."
+        ),
+    )
+    ui_picture_url_expiry_seconds: int = Field(
+        default=604_800,
+        ge=60,
+        le=604_800,
+        description=(
+            "Lifetime of the presigned URL of a 'link' picture (SigV4 allows 7 days at most; with temporary "
+            "credentials, e.g. an IAM role, the URL dies with them). After it the UI shows a broken image; "
+            "the PNG stays on S3."
+        ),
+    )
+    ui_picture_base_url: str | None = Field(
+        default=None,
+        description=(
+            "For 'link' pictures: a URL the browser can open that serves the bucket's keys without signing "
+            "(a CDN, a reverse proxy with its own access control), e.g. https://pictures.example.com/driftline; "
+            "the link is <base>/<prefix>/<key> and never expires. Unset means presigned URLs."
+        ),
+    )
+    ui_monitor_batches: int = Field(
+        default=50,
+        ge=2,
+        le=1000,
+        description="Batches the monitor figure of a shadow-evaluate run shows (the last N; only they are read).",
+    )
+
     # --- local stack --------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address the local stack binds to; loopback only by design.")
     s3_port: int = Field(default=5250, ge=1, le=65535, description="Port of the local moto S3 server.")
@@ -289,7 +325,7 @@ class Settings(BaseSettings):
         value = value.strip()
         return value.rstrip("/") if value.startswith(("http://", "https://")) else value
 
-    @field_validator("s3_endpoint_url", "prefect_api_url")
+    @field_validator("s3_endpoint_url", "prefect_api_url", "ui_picture_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

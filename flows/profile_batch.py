@@ -6,7 +6,14 @@ from prefect import flow
 
 from driftline.batches import BatchRejectedError
 from driftline.events import BATCH_PROFILED, BATCH_REJECTED, DRIFT_DETECTED
-from tasks.batches import check_drift, load_spec, profile_batch_object, publish_drift_artifacts, quarantine_batch
+from tasks.batches import (
+    check_drift,
+    load_spec,
+    profile_batch_object,
+    publish_drift_artifacts,
+    publish_drift_picture,
+    quarantine_batch,
+)
 from tasks.events import publish, reconcile_outbox
 
 
@@ -46,6 +53,7 @@ def profile_batch(model: str, batch_id: str) -> dict:
         announcement = {**check.event_payload(), "drift_onset": profiled.event_time_min}
         announcement["event_id"] = publish(model, DRIFT_DETECTED, announcement)
     reconcile_outbox(model)
+    publish_drift_picture(check)  # after the events: drawing (~0.5-2 s) never delays what the loop waits for
     for reason in check.reasons:
         print(reason)
     return {

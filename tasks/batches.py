@@ -12,6 +12,7 @@ from driftline import batches, distributed, layout, monitoring, reports
 from driftline.settings import Settings
 from driftline.spec import ModelSpec, read_spec
 from tasks.common import artifact_key, store
+from tasks.pictures import publish_picture
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -63,4 +64,15 @@ def publish_drift_artifacts(check: monitoring.DriftCheck) -> None:
         key=artifact_key("drift-table", check.model),
         table=reports.drift_table_rows(check.report),
         description=title,
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def publish_drift_picture(check: monitoring.DriftCheck) -> None:
+    """The drift report's PNG beside its markdown and table (DRIFTLINE_UI_PICTURES says how)."""
+    publish_picture(
+        artifact_key("drift-plot", check.model),
+        layout.drift_plot(check.model, check.batch_id),
+        lambda: reports.drift_png(check.report),
+        f"Drift of batch {check.batch_id} ({check.model})",
     )

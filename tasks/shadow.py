@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 
 from prefect import task
@@ -10,9 +9,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from driftline import cooldown, evaluation, layout, promotion, registry, reports
-from driftline.spec import ModelSpec
+from driftline.model_history import collect_history
+from driftline.settings import Settings
+from driftline.spec import ModelSpec, read_spec
 from tasks.common import artifact_key, store
 from tasks.mlflow_mirror import mirror_to_mlflow
+from tasks.pictures import publish_picture
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,11 +48,13 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
         f"{verdict.estimate:.5f}, anytime-valid interval [{verdict.lower:.5f}, {verdict.upper:.5f}]\n\n"
         + "\n".join(f"- {reason}" for reason in verdict.reasons)
     )
-    png = reports.bounds_png(state.history, title)
-    store().put(layout.shadow_plot(state.model, state.candidate), png, content_type="image/png")
-    # Inline, so the plot shows in the UI without access to the bucket.
-    markdown += f"\n\n![bounds over rows](data:image/png;base64,{base64.b64encode(png).decode()})\n"
     create_markdown_artifact(key=artifact_key("shadow", state.model), markdown=markdown, description=title)
+    publish_picture(
+        artifact_key("shadow-plot", state.model),
+        layout.shadow_plot(state.model, state.candidate),
+        lambda: reports.bounds_png(state.history, title),
+        title,
+    )
     rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
     create_table_artifact(key=artifact_key("shadow-bounds", state.model), table=rows, description=title)
 
@@ -69,7 +73,7 @@ def record_performance_announcement(model: str, champion: str, event_id: str) ->
 
 @task(cache_policy=NO_CACHE)
 def publish_performance_artifact(update: evaluation.PerformanceUpdate) -> None:
-    """The champion's performance monitor: markdown summary and a table of its history over batches."""
+    """The champion's performance monitor: markdown summary, a table of its history, the monitor figure."""
     state, verdict = update.state, update.verdict
     title = f"Performance of champion {state.champion} ({state.model}): {verdict.verdict}"
     markdown = (
@@ -83,6 +87,19 @@ def publish_performance_artifact(update: evaluation.PerformanceUpdate) -> None:
     columns = ("batch_id", "rows", "loss", "n", "estimate", "lower", "upper", "tolerance", "verdict", "since")
     rows = [{k: point.get(k) for k in columns} for point in state.history]
     create_table_artifact(key=artifact_key("performance-history", state.model), table=rows, description=title)
+    publish_picture(
+        artifact_key("monitor", state.model),
+        layout.monitor_plot(state.model, update.batch_id),
+        lambda: _monitor_png(state.model),
+        f"Monitor of {state.model} after batch {update.batch_id}",
+    )
+
+
+def _monitor_png(model: str) -> bytes:
+    """`driftline monitor --png` over the model's last DRIFTLINE_UI_MONITOR_BATCHES batches."""
+    spec = read_spec(store(), model)
+    history = collect_history(store(), spec, last=Settings().ui_monitor_batches, read_all=False)
+    return reports.history_png(history.to_dict())
 
 
 @task(cache_policy=NO_CACHE)

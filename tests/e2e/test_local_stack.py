@@ -28,6 +28,7 @@ from driftline.events import (
 )
 from driftline.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
+from tests.e2e.ui_checks import check_prefect_ui
 from tests.support import Receiver, local_stack, run_driftline, stack_environment, webhook_receiver
 
 ACTIVE_STATES = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"]
@@ -476,6 +477,13 @@ def test_7_every_server_listens_on_loopback_only_and_no_secret_or_telemetry_leak
     assert len(run_logs) > 1000 and len(events) > 1000 and len(artifacts) > 1000
     for where, text in (("flow-run logs", run_logs), ("events", events), ("artifacts", artifacts)):
         assert secret not in text, where
+
+
+def test_8_the_prefect_ui_in_a_browser_shows_the_drift_picture_the_triggers_and_the_events(
+    api_url: str, tmp_path: Path
+) -> None:
+    """Headless Chromium on the stack's UI after the loop above: what a user opening it sees."""
+    check_prefect_ui(api_url, tmp_path / "ui")
 
 
 def test_9_down_stops_every_process_and_is_safe_twice(stack_env: dict[str, str]) -> None:

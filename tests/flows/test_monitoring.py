@@ -12,6 +12,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from driftline import evaluation, layout, monitoring, registry
@@ -115,6 +116,12 @@ def test_a_concept_change_without_input_drift_degrades_the_champion_and_retrains
     _label(store, model, 6, concept=1.0)
     assert shadow_evaluate(model, later).get("performance_event") is None
     assert evaluation.read_performance_state(store, model, champion).n == 2 * ROWS
+    # ... and that run's monitor figure reached the UI beside the performance artifacts (issue #15).
+    assert store.get(layout.monitor_plot(model, later)).startswith(b"\x89PNG")
+    monitor = httpx.post(
+        f"{prefect_api_url}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"monitor-{model}"]}}}
+    )
+    assert any("data:image/png;base64," in artifact["data"] for artifact in monitor.json()), monitor.text[:300]
 
     event = prefect_api.wait_for_payload(
         prefect_api_url, [PERFORMANCE_DEGRADED], model_resource_id(model), "batch_id", batch_id, 30, since

@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import polars as pl
+import pytest
 
 from driftline import layout, promotion, registry, reports
+from driftline.errors import IntegrityError
 from driftline.model_history import collect_history
 from driftline.store import MemoryStore
 from tests.batches import example_spec, parquet_bytes
@@ -65,3 +67,23 @@ def test_batches_without_scores_or_labels_have_no_metric() -> None:
     store.create(layout.batch_data("h", "b001"), parquet_bytes(pl.DataFrame({"id": [1]})))
     point = collect_history(store, SPEC).batches[0]
     assert (point.batch_id, point.metric, point.champion, point.labelled_rows) == ("b001", None, None, 0)
+
+
+def test_a_bounded_read_sees_the_same_last_batches_without_reading_older_ones() -> None:
+    """The monitor figure drawn on every shadow-evaluate run reads the last N (+1) batches only."""
+    store = MemoryStore()
+    for version in ("v1", "v2"):
+        registry.register_version(store, "h", version, b"booster", {"decision": "champion"})
+    promotion.promote(store, "h", "v1", "bootstrap")
+    for index in (1, 2, 3):
+        _batch(store, index, "v1", quality=0.9, drift=False)
+    promotion.promote(store, "h", "v2", "shadow test: promote")
+    _batch(store, 4, "v2", quality=0.9, drift=True)
+    expected = collect_history(store, SPEC, last=2)
+
+    store.tamper(layout.predictions("h", "b001", "v1"), b"not a parquet file")
+    with pytest.raises(IntegrityError):
+        collect_history(store, SPEC, last=2)  # reads every batch, b001 too
+    bounded = collect_history(store, SPEC, last=2, read_all=False)
+    assert bounded == expected
+    assert [(s.kind, s.version, s.batch_id) for s in bounded.switches] == [("promotion", "v2", "b004")]
