@@ -412,6 +412,8 @@ BOTO3_CALL_ACTIONS = {
     "delete_object": {"s3:DeleteObject"},
     "list_objects_v2": {"s3:ListBucket"},
     "copy_object": {"s3:GetObject", "s3:PutObject"},
+    # Signs locally (no request); the browser's GET of the URL is checked against the signer's s3:GetObject.
+    "generate_presigned_url": {"s3:GetObject"},
 }
 # Calls the flows never make, so the flows' role is not given them.
 NOT_GRANTED_CALLS = {
