@@ -95,6 +95,14 @@ def _ever_running(api_url: str, run_id: str) -> bool:
     return any(state["type"] == "RUNNING" for state in states)
 
 
+def _no_run_active(api_url: str) -> bool:
+    """No flow run pending or running: what a run writes after its events (the drift picture) is written."""
+    body = {"flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}}, "limit": 1}
+    response = httpx.post(f"{api_url}/flow_runs/filter", json=body)
+    response.raise_for_status()
+    return response.json() == []
+
+
 def _slots(api_url: str, deployment: dict[str, Any]) -> int:
     limit_id = deployment.get("concurrency_limit_id") or deployment["global_concurrency_limit"]["id"]
     return httpx.get(f"{api_url}/v2/concurrency_limits/{limit_id}").json()["active_slots"]
@@ -198,7 +206,9 @@ def _snapshot(store: S3Store) -> dict[str, tuple[str, str]]:
 
 
 @pytest.mark.timeout(600)
-def test_3_a_model_outlives_down_up_and_a_killed_s3_server(stack_env: dict[str, str], tmp_path: Path) -> None:
+def test_3_a_model_outlives_down_up_and_a_killed_s3_server(
+    stack_env: dict[str, str], api_url: str, tmp_path: Path
+) -> None:
     """Spec, batches, profiles, a champion version and its aliases are still there, byte for byte, and
     conditional writes still refuse what they refused before."""
     store = _store(stack_env)
@@ -214,6 +224,8 @@ def test_3_a_model_outlives_down_up_and_a_killed_s3_server(stack_env: dict[str, 
     ingest = _run(stack_env, "ingest", name, str(batch), "--batch-id", "b004", "--json", timeout=300)
     assert ingest.returncode in (0, 1), ingest.stderr  # profiled (1 would mean drift: fine here)
     champion = registry.read_alias(store, name, "champion").version
+    # `ingest` returns on batch.profiled; profile-batch draws the drift picture after that event.
+    _wait_for(lambda: _no_run_active(api_url), "the profile-batch run to finish", 120)
     before = _snapshot(store)
     for kind in (f"models/{name}/versions/", f"models/{name}/aliases/", f"profiles/{name}/", f"datasets/{name}/"):
         assert any(key.startswith(kind) for key in before), (kind, sorted(before))
