@@ -41,7 +41,8 @@ def _label(rows: int) -> str:
 
 
 def _profiling(client, rows: int) -> dict[str, dict]:
-    from driftline import distributed, drift, profiling
+    from driftline.data import distributed, profiling
+    from driftline.statistics import drift
 
     path, write_seconds = cached_parquet(rows, seed=SEED, row_group_rows=ROW_GROUP_ROWS)
     written = "reused from the cache" if write_seconds is None else f"written in {write_seconds:.0f} s"
@@ -91,7 +92,8 @@ def _profiling(client, rows: int) -> dict[str, dict]:
 
 def _training(client, rows: int) -> dict[str, dict]:
     from benchmarks.bench_retrain import labelled_frame, make_spec
-    from driftline import distributed, training
+    from driftline.data import distributed
+    from driftline.models import training
 
     started = time.perf_counter()
     frame = labelled_frame(rows, seed=SEED)
@@ -129,7 +131,7 @@ def _training(client, rows: int) -> dict[str, dict]:
 
 def main(rows: int = ROWS) -> dict[str, dict]:
     """Dask figures as result entries (the cluster is started once for both)."""
-    from driftline import distributed
+    from driftline.data import distributed
     from driftline.settings import Settings
 
     entries: dict[str, dict] = {}

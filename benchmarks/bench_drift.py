@@ -54,7 +54,7 @@ SEED = 20261126
 
 def whylogs_calculate_drift_scores() -> Callable[..., dict[str, Any]]:
     """whylogs' ``calculate_drift_scores`` without running ``whylogs/viz/__init__.py`` (needs IPython)."""
-    from driftline.whylogs_compat import whylogs
+    from driftline.data.whylogs_compat import whylogs
 
     whylogs()
     if "whylogs.viz" not in sys.modules:
@@ -98,10 +98,10 @@ def _interleaved(fns: dict[str, Callable[[Any], Any]], fresh: Callable[[], Any],
 
 def main() -> dict[str, dict]:
     """The drift check time, warm (reference cached) and cold, as result entries."""
-    from driftline.drift import compare_profiles
-    from driftline.profiling import deserialize, profile_frame, serialize
-    from driftline.references import ReferenceCache
-    from driftline.store import MemoryStore
+    from driftline.data.profiling import deserialize, profile_frame, serialize
+    from driftline.data.references import ReferenceCache
+    from driftline.statistics.drift import compare_profiles
+    from driftline.storage.store import MemoryStore
 
     calculate_drift_scores = whylogs_calculate_drift_scores()
     reference = profile_frame(mixed_frame(ROWS, numeric=NUMERIC, category_counts=CATEGORY_COUNTS, seed=SEED))

@@ -128,9 +128,9 @@ def cached_frames(rows: int = ROWS, seed: int = SEED, cache: Path = CACHE) -> tu
 def _child(current_path: str, reference_profile_path: str) -> None:
     """Run in a fresh process of .venv: driftline's check of the current file, printed as JSON."""
     from benchmarks.peers.evidently_drift import MemoryProbe
-    from driftline import profiling
-    from driftline.drift import compare_profiles
-    from driftline.whylogs_compat import whylogs
+    from driftline.data import profiling
+    from driftline.data.whylogs_compat import whylogs
+    from driftline.statistics.drift import compare_profiles
 
     whylogs()
     probe = MemoryProbe()
@@ -206,7 +206,7 @@ def main() -> dict[str, dict]:
     if python is None:
         print(f"skipping the Evidently comparison: {reason}", flush=True)
         return {}
-    from driftline import profiling
+    from driftline.data import profiling
 
     reference_path, current_path = cached_frames(ROWS, SEED, CACHE)
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as directory:

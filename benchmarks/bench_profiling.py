@@ -1,6 +1,6 @@
 """Profiling throughput against ``why.log`` and peak memory of streaming 10M parquet rows.
 
-* ``profiling_rows_per_s``: ``driftline.profiling.profile_frame`` on a seeded 1M x 20 polars frame
+* ``profiling_rows_per_s``: ``driftline.data.profiling.profile_frame`` on a seeded 1M x 20 polars frame
   (16 float columns of 8 shapes, 4 string columns of 5-200 categories), median of 5 runs after a
   warm-up. Baseline: ``why.log(pandas_df)`` (whylogs' own entry point) on the first ``BASELINE_ROWS``
   rows of the same frame, converted to pandas beforehand (conversion not timed), median of 5. Its cost
@@ -54,8 +54,8 @@ def _peak_rss_mb() -> float:
 
 def throughput() -> dict[str, dict]:
     """Rows per second of ``profile_frame`` against ``why.log`` on the same data, measured in turns."""
-    from driftline.profiling import profile_frame, row_count
-    from driftline.whylogs_compat import whylogs
+    from driftline.data.profiling import profile_frame, row_count
+    from driftline.data.whylogs_compat import whylogs
 
     why = whylogs()
     frame = mixed_frame(ROWS, seed=SEED)
@@ -104,8 +104,8 @@ def _child(path: str, chunk_rows: int) -> None:
     import pyarrow
     import pyarrow.parquet  # noqa: F401  (what profile_parquet streams with)
 
-    from driftline.profiling import parquet_schema, profile_parquet, row_count
-    from driftline.whylogs_compat import whylogs
+    from driftline.data.profiling import parquet_schema, profile_parquet, row_count
+    from driftline.data.whylogs_compat import whylogs
 
     whylogs()
     parquet_schema(path)

@@ -92,7 +92,7 @@ def labelled_frame(rows: int = ROWS, seed: int = SEED) -> pl.DataFrame:
 
 
 def make_spec(frame: pl.DataFrame, *, last_batches: int, rounds: int):
-    from driftline.spec import ModelSpec
+    from driftline.models.spec import ModelSpec
 
     numeric = [c for c in frame.columns if c.startswith("num_")]
     categorical = [c for c in frame.columns if c.startswith("cat_")]
@@ -119,7 +119,8 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 def store_batches(store, spec, frame: pl.DataFrame, indices: range) -> float:
     """Store batches ``indices`` (features, labels, profile as profile-batch makes it); returns seconds."""
-    from driftline import layout, profiling
+    from driftline.data import profiling
+    from driftline.storage import layout
 
     started = time.perf_counter()
     size = frame.height // BATCHES
@@ -135,8 +136,9 @@ def store_batches(store, spec, frame: pl.DataFrame, indices: range) -> float:
 
 def register_champion(store, frame: pl.DataFrame) -> tuple[str, float]:
     """Train a champion on the first batches (outside the timed region) and point the alias at it."""
-    from driftline import registry, retraining
-    from driftline.cooldown import RetrainRequest
+    from driftline.loop import retraining
+    from driftline.loop.cooldown import RetrainRequest
+    from driftline.models import registry
 
     started = time.perf_counter()
     spec = make_spec(frame, last_batches=CHAMPION_BATCHES, rounds=CHAMPION_ROUNDS)
@@ -166,7 +168,7 @@ def instrumented(seconds: dict[str, float], calls: dict[str, int]):
     ``evaluate_gates`` and ``train`` look these names up in their modules at call time, so wrapping the
     module attributes times them without touching driftline; the wrappers cost microseconds per call.
     """
-    from driftline import training, validation
+    from driftline.models import training, validation
 
     def wrap(module, name: str, label: str):
         original = getattr(module, name)
@@ -193,7 +195,9 @@ def instrumented(seconds: dict[str, float], calls: dict[str, int]):
 
 def reset_for_rerun(store, previous: dict) -> None:
     """Undo what a timed run left that would stop the next one (its claim, the shadow alias); untimed."""
-    from driftline import cooldown, layout, registry
+    from driftline.loop import cooldown
+    from driftline.models import registry
+    from driftline.storage import layout
 
     store.delete(layout.retrain_claim(MODEL, previous["claim"]))
     store.delete(layout.retrain_claim(MODEL, cooldown.answer_key(previous["request"])))
@@ -202,8 +206,10 @@ def reset_for_rerun(store, previous: dict) -> None:
 
 def timed_retrain(store, spec, champion: str, onset: str) -> dict:
     """The drift -> candidate-in-shadow path, with our own stage timers."""
-    from driftline import cooldown, loop, registry, retraining
-    from driftline.cooldown import RetrainRequest
+    from driftline.loop import cooldown, retraining
+    from driftline.loop import rules as loop
+    from driftline.loop.cooldown import RetrainRequest
+    from driftline.models import registry
 
     marks: dict[str, float] = {}
     detail: dict[str, float] = {}
@@ -276,7 +282,7 @@ def bare_train(spec, frame: pl.DataFrame, *, with_eval: bool) -> tuple[float, fl
     """
     import xgboost
 
-    from driftline import training
+    from driftline.models import training
 
     split = training.time_split(frame, spec)
     encoder = training.FeatureEncoder.fit(split.train, spec)
@@ -320,7 +326,7 @@ def _warm_up() -> None:
 
 def setup():
     """Data, spec, a MemoryStore with every batch and a registered champion, and the drift onset (untimed)."""
-    from driftline.store import MemoryStore
+    from driftline.storage.store import MemoryStore
 
     started = time.perf_counter()
     frame = labelled_frame()
@@ -357,7 +363,7 @@ def profile(limit: int = 45) -> None:
 
 def main() -> dict[str, dict]:
     """The retrain figure and its breakdown as result entries."""
-    from driftline import registry
+    from driftline.models import registry
 
     started = time.perf_counter()
     frame, spec, store, champion, onset = setup()
@@ -388,7 +394,7 @@ def main() -> dict[str, dict]:
     candidate, marks = ours["candidate"], ours["marks"]
     metadata = registry.read_metadata(store, MODEL, candidate.version)
     best_iteration = int(metadata["best_iteration"])
-    from driftline.training import REFIT_MAX_TRAIN_ROWS
+    from driftline.models.training import REFIT_MAX_TRAIN_ROWS
 
     refit_rounds = metadata.get("refit_rounds")
     refit = (

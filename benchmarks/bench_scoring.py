@@ -1,6 +1,6 @@
 """Scoring a 1M-row batch with the champion and a shadow candidate vs the champion alone, S3 I/O included.
 
-Both sides run `driftline.scoring` against a real moto S3 server over HTTP: read the batch parquet
+Both sides run `driftline.models.scoring` against a real moto S3 server over HTTP: read the batch parquet
 (verified sha256), predict, time the single-row latency probe, write the predictions parquet. The
 baseline is the champion alone (what a system without shadow mode does per batch); ours adds the
 candidate on the same rows. Models: two XGBoost boosters (200 rounds, depth 6) trained outside the timed
@@ -27,7 +27,7 @@ SEED = 20261127
 
 
 def _spec(frame: pl.DataFrame):
-    from driftline.spec import ModelSpec
+    from driftline.models.spec import ModelSpec
 
     numeric = [c for c, t in frame.schema.items() if t.is_float()]
     categorical = [c for c, t in frame.schema.items() if t == pl.String]
@@ -45,8 +45,9 @@ def _spec(frame: pl.DataFrame):
 
 
 def main() -> dict[str, dict]:
-    from driftline import layout, registry, scoring, training
-    from driftline.store import S3Store
+    from driftline.models import registry, scoring, training
+    from driftline.storage import layout
+    from driftline.storage.store import S3Store
     from tests.support import moto_server
 
     frame = mixed_frame(ROWS, seed=SEED)

@@ -14,7 +14,7 @@ import statistics
 import time
 import uuid
 
-from driftline.store import S3Store
+from driftline.storage.store import S3Store
 from tests.support import moto_server
 
 

@@ -1,9 +1,9 @@
-"""The realism suite: the demo's ``default`` stream and every scenario of ``driftline.synth.REALISM``, each
+"""The realism suite: the demo's ``default`` stream and every scenario of ``driftline.replay.synth.REALISM``, each
 backtested with the minimal spec.
 
     .venv/bin/python -m benchmarks.realism [--scenarios a,b] [--seeds 0,1] [--out docs/realism]
 
-Per scenario and seed: ``driftline.backtest.run_backtest`` with the policies never, periodic:1, periodic:4,
+Per scenario and seed: ``driftline.replay.backtest.run_backtest`` with the policies never, periodic:1, periodic:4,
 drift and oracle (XGBoost defaults retrained every batch, served directly), label delay 1. Writes each
 backtest (JSON, markdown, PNG) under ``--out/<scenario>/`` and prints (and writes ``--out/README.md``) the
 table the README shows: mean metric per policy, the drift policy's retrains and promotions, and the share
@@ -18,7 +18,7 @@ import math
 import time
 from pathlib import Path
 
-from driftline import backtest, synth
+from driftline.replay import backtest, synth
 
 POLICIES = "never,periodic:1,periodic:4,drift,oracle"
 

@@ -1,7 +1,7 @@
 """driftline: keeps tabular models healthy in production.
 
 The package's domain modules are pure: they never import Prefect. Only ``driftline.cli`` (the
-application shell) imports Prefect; ``driftline.prefect_http`` speaks its REST API over plain HTTP for the
+application shell) imports Prefect; ``driftline.events.prefect_http`` speaks its REST API over plain HTTP for the
 shell and the tasks alike. ``flows/`` and ``tasks/`` wrap the domain for orchestration.
 """
 

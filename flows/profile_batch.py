@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from driftline.batches import BatchRejectedError
-from driftline.events import BATCH_PROFILED, BATCH_REJECTED, DRIFT_DETECTED
+from driftline.data.batches import BatchRejectedError
+from driftline.events.records import BATCH_PROFILED, BATCH_REJECTED, DRIFT_DETECTED
 from tasks.batches import (
     check_drift,
     load_spec,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from driftline.events import MODEL_PROMOTED
+from driftline.events.records import MODEL_PROMOTED
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.shadow import current_shadow, promote_version

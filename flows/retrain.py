@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from driftline import loop
-from driftline.events import CANDIDATE_REGISTERED, CANDIDATE_REJECTED, MODEL_PROMOTED
+from driftline.events.records import CANDIDATE_REGISTERED, CANDIDATE_REJECTED, MODEL_PROMOTED
+from driftline.loop import rules as loop
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.retrain import (

@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 from prefect import flow
 from prefect.client.schemas.objects import State
 
-from driftline.events import DRIFT_DETECTED, SCORING_FAILED, scoring_failed_payload
+from driftline.events.records import DRIFT_DETECTED, SCORING_FAILED, scoring_failed_payload
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.scoring import (

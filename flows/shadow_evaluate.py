@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from driftline import loop
-from driftline.events import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, RETRAIN_DUE, SHADOW_DECIDED
+from driftline.events.records import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, RETRAIN_DUE, SHADOW_DECIDED
+from driftline.loop import rules as loop
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.shadow import (

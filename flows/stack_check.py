@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from driftline.events import STACK_CHECKED, stack_check_resource_id
+from driftline.events.records import STACK_CHECKED, stack_check_resource_id
 from tasks.events import emit
 from tasks.stack_probe import read_probe, telemetry_settings, write_probe
 

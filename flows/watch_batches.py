@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from driftline import layout
-from driftline.batches import BatchScan, scan_batches
+from driftline.data.batches import BatchScan, scan_batches
+from driftline.storage import layout
 from flows.profile_batch import profile_batch
 from tasks.batches import quarantine_misnamed_batch
 from tasks.common import store

@@ -8,9 +8,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline import batches, distributed, layout, monitoring, reports
+from driftline.data import batches, distributed
+from driftline.loop import drift_checks as monitoring
+from driftline.models.spec import ModelSpec, read_spec
+from driftline.reports import renderings as reports
 from driftline.settings import Settings
-from driftline.spec import ModelSpec, read_spec
+from driftline.storage import layout
 from tasks.common import artifact_key, store
 from tasks.pictures import publish_picture
 

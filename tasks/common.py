@@ -8,7 +8,7 @@ import threading
 from pydantic import SecretStr
 
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage.store import ObjectStore, open_store
 
 _stores: dict[str, ObjectStore] = {}
 _lock = threading.Lock()

@@ -12,10 +12,10 @@ from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 
-from driftline import layout
-from driftline.event_sink import EventSink
-from driftline.events import new_event
-from driftline.prefect_http import PrefectEventSink
+from driftline.events.prefect_http import PrefectEventSink
+from driftline.events.records import new_event
+from driftline.events.sink import EventSink
+from driftline.storage import layout
 from tasks.common import store
 
 

@@ -7,7 +7,7 @@ import logging
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 
-from driftline import mlflow_export
+from driftline.models import mlflow_export
 from tasks.common import store
 
 

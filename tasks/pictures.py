@@ -1,4 +1,4 @@
-"""A run's figures in the Prefect UI: drawn, stored on S3, published as artifacts (how: driftline.pictures)."""
+"""A run's figures in the Prefect UI: drawn, stored on S3, published as artifacts (how: driftline.reports.pictures)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from uuid import UUID
 
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 
-from driftline import pictures
+from driftline.reports import pictures
 from driftline.settings import Settings
 from tasks.common import store
 

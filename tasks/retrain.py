@@ -1,4 +1,4 @@
-"""Tasks of the retrain flow: thin wrappers over driftline.cooldown / retraining / registry."""
+"""Tasks of the retrain flow: thin wrappers over driftline.loop.cooldown / retraining / registry."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from driftline import cooldown, distributed, loop, registry, retraining
-from driftline.cooldown import RetrainRequest
+from driftline.data import distributed
 from driftline.errors import InfrastructureError, InputError, ObjectNotFoundError
-from driftline.loop import Admission
+from driftline.loop import cooldown, retraining
+from driftline.loop import rules as loop
+from driftline.loop.cooldown import RetrainRequest
+from driftline.loop.rules import Admission
+from driftline.models import registry
+from driftline.models.spec import ModelSpec
 from driftline.settings import Settings
-from driftline.spec import ModelSpec
-from driftline.store import S3Store
+from driftline.storage.store import S3Store
 from tasks.common import artifact_key, store
 from tasks.mlflow_mirror import mirror_to_mlflow
 

@@ -11,10 +11,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
-from driftline import monitoring, registry, scoring
 from driftline.errors import IntegrityError
+from driftline.loop import drift_checks as monitoring
+from driftline.models import registry, scoring
+from driftline.models.spec import ModelSpec
 from driftline.settings import Settings
-from driftline.spec import ModelSpec
 from tasks.common import artifact_key, store
 
 

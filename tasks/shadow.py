@@ -1,4 +1,4 @@
-"""Tasks of shadow-evaluate and promote: thin wrappers over driftline.evaluation / promotion."""
+"""Tasks of shadow-evaluate and promote: thin wrappers over driftline.loop.evaluation / promotion."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline import cooldown, evaluation, layout, promotion, registry, reports
-from driftline.model_history import collect_history
+from driftline.loop import cooldown, evaluation, promotion
+from driftline.models import registry
+from driftline.models.spec import ModelSpec, read_spec
+from driftline.reports import renderings as reports
+from driftline.reports.model_history import collect_history
 from driftline.settings import Settings
-from driftline.spec import ModelSpec, read_spec
+from driftline.storage import layout
 from tasks.common import artifact_key, store
 from tasks.mlflow_mirror import mirror_to_mlflow
 from tasks.pictures import publish_picture

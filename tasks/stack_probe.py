@@ -8,7 +8,7 @@ import time
 
 from prefect import task
 
-from driftline import layout
+from driftline.storage import layout
 from tasks.common import store as open_configured_store
 
 

@@ -1,4 +1,4 @@
-"""Seeded feature batches matching configs/example.yaml, for flow and e2e tests (drawn by driftline.synth)."""
+"""Seeded feature batches matching configs/example.yaml, for flow and e2e tests (drawn by driftline.replay.synth)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from driftline import synth
-from driftline.spec import ModelSpec, load_spec
+from driftline.models.spec import ModelSpec, load_spec
+from driftline.replay import synth
 from tests.support import REPO
 
 _INCOME_LOG_SD = next(f.sd for f in synth.NUMERIC_FEATURES if f.name == "income")

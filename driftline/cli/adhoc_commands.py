@@ -26,7 +26,7 @@ def profile(
     import pyarrow.parquet as pq
     from rich.progress import Progress
 
-    from driftline import profiling
+    from driftline.data import profiling
 
     schema = profiling.parquet_schema(file)
     total = pq.ParquetFile(str(file)).metadata.num_rows  # pyarrow opens the path itself: no glob
@@ -70,9 +70,10 @@ def drift(
 
     Example:  driftline drift reference.bin today.bin --exclude id --exclude ts --png drift.png
     """
-    from driftline import profiling, reports
-    from driftline.drift import compare_profiles
-    from driftline.spec import load_spec
+    from driftline.data import profiling
+    from driftline.models.spec import load_spec
+    from driftline.reports import renderings as reports
+    from driftline.statistics.drift import compare_profiles
 
     reference_view = profiling.read_profile(reference)
     current_view = profiling.read_profile(current)
@@ -85,7 +86,7 @@ def drift(
             "policy": spec.drift,
         }
     if not options:
-        from driftline.drift import infer_kind
+        from driftline.statistics.drift import infer_kind
 
         shared = sorted(set(reference_view.get_columns()) & set(current_view.get_columns()) - set(exclude or []))
         kinds = {name: infer_kind(reference_view, name) for name in shared}

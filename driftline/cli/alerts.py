@@ -31,7 +31,7 @@ import yaml
 
 from driftline.cli.context import JsonOption, local_settings
 from driftline.errors import InfrastructureError, InputError
-from driftline.events import (
+from driftline.events.records import (
     CANDIDATE_REJECTED,
     DRIFT_DETECTED,
     MODEL_PROMOTED,

@@ -1,4 +1,4 @@
-"""``driftline backtest``: replay a history through the loop's decisions per policy (``driftline.backtest``).
+"""``driftline backtest``: replay a history through the loop's decisions per policy (``driftline.replay.backtest``).
 
 Registered by the app as ``app.command("backtest")(backtest_command.backtest)``.
 """
@@ -78,8 +78,8 @@ def backtest(
 
       driftline backtest data/history.parquet --spec data/spec.yaml --policies never,periodic:4,drift --mark drift=14
     """
-    from driftline import backtest as replay
-    from driftline.spec import load_spec
+    from driftline.models.spec import load_spec
+    from driftline.replay import backtest as replay
 
     if promotion not in ("shadow", "gates"):
         raise InputError(f"--promotion must be shadow or gates, got {promotion!r}")

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from driftline.errors import InputError, StackError
 from driftline.settings import Settings, describe_settings_error, redact_urls
-from driftline.store import ObjectStore
+from driftline.storage.store import ObjectStore
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -99,7 +99,7 @@ def remote() -> Remote:
         InputError: a setting is invalid or the local stack's state is damaged.
         StackError: no endpoint is set, the local stack is not up and AWS was not chosen explicitly.
     """
-    from driftline.store import open_store
+    from driftline.storage.store import open_store
 
     requested = load_settings()
     settings = local_settings(requested)

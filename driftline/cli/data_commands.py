@@ -34,13 +34,13 @@ def ingest(
 
     Example:  driftline ingest example data/batch-001.parquet --batch-id b001
     """
-    from driftline.batches import check_batch_file, default_batch_id
     from driftline.cli import prefect_api
     from driftline.cli.uploads import submit_batch
-    from driftline.events import BATCH_PROFILED, BATCH_REJECTED, model_resource_id
-    from driftline.layout import validate_name
-    from driftline.prefect_http import PrefectEventSink
-    from driftline.spec import read_spec
+    from driftline.data.batches import check_batch_file, default_batch_id
+    from driftline.events.prefect_http import PrefectEventSink
+    from driftline.events.records import BATCH_PROFILED, BATCH_REJECTED, model_resource_id
+    from driftline.models.spec import read_spec
+    from driftline.storage.layout import validate_name
 
     validate_name(model, "model")
     batch_id = validate_name(batch_id, "batch id") if batch_id else default_batch_id()
@@ -128,9 +128,9 @@ def labels(
 
     from driftline.cli import prefect_api
     from driftline.cli.uploads import submit_labels
-    from driftline.layout import validate_name
-    from driftline.prefect_http import PrefectEventSink
-    from driftline.spec import read_spec
+    from driftline.events.prefect_http import PrefectEventSink
+    from driftline.models.spec import read_spec
+    from driftline.storage.layout import validate_name
 
     validate_name(model, "model")
     validate_name(batch_id, "batch id")

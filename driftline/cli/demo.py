@@ -21,12 +21,12 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 
-from driftline import layout, registry, run_timing, synth
 from driftline.cli import prefect_api
 from driftline.cli.context import load_settings, local_settings
 from driftline.cli.uploads import submit_batch, submit_labels
 from driftline.errors import InfrastructureError, InputError
-from driftline.events import (
+from driftline.events.prefect_http import PrefectEventSink
+from driftline.events.records import (
     BATCH_PROFILED,
     BATCH_REJECTED,
     DRIFT_DETECTED,
@@ -36,10 +36,13 @@ from driftline.events import (
     SHADOW_DECIDED,
     model_resource_id,
 )
-from driftline.model_history import served_metric, version_metric
-from driftline.prefect_http import PrefectEventSink
-from driftline.spec import ModelSpec, load_spec
-from driftline.store import ObjectStore, open_store
+from driftline.models import registry
+from driftline.models.spec import ModelSpec, load_spec
+from driftline.replay import synth
+from driftline.reports import run_timing
+from driftline.reports.model_history import served_metric, version_metric
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 
 # The fast story told in 10 batches (events scale with it: input drift at 3, concept drift at 6).
 FAST_BATCHES = 10

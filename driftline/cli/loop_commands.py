@@ -12,9 +12,9 @@ from driftline.cli.context import JsonOption, console, out, remote, safe
 from driftline.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from driftline.events import EventRecord
+    from driftline.events.records import EventRecord
     from driftline.settings import Settings
-    from driftline.store import ObjectStore
+    from driftline.storage.store import ObjectStore
 
 
 def retrain(
@@ -31,7 +31,7 @@ def retrain(
     Example:  driftline retrain example --wait
     """
     from driftline.cli import prefect_api
-    from driftline.layout import validate_name
+    from driftline.storage.layout import validate_name
 
     validate_name(model, "model")
     settings, _ = remote()
@@ -45,7 +45,7 @@ def retrain(
     run = prefect_api.run_deployment_and_wait(
         settings.prefect_api_url, "retrain/retrain", {"model": model, "trigger": "manual"}, timeout=timeout
     )
-    from driftline.events import CANDIDATE_REGISTERED, CANDIDATE_REJECTED
+    from driftline.events.records import CANDIDATE_REGISTERED, CANDIDATE_REJECTED
 
     outcome = prefect_api.wait_for_flow_run_event(
         settings.prefect_api_url,
@@ -87,8 +87,8 @@ def shadow_status(
 
     Example:  driftline shadow example --json
     """
-    from driftline import evaluation
-    from driftline.layout import validate_name
+    from driftline.loop import evaluation
+    from driftline.storage.layout import validate_name
 
     _, store = remote()
     model = validate_name(model, "model")
@@ -125,11 +125,11 @@ def promote_command(
 
     Example:  driftline promote example v20261126t101500-3fa2
     """
-    from driftline import evaluation
-    from driftline.events import MODEL_PROMOTED, new_event
-    from driftline.layout import validate_name
-    from driftline.promotion import promote
-    from driftline.spec import read_spec
+    from driftline.events.records import MODEL_PROMOTED, new_event
+    from driftline.loop import evaluation
+    from driftline.loop.promotion import promote
+    from driftline.models.spec import read_spec
+    from driftline.storage.layout import validate_name
 
     settings, store = remote()
     model, version = validate_name(model, "model"), validate_name(version, "version")
@@ -149,9 +149,9 @@ def rollback_command(
 
     Example:  driftline rollback example
     """
-    from driftline.events import MODEL_ROLLED_BACK, new_event
-    from driftline.layout import validate_name
-    from driftline.promotion import rollback
+    from driftline.events.records import MODEL_ROLLED_BACK, new_event
+    from driftline.loop.promotion import rollback
+    from driftline.storage.layout import validate_name
 
     settings, store = remote()
     model = validate_name(model, "model")
@@ -173,7 +173,7 @@ def _mlflow():
 def _announce(settings: Settings, store: ObjectStore, record: EventRecord) -> None:
     """Send an event; the alias already moved, so an unreachable server only delays the announcement."""
     from driftline.cli import prefect_api
-    from driftline.prefect_http import PrefectEventSink
+    from driftline.events.prefect_http import PrefectEventSink
 
     sink = PrefectEventSink(store, settings.prefect_api_url)
     try:

@@ -7,9 +7,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from driftline import mlflow_export
+from driftline.models import mlflow_export
 from driftline.settings import Settings
-from driftline.store import ObjectStore
+from driftline.storage.store import ObjectStore
 
 
 def mirror_after_move(settings: Settings, store: ObjectStore, model: str, console: Console) -> None:

@@ -25,9 +25,9 @@ def model_create(
 
     Example:  driftline model create configs/example.yaml
     """
-    from driftline import layout
     from driftline.errors import ObjectNotFoundError
-    from driftline.spec import load_spec
+    from driftline.models.spec import load_spec
+    from driftline.storage import layout
 
     spec = load_spec(spec_file)
     _, store = remote()
@@ -43,7 +43,7 @@ def model_create(
     store.put(key, text, content_type="application/yaml")
     verb = "created" if previous is None else "updated"
     console.print(f"model [bold]{safe(spec.name)}[/bold] {verb}: {safe(store.location(key))}")
-    from driftline.loop import time_settings
+    from driftline.loop.rules import time_settings
 
     for note in time_settings(spec):
         console.print(f"[yellow]note[/yellow]: {safe(note)}")
@@ -58,8 +58,8 @@ def models(
 
     Example:  driftline models example --json
     """
-    from driftline import registry
-    from driftline.layout import validate_name
+    from driftline.models import registry
+    from driftline.storage.layout import validate_name
 
     _, store = remote()
     document = registry.describe_model(store, validate_name(model, "model"))
@@ -87,8 +87,8 @@ def lineage(
 
     Example:  driftline lineage example v20261126t101500-3fa2
     """
-    from driftline import retraining
-    from driftline.layout import validate_name
+    from driftline.loop import retraining
+    from driftline.storage.layout import validate_name
 
     _, store = remote()
     document = retraining.lineage(store, validate_name(model, "model"), validate_name(version, "version"))
@@ -135,11 +135,11 @@ def doctor(
 
     Example:  driftline doctor example --json
     """
-    from driftline import registry
-    from driftline.event_sink import DOCTOR_LOOKBACK, outbox_health
-    from driftline.layout import validate_name
-    from driftline.prefect_http import PrefectEventSink
-    from driftline.spec import missing_spec_problem
+    from driftline.events.prefect_http import PrefectEventSink
+    from driftline.events.sink import DOCTOR_LOOKBACK, outbox_health
+    from driftline.models import registry
+    from driftline.models.spec import missing_spec_problem
+    from driftline.storage.layout import validate_name
 
     settings, store = remote()
     report = registry.doctor(store, validate_name(model, "model"))
@@ -193,10 +193,10 @@ def monitor(
 
     Example:  driftline monitor example --last 30 --png monitor.png
     """
-    from driftline import reports
-    from driftline.layout import validate_name
-    from driftline.model_history import collect_history
-    from driftline.spec import read_spec
+    from driftline.models.spec import read_spec
+    from driftline.reports import renderings as reports
+    from driftline.reports.model_history import collect_history
+    from driftline.storage.layout import validate_name
 
     validate_name(model, "model")
     _, store = remote()

@@ -1,6 +1,6 @@
 """Thin use of the Prefect API from the shell: run a deployment and wait, read events and flow runs.
 
-Built on ``driftline.prefect_http`` (the retried request; sending events is its ``PrefectEventSink``).
+Built on ``driftline.events.prefect_http`` (the retried request; sending events is its ``PrefectEventSink``).
 Prefect is imported inside the functions: ``driftline --help`` and the ad-hoc commands stay fast and
 work without a server.
 """
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import httpx
 
 from driftline.errors import InfrastructureError
-from driftline.prefect_http import filter_events, request, require_api_url
-from driftline.run_timing import RunTiming
+from driftline.events.prefect_http import filter_events, request, require_api_url
+from driftline.reports.run_timing import RunTiming
 
 T = TypeVar("T")
 

@@ -55,7 +55,7 @@ from driftline.cli.postgres import DatabaseChoice, LocalPostgres, choose_databas
 from driftline.cli.s3_server import LocalS3Server
 from driftline.errors import InfrastructureError, InputError, StackError
 from driftline.settings import Settings
-from driftline.store import S3Store
+from driftline.storage.store import S3Store
 
 # The local S3 server accepts any credentials; fixed ones keep boto3 away from the user's AWS profile.
 LOCAL_ACCESS_KEY_ID = "driftline-local"
@@ -270,7 +270,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _api(method: str, url: str, body: object = None) -> object:
-    from driftline.prefect_http import request
+    from driftline.events.prefect_http import request
 
     response = request(method, url, json=body)
     if response.status_code >= 400:

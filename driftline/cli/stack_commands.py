@@ -123,7 +123,7 @@ def status(
 
 def _deep_check(stack: LocalStack, timeout: float) -> dict:
     from driftline.cli import prefect_api
-    from driftline.events import STACK_CHECKED, stack_check_resource_id
+    from driftline.events.records import STACK_CHECKED, stack_check_resource_id
 
     nonce = f"check-{uuid.uuid4().hex[:12]}"
     started = time.monotonic()

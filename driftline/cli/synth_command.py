@@ -1,4 +1,4 @@
-"""``driftline synth``: write a seeded drifting stream (``driftline.synth``) to a directory.
+"""``driftline synth``: write a seeded drifting stream (``driftline.replay.synth``) to a directory.
 
 Registered by the app as ``app.command("synth")(synth_command.synth)``.
 """
@@ -54,7 +54,7 @@ def synth(
 
     Example:  driftline synth data/ --scenario fast && driftline backtest data/history.parquet --spec data/spec.yaml
     """
-    from driftline import synth as synthetic  # polars, numpy: not for every `driftline --help`
+    from driftline.replay import synth as synthetic  # polars, numpy: not for every `driftline --help`
 
     chosen = synthetic.get_scenario(scenario, seed=seed, batches=batches, rows=rows)
     started = time.perf_counter()
@@ -91,8 +91,8 @@ def synth(
 
 
 def _describe(event) -> str:
-    """One line per scheduled drift event (a ``driftline.synth`` event model)."""
-    from driftline import synth as synthetic
+    """One line per scheduled drift event (a ``driftline.replay.synth`` event model)."""
+    from driftline.replay import synth as synthetic
 
     if isinstance(event, synthetic.CovariateDrift):
         if event.feature in synthetic.CATEGORICAL:

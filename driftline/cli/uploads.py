@@ -13,13 +13,13 @@ from typing import NamedTuple
 
 import polars as pl
 
-from driftline import layout
-from driftline.batches import check_labels
+from driftline.data.batches import check_labels
 from driftline.errors import ConflictError, InfrastructureError, InputError, IntegrityError, ObjectNotFoundError
-from driftline.event_sink import EventSink
-from driftline.events import BATCH_ARRIVED, LABELS_ARRIVED, new_event
-from driftline.spec import ModelSpec
-from driftline.store import ObjectStore
+from driftline.events.records import BATCH_ARRIVED, LABELS_ARRIVED, new_event
+from driftline.events.sink import EventSink
+from driftline.models.spec import ModelSpec
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore
 
 
 class SubmittedBatch(NamedTuple):

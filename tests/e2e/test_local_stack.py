@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftline import layout, prefect_http, registry
 from driftline.cli import prefect_api
 from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _alive
-from driftline.events import (
+from driftline.events import prefect_http
+from driftline.events.records import (
     BATCH_PROFILED,
     CANDIDATE_REGISTERED,
     DRIFT_DETECTED,
@@ -26,7 +26,9 @@ from driftline.events import (
     model_resource_id,
     new_event,
 )
-from driftline.store import S3Store
+from driftline.models import registry
+from driftline.storage import layout
+from driftline.storage.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
 from tests.e2e.ui_checks import check_prefect_ui
 from tests.support import Receiver, local_stack, run_driftline, stack_environment, webhook_receiver

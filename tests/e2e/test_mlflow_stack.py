@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from driftline import layout
 from driftline.cli.stack import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, _alive
-from driftline.store import S3Store
+from driftline.storage import layout
+from driftline.storage.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
 from tests.support import free_port, run_driftline, stack_environment
 

@@ -19,11 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from driftline import layout, registry
 from driftline.cli.stack import ABANDONED_MESSAGE, LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, WORKER_NAME, _alive
 from driftline.cli.supervisor import parent_death_signal
 from driftline.errors import ConflictError
-from driftline.store import S3Store
+from driftline.models import registry
+from driftline.storage import layout
+from driftline.storage.store import S3Store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes, write_parquet
 from tests.support import local_stack, reachable_directory, run_driftline, stack_environment
 

@@ -52,7 +52,7 @@ def flow_environment(s3_endpoint: str, prefect_api_url: str) -> Iterator[dict[st
     """Point driftline and Prefect at the session's servers; disable the flow heartbeat (~1 s per run)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from driftline.store import S3Store
+    from driftline.storage.store import S3Store
 
     patch = pytest.MonkeyPatch()
     env = {

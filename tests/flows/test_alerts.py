@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from driftline import prefect_http
 from driftline.cli import alerts
-from driftline.events import BATCH_PROFILED, DRIFT_DETECTED, new_event
+from driftline.events import prefect_http
+from driftline.events.records import BATCH_PROFILED, DRIFT_DETECTED, new_event
 from driftline.settings import Settings
 from tests.support import REPO, Receiver, webhook_receiver
 

@@ -1,7 +1,7 @@
 """Parity: one seeded stream through the deployed flows (in-process, real Prefect and S3 servers) and through
 the backtest gives the same decisions, batch by batch.
 
-Both sides call ``driftline.loop`` and the pure modules it orders; this test holds them together. A rule
+Both sides call ``driftline.loop.rules`` and the pure modules it orders; this test holds them together. A rule
 changed on one side only (say the backtest admitted retrains while a candidate is in shadow, or the retrain
 flow skipped the readiness check) changes one side's sequence and fails here. The stream: a stable start,
 an input drift at batch 4, and a label rule that flips at batch 6 (a concept drift the features do not show),
@@ -19,10 +19,12 @@ import uuid
 
 import pytest
 
-from driftline import backtest, layout, registry, synth
+from driftline.models import registry
+from driftline.models.spec import GatesSpec, ModelSpec, ShadowSpec
+from driftline.replay import backtest, synth
 from driftline.settings import Settings
-from driftline.spec import GatesSpec, ModelSpec, ShadowSpec
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.profile_batch import profile_batch
 from flows.promote import promote
 from flows.retrain import retrain

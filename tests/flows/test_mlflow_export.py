@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from driftline import layout, mlflow_export, registry
+from driftline.models import mlflow_export, registry
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.promote import promote
 from flows.retrain import retrain
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes

@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from driftline import evaluation, layout, monitoring, registry
 from driftline.cli import prefect_api
-from driftline.events import PERFORMANCE_DEGRADED, model_resource_id
+from driftline.events.records import PERFORMANCE_DEGRADED, model_resource_id
+from driftline.loop import drift_checks as monitoring
+from driftline.loop import evaluation
+from driftline.models import registry
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.profile_batch import profile_batch
 from flows.retrain import retrain
 from flows.score_batch import score_batch

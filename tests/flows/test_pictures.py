@@ -9,9 +9,9 @@ import uuid
 import httpx
 import pytest
 
-from driftline import layout
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.profile_batch import profile_batch
 from tests.batches import example_batch, example_spec, parquet_bytes
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from driftline import layout, prefect_http
-from driftline.batches import BatchRejectedError
 from driftline.cli import prefect_api
-from driftline.events import (
+from driftline.data.batches import BatchRejectedError
+from driftline.events import prefect_http
+from driftline.events.records import (
     BATCH_PROFILED,
     BATCH_REJECTED,
     DRIFT_DETECTED,
@@ -23,7 +23,8 @@ from driftline.events import (
     write_outbox,
 )
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.profile_batch import profile_batch
 from flows.watch_batches import watch_batches
 from tests.batches import example_batch, example_spec, parquet_bytes

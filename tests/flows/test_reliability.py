@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftline import layout, prefect_http
 from driftline.cli import prefect_api
 from driftline.errors import InfrastructureError
-from driftline.events import (
+from driftline.events import prefect_http
+from driftline.events.records import (
     BATCH_ARRIVED,
     SCORING_FAILED,
     model_resource_id,
@@ -20,7 +20,8 @@ from driftline.events import (
     read_outbox,
 )
 from driftline.settings import Settings
-from driftline.store import ObjectStore, S3Store, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, S3Store, open_store
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
 from tests.support import free_port
 

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from driftline import layout, registry
 from driftline.cli import prefect_api
-from driftline.events import CANDIDATE_REGISTERED, MODEL_PROMOTED, RETRAIN_DUE, model_resource_id
+from driftline.events.records import CANDIDATE_REGISTERED, MODEL_PROMOTED, RETRAIN_DUE, model_resource_id
+from driftline.models import registry
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.retrain import retrain
 from flows.shadow_evaluate import shadow_evaluate
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes

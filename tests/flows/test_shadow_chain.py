@@ -11,9 +11,11 @@ import uuid
 
 import pytest
 
-from driftline import evaluation, layout, registry
+from driftline.loop import evaluation
+from driftline.models import registry
 from driftline.settings import Settings
-from driftline.store import ObjectStore, open_store
+from driftline.storage import layout
+from driftline.storage.store import ObjectStore, open_store
 from flows.promote import promote
 from flows.retrain import retrain
 from flows.score_batch import score_batch

@@ -5,9 +5,9 @@ import uuid
 import pytest
 
 from driftline.cli import prefect_api
-from driftline.events import STACK_CHECKED, stack_check_resource_id
+from driftline.events.records import STACK_CHECKED, stack_check_resource_id
 from driftline.settings import Settings
-from driftline.store import open_store
+from driftline.storage.store import open_store
 from flows.stack_check import stack_check
 
 

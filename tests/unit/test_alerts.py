@@ -20,14 +20,14 @@ from driftline.cli.alerts import (
     render_notification,
 )
 from driftline.errors import InputError
-from driftline.events import BATCH_PROFILED, new_event
+from driftline.events.records import BATCH_PROFILED, new_event
 from driftline.settings import Settings
 from tests.support import REPO
 
 AUTOMATIONS = REPO / "deployments" / "automations"
 UI = "http://127.0.0.1:4250"
 
-# Payloads as the flows emit them (driftline.events.new_event adds model and event_id).
+# Payloads as the flows emit them (driftline.events.records.new_event adds model and event_id).
 PAYLOADS: dict[str, dict[str, Any]] = {
     "driftline.drift.detected": {
         "batch_id": "b-0042",

@@ -148,8 +148,8 @@ GRAPH = _import_graph(PROJECT)
 
 
 def test_the_import_graph_sees_the_project() -> None:
-    assert {"driftline.store", "driftline.cli.app", "tasks.events", "flows.retrain"} <= set(PROJECT)
-    assert "driftline.event_sink" in GRAPH["tasks.events"]
+    assert {"driftline.storage.store", "driftline.cli.app", "tasks.events", "flows.retrain"} <= set(PROJECT)
+    assert "driftline.events.sink" in GRAPH["tasks.events"]
     assert "driftline.cli.prefect_api" in GRAPH["driftline.cli.stack_commands"]  # imported inside a function
 
 

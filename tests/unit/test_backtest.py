@@ -1,4 +1,4 @@
-"""The backtest replays a history through the loop's decisions; known truth from driftline.synth."""
+"""The backtest replays a history through the loop's decisions; known truth from driftline.replay.synth."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from driftline import backtest, synth
 from driftline.cli import backtest_command
 from driftline.errors import InputError
-from driftline.spec import Features, GuardSpec, ModelSpec, WindowSpec, load_spec
+from driftline.models.spec import Features, GuardSpec, ModelSpec, WindowSpec, load_spec
+from driftline.replay import backtest, synth
 
 SCENARIO = synth.default_scenario()
 CONCEPT_DRIFT = next(e.from_batch for e in SCENARIO.events if isinstance(e, synth.ConceptDrift))

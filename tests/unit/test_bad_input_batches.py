@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import yaml
 
-from driftline import layout, monitoring, retraining
-from driftline.batches import (
+from driftline.cli.uploads import submit_batch, submit_labels
+from driftline.data.batches import (
     ProfiledBatch,
     check_batch_file,
     pending_batches,
@@ -21,12 +21,14 @@ from driftline.batches import (
     quarantine_misnamed,
     scan_batches,
 )
-from driftline.cli.uploads import submit_batch, submit_labels
-from driftline.cooldown import RetrainRequest
 from driftline.errors import InputError, IntegrityError, InvalidNameError
-from driftline.event_sink import MemoryEventSink
-from driftline.spec import ModelSpec, parse_spec
-from driftline.store import MemoryStore
+from driftline.events.sink import MemoryEventSink
+from driftline.loop import drift_checks as monitoring
+from driftline.loop import retraining
+from driftline.loop.cooldown import RetrainRequest
+from driftline.models.spec import ModelSpec, parse_spec
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
 
 SPEC = example_spec("m")

@@ -20,15 +20,16 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from driftline import layout, profiling
 from driftline.cli import app as cli
 from driftline.cli import context
-from driftline.drift import compare_profiles
+from driftline.data import profiling
 from driftline.errors import InputError
-from driftline.monitoring import check_batch_drift
+from driftline.loop.drift_checks import check_batch_drift
+from driftline.models.spec import SpecError, parse_spec
 from driftline.settings import Settings, redact_url
-from driftline.spec import SpecError, parse_spec
-from driftline.store import MemoryStore, ObjectStore, open_store
+from driftline.statistics.drift import compare_profiles
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore, ObjectStore, open_store
 from tests.batches import example_batch, example_spec, write_parquet
 
 SECRET = "s3cr3t-pw"
@@ -170,7 +171,7 @@ def test_ingest_checks_the_bracketed_file_itself(cli_run: Cli, remote: Remote, g
 
 
 def test_batch_check_counts_the_rows_of_the_bracketed_file(tmp_path: Path) -> None:
-    from driftline.batches import check_batch_file
+    from driftline.data.batches import check_batch_file
 
     write_parquet(example_batch(1, rows=200), tmp_path / "g1.parquet")
     named = write_parquet(example_batch(2, rows=50), tmp_path / "g[1].parquet")

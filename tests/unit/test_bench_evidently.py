@@ -20,7 +20,7 @@ from benchmarks.bench_evidently import (
     drift_frames,
     peer_python,
 )
-from driftline import profiling
+from driftline.data import profiling
 
 ROWS = 100_000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline import synth
+from driftline.replay import synth
 from tests.batches import example_batch, write_parquet
 from tests.support import REPO
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from driftline import cooldown, loop
-from driftline.cooldown import RetrainRequest
-from driftline.store import MemoryStore
+from driftline.loop import cooldown
+from driftline.loop import rules as loop
+from driftline.loop.cooldown import RetrainRequest
+from driftline.storage.store import MemoryStore
 
 
 def _request(trigger: str = "drift", reference: str | None = "v1") -> RetrainRequest:

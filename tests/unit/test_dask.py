@@ -20,12 +20,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import distributed, drift, layout, profiling, registry, retraining, training
-from driftline.cooldown import RetrainRequest
+from driftline.data import distributed, profiling
 from driftline.errors import InfrastructureError, InputError, IntegrityError
+from driftline.loop import retraining
+from driftline.loop.cooldown import RetrainRequest
+from driftline.models import registry, training
+from driftline.models.spec import ModelSpec
 from driftline.settings import Settings
-from driftline.spec import ModelSpec
-from driftline.store import MemoryStore, S3Store
+from driftline.statistics import drift
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore, S3Store
 
 SEED = 20_261_202
 WORKERS = 2
@@ -99,7 +103,7 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_importing_the_module_loads_no_dask() -> None:
     code = (
-        "import sys, driftline.distributed\n"
+        "import sys, driftline.data.distributed\n"
         "print(sorted(m for m in ('dask', 'distributed', 's3fs', 'xgboost.dask') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

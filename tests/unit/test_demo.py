@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from driftline import synth
 from driftline.cli import demo
+from driftline.replay import synth
 from tests.batches import example_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,9 +15,9 @@ import polars as pl
 import pydantic
 import pytest
 
-from driftline.drift import DriftPolicy, DriftReport, Hysteresis, compare_profiles, hysteresis_met
+from driftline.data.profiling import profile_frame
 from driftline.errors import InputError
-from driftline.profiling import profile_frame
+from driftline.statistics.drift import DriftPolicy, DriftReport, Hysteresis, compare_profiles, hysteresis_met
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView

@@ -12,12 +12,13 @@ import uuid
 
 import pytest
 
-from driftline import layout, profiling
-from driftline.drift import compare_profiles
+from driftline.data import profiling
+from driftline.data.references import ReferenceCache
 from driftline.errors import IntegrityError, ObjectNotFoundError
-from driftline.monitoring import check_batch_drift
-from driftline.references import ReferenceCache
-from driftline.store import MemoryStore, ObjectStore, S3Store
+from driftline.loop.drift_checks import check_batch_drift
+from driftline.statistics.drift import compare_profiles
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore, ObjectStore, S3Store
 from tests.batches import example_batch, example_spec
 
 SPEC = example_spec("cached")

@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline.drift import DriftPolicy, PreparedReference, compare_profiles, feature_drift
-from driftline.profiling import merge as merge_profiles
-from driftline.profiling import profile_frame
+from driftline.data.profiling import merge as merge_profiles
+from driftline.data.profiling import profile_frame
+from driftline.statistics.drift import DriftPolicy, PreparedReference, compare_profiles, feature_drift
 
 ROWS = 30_000
 LARGEST = float(np.finfo(np.float64).max)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from driftline.drift import _level_layout, _sketch_levels, _sorted_sketch
-from driftline.profiling import profile_frame
+from driftline.data.profiling import profile_frame
+from driftline.statistics.drift import _level_layout, _sketch_levels, _sorted_sketch
 
 
 def _klls() -> list:

@@ -18,7 +18,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline.drift import (
+from driftline.data.profiling import merge as merge_profiles
+from driftline.data.profiling import profile_frame
+from driftline.statistics.drift import (
     _CURRENT_FRACTION_ARRAY,
     _CURRENT_FRACTIONS,
     DriftPolicy,
@@ -28,8 +30,6 @@ from driftline.drift import (
     compare_profiles,
     feature_drift,
 )
-from driftline.profiling import merge as merge_profiles
-from driftline.profiling import profile_frame
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView

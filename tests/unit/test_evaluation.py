@@ -16,11 +16,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import evaluation, guard, layout, registry
 from driftline.errors import ObjectNotFoundError
-from driftline.metrics import per_row_loss
-from driftline.spec import GuardSpec, ModelSpec, PerformanceSpec, ShadowSpec, parse_spec
-from driftline.store import MemoryStore
+from driftline.loop import evaluation
+from driftline.models import registry
+from driftline.models.spec import GuardSpec, ModelSpec, PerformanceSpec, ShadowSpec, parse_spec
+from driftline.statistics import guard
+from driftline.statistics.metrics import per_row_loss
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 
 MODEL = "m"
 SPEC = parse_spec(

@@ -1,5 +1,5 @@
 """The event sink: publishing goes through the S3 outbox, reconcile re-sends what the receiver missed, and the
-doctor's rule tells stuck events from the backlog on its way (``driftline.event_sink``)."""
+doctor's rule tells stuck events from the backlog on its way (``driftline.events.sink``)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from driftline.errors import InfrastructureError
-from driftline.event_sink import (
+from driftline.events.records import BATCH_ARRIVED, DRIFT_DETECTED, new_event, read_outbox
+from driftline.events.sink import (
     RECONCILE_GRACE,
     STUCK_AFTER,
     UNCHECKED_LOOKBACK,
     MemoryEventSink,
     outbox_health,
 )
-from driftline.events import BATCH_ARRIVED, DRIFT_DETECTED, new_event, read_outbox
-from driftline.store import MemoryStore
+from driftline.storage.store import MemoryStore
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 RELATED = [{"prefect.resource.id": "prefect.flow-run.1", "prefect.resource.role": "flow-run"}]

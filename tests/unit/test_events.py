@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftline import events
 from driftline.errors import IntegrityError, ObjectNotFoundError, StoreUnavailableError
-from driftline.store import MemoryStore
+from driftline.events import records as events
+from driftline.storage.store import MemoryStore
 
 
 def test_ulids_made_in_a_burst_sort_in_creation_order_and_map_to_distinct_uuids() -> None:

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from driftline.guard import (
+from driftline.models.spec import GuardSpec
+from driftline.statistics.guard import (
     GuardState,
     decide_rollback,
     fold_batch,
     guard_planned_rows,
     start_guard,
 )
-from driftline.sequential import cs_radius, merge_moments
-from driftline.spec import GuardSpec
+from driftline.statistics.sequential import cs_radius, merge_moments
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 RUNS = 2_000

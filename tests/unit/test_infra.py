@@ -29,8 +29,8 @@ from botocore.exceptions import ParamValidationError
 from botocore.validate import ParamValidator
 from prefect.utilities.templating import apply_values, find_placeholders
 
-from driftline import layout
 from driftline.settings import Settings
+from driftline.storage import layout
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -424,7 +424,7 @@ NOT_GRANTED_CALLS = {
 
 
 def _store_client_calls() -> set[str]:
-    tree = ast.parse((REPO / "driftline" / "store.py").read_text())
+    tree = ast.parse((REPO / "driftline" / "storage" / "store.py").read_text())
     calls: set[str] = set()
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -442,7 +442,7 @@ def test_s3_policy_covers_every_boto3_call_of_the_store() -> None:
     calls = _store_client_calls()
     assert {"get_object", "put_object", "list_objects_v2", "delete_object"} <= calls
     unknown = calls - set(BOTO3_CALL_ACTIONS) - set(NOT_GRANTED_CALLS)
-    assert unknown == set(), f"driftline/store.py calls {sorted(unknown)}: add the IAM actions they need"
+    assert unknown == set(), f"driftline/storage/store.py calls {sorted(unknown)}: add the IAM actions they need"
     needed = set().union(*(BOTO3_CALL_ACTIONS[call] for call in calls - set(NOT_GRANTED_CALLS)))
     assert needed <= set(_statements_by_action(_load_json(S3_POLICY)))
 
@@ -455,7 +455,7 @@ def test_bucket_policy_denies_unconditional_writes_of_aliases_and_claims() -> No
     prefix = granted["Resource"].removesuffix("*")
     patterns = [resource.removeprefix(prefix) for resource in statement["Resource"]]
     assert all(resource.startswith(prefix) for resource in statement["Resource"])
-    # The keys driftline moves by compare-and-swap, as driftline/layout.py builds them.
+    # The keys driftline moves by compare-and-swap, as driftline/storage/layout.py builds them.
     for key in (layout.alias("credit-risk", "champion"), layout.retrain_claim("credit-risk", "w-2026-12-01")):
         assert any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns), key
     assert not any(fnmatch.fnmatchcase(layout.model_spec("credit-risk"), pattern) for pattern in patterns)

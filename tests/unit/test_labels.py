@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from driftline.batches import check_labels
+from driftline.data.batches import check_labels
 from driftline.errors import InputError
 from tests.batches import example_spec
 

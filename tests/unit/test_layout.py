@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from driftline import layout
 from driftline.errors import InvalidNameError
+from driftline.storage import layout
 
 
 @pytest.mark.parametrize("name", ["a", "credit-risk", "m.v2", "0abc", "x_y", "a" * 63, "2026-11-26t10.00"])

@@ -1,4 +1,4 @@
-"""The loop's sequencing rules (driftline.loop): pure, so every case is a table or a short story."""
+"""The loop's sequencing rules (driftline.loop.rules): pure, so every case is a table or a short story."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import loop
-from driftline.cooldown import RetrainRequest
-from driftline.drift import DriftPolicy, Hysteresis
-from driftline.spec import CooldownSpec, Features, ModelSpec, WindowSpec
-from driftline.validation import GateReport, GateResult
+from driftline.loop import rules as loop
+from driftline.loop.cooldown import RetrainRequest
+from driftline.models.spec import CooldownSpec, Features, ModelSpec, WindowSpec
+from driftline.models.validation import GateReport, GateResult
+from driftline.statistics.drift import DriftPolicy, Hysteresis
 
 
 def _spec(**sections) -> ModelSpec:
@@ -59,7 +59,7 @@ def test_a_duplicated_announcement_shares_its_key_and_the_next_announcement_does
     by_event = RetrainRequest(**{**_request(batch=None).to_dict(), "drift_event_id": "8b7a1b7b-1d3b-4f53-a579-b07"})
     key = loop.request_key(by_event, spec)
     assert key == loop.request_key(by_event, spec) and len(key) <= 63
-    from driftline.layout import retrain_claim
+    from driftline.storage.layout import retrain_claim
 
     assert retrain_claim("m", key).endswith(".json")
 
@@ -330,6 +330,6 @@ def test_a_rejected_answer_to_a_proven_drop_is_retried_with_twice_the_rows() -> 
     assert not loop.readiness(again, spec, window_batches=["b1"], rows_since_onset=1_999).ready
     assert loop.readiness(again, spec, window_batches=["b1"], rows_since_onset=2_000).ready
     assert loop.retry(_request(), 1_000) is None  # input drift: its candidate was no better, nothing to retry
-    from driftline.cooldown import answer_key
+    from driftline.loop.cooldown import answer_key
 
     assert answer_key(again) != answer_key(drop)  # the retry is a new answer, not a duplicate of the first

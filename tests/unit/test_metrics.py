@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from driftline.errors import InputError
-from driftline.metrics import auc, evaluate, log_loss, mae, per_row_loss, rmse, roc_auc
+from driftline.statistics.metrics import auc, evaluate, log_loss, mae, per_row_loss, rmse, roc_auc
 
 
 def test_both_aucs_agree_on_seeded_scores_with_ties() -> None:

@@ -14,10 +14,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from driftline import layout, mlflow_export
-from driftline.mlflow_export import Target
+from driftline.models import mlflow_export
+from driftline.models.mlflow_export import Target
 from driftline.settings import Settings
-from driftline.store import MemoryStore
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 
 METADATA = {
     "model": "example",

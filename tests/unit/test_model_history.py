@@ -8,10 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import layout, promotion, registry, reports
 from driftline.errors import IntegrityError
-from driftline.model_history import collect_history
-from driftline.store import MemoryStore
+from driftline.loop import promotion
+from driftline.models import registry
+from driftline.reports import renderings as reports
+from driftline.reports.model_history import collect_history
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_spec, parquet_bytes
 
 SPEC = example_spec("h")

@@ -12,10 +12,12 @@ import json
 
 import pytest
 
-from driftline import layout, monitoring, profiling
-from driftline.references import ReferenceCache
-from driftline.spec import PerformanceSpec
-from driftline.store import MemoryStore
+from driftline.data import profiling
+from driftline.data.references import ReferenceCache
+from driftline.loop import drift_checks as monitoring
+from driftline.models.spec import PerformanceSpec
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_batch, example_spec
 
 SPEC = example_spec("m")

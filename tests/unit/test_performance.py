@@ -20,11 +20,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from driftline import evaluation, layout, monitoring, performance, profiling
+from driftline.data import profiling
 from driftline.errors import InputError
-from driftline.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
-from driftline.metrics import per_row_loss
-from driftline.performance import (
+from driftline.events.records import DRIFT_DETECTED, PERFORMANCE_DEGRADED
+from driftline.loop import drift_checks as monitoring
+from driftline.loop import evaluation
+from driftline.models.spec import PerformanceSpec
+from driftline.statistics import performance
+from driftline.statistics.metrics import per_row_loss
+from driftline.statistics.performance import (
     PerformanceState,
     baseline_from_metadata,
     baseline_of,
@@ -33,9 +37,9 @@ from driftline.performance import (
     mark_alerted,
     start_monitor,
 )
-from driftline.sequential import confidence_sequence
-from driftline.spec import PerformanceSpec
-from driftline.store import MemoryStore
+from driftline.statistics.sequential import confidence_sequence
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_spec
 from tests.support import REPO
 

@@ -1,4 +1,4 @@
-"""driftline.pictures: how a stored figure is shown in the Prefect UI, per DRIFTLINE_UI_PICTURES."""
+"""driftline.reports.pictures: how a stored figure is shown in the Prefect UI, per DRIFTLINE_UI_PICTURES."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
-from driftline import pictures
 from driftline.errors import InputError
+from driftline.reports import pictures
 from driftline.settings import Settings
-from driftline.store import MemoryStore, S3Store
+from driftline.storage.store import MemoryStore, S3Store
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 KEY = "drift/example/b2.png"

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from driftline import prefect_http
 from driftline.cli import prefect_api
 from driftline.errors import InfrastructureError
-from driftline.events import DRIFT_DETECTED, new_event
+from driftline.events import prefect_http
+from driftline.events.records import DRIFT_DETECTED, new_event
 from tests.support import free_port, serve_http
 
 

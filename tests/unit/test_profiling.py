@@ -1,4 +1,4 @@
-"""driftline.profiling against stock whylogs: same profile as ``why.log`` on seeded data with known truth."""
+"""driftline.data.profiling against stock whylogs: same profile as ``why.log`` on seeded data with known truth."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline.errors import InputError
-from driftline.profiling import (
+from driftline.data.profiling import (
     BOOLEAN,
     INTEGRAL,
     NUMERIC,
@@ -30,7 +29,8 @@ from driftline.profiling import (
     row_count,
     serialize,
 )
-from driftline.whylogs_compat import dataset_profile_view_class, whylogs
+from driftline.data.whylogs_compat import dataset_profile_view_class, whylogs
+from driftline.errors import InputError
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView

@@ -1,4 +1,4 @@
-"""The fast paths of driftline.profiling give why.log's profile: presorted float runs, HLL on repeated values
+"""The fast paths of driftline.data.profiling give why.log's profile: presorted float runs, HLL on repeated values
 skipped, strings counted in one polars call, helper threads, cached metric resolution.
 
 Seeded data with known truth, compared with stock ``why.log`` on the same rows. KLL makes random choices,
@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from benchmarks.data import CATEGORY_COUNTS, mixed_frame
-from driftline.profiling import SORTED_RUN, Profiler, deserialize, profile_frame, serialize
-from driftline.whylogs_compat import whylogs
+from driftline.data.profiling import SORTED_RUN, Profiler, deserialize, profile_frame, serialize
+from driftline.data.whylogs_compat import whylogs
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView
@@ -135,7 +135,7 @@ def test_counts_and_types_equal_why_log(
 ) -> None:
     expected = _exact(theirs, column)
     if column == "with_nan_and_inf":
-        # By design (see driftline.profiling) infinities are counted apart, not as fractional values;
+        # By design (see driftline.data.profiling) infinities are counted apart, not as fractional values;
         # why.log counts them in both.
         expected["types/fractional"] -= int(np.isinf(frame.get_column(column).to_numpy()).sum())
     assert _exact(ours, column) == expected

@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 
-from driftline import promotion, registry
 from driftline.errors import ConflictError, InputError
-from driftline.store import S3Store
+from driftline.loop import promotion
+from driftline.models import registry
+from driftline.storage.store import S3Store
 
 MODEL = "credit"
 

@@ -10,9 +10,8 @@ import json
 
 import pytest
 
-from driftline import layout, profiling, registry
-from driftline.errors import ObjectNotFoundError
-from driftline.references import (
+from driftline.data import profiling
+from driftline.data.references import (
     REFERENCE_CACHE,
     Reference,
     ReferenceCache,
@@ -21,7 +20,10 @@ from driftline.references import (
     prepared_reference,
     resolve_reference,
 )
-from driftline.store import MemoryStore
+from driftline.errors import ObjectNotFoundError
+from driftline.models import registry
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_batch
 
 MODEL = "m"

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from driftline import layout, registry
 from driftline.errors import ConflictError, IntegrityError, ObjectNotFoundError
-from driftline.store import MemoryStore, ObjectStore, S3Store
+from driftline.models import registry
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore, ObjectStore, S3Store
 
 MODEL = "credit"
 

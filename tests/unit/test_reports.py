@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline.drift import DriftReport, compare_profiles
-from driftline.profiling import profile_frame
-from driftline.reports import drift_json, drift_json_bytes, drift_markdown, drift_png, drift_table_rows
+from driftline.data.profiling import profile_frame
+from driftline.reports.renderings import drift_json, drift_json_bytes, drift_markdown, drift_png, drift_table_rows
+from driftline.statistics.drift import DriftReport, compare_profiles
 
 N = 10_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -208,7 +208,7 @@ def test_table_rows_keep_names_and_put_the_most_severe_first(drifted_report: Dri
 
 
 def test_bounds_png_draws_history_and_survives_an_empty_one() -> None:
-    from driftline.reports import bounds_png
+    from driftline.reports.renderings import bounds_png
 
     history = [{"n": 500 * i, "estimate": -0.02, "lower": -0.02 - 1 / i, "upper": -0.02 + 1 / i} for i in range(1, 6)]
     assert bounds_png(history, "shadow").startswith(b"\x89PNG")

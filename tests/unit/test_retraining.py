@@ -14,12 +14,16 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from driftline import layout, loop, profiling, registry, retraining
-from driftline.cooldown import RetrainRequest
+from driftline.data import profiling
 from driftline.errors import ConflictError, InputError
-from driftline.spec import CooldownSpec, ModelSpec, WindowSpec
-from driftline.store import MemoryStore
-from driftline.validation import GateReport
+from driftline.loop import retraining
+from driftline.loop import rules as loop
+from driftline.loop.cooldown import RetrainRequest
+from driftline.models import registry
+from driftline.models.spec import CooldownSpec, ModelSpec, WindowSpec
+from driftline.models.validation import GateReport
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_batch, example_labels, example_spec, parquet_bytes
 
 ROWS = 1_500

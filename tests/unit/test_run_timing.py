@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from driftline.events import BATCH_ARRIVED, BATCH_PROFILED, DRIFT_DETECTED, LABELS_ARRIVED, RETRAIN_DUE
-from driftline.run_timing import STAGES, RunTiming, breakdown, with_triggers
+from driftline.events.records import BATCH_ARRIVED, BATCH_PROFILED, DRIFT_DETECTED, LABELS_ARRIVED, RETRAIN_DUE
+from driftline.reports.run_timing import STAGES, RunTiming, breakdown, with_triggers
 
 T0 = datetime(2026, 12, 2, 12, tzinfo=UTC)
 

@@ -40,7 +40,7 @@ from driftline.cli.s3_server import (
     write_compacted,
 )
 from driftline.errors import ConflictError, StackError
-from driftline.store import SHA256_METADATA_KEY, S3Store
+from driftline.storage.store import SHA256_METADATA_KEY, S3Store
 from tests.support import BIN, REPO, free_port
 
 BUCKET = "persist"

@@ -15,11 +15,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import layout, registry, scoring, training
 from driftline.errors import ObjectNotFoundError
-from driftline.scoring import ScoredBatch
-from driftline.spec import parse_spec
-from driftline.store import MemoryStore
+from driftline.models import registry, scoring, training
+from driftline.models.scoring import ScoredBatch
+from driftline.models.spec import parse_spec
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 
 SPEC = parse_spec(
     """

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from driftline import guard, performance, shadow
 from driftline.errors import InputError
-from driftline.sequential import fold_moments, fold_paired, moments_of
-from driftline.spec import GuardSpec, PerformanceSpec, ShadowSpec
+from driftline.models.spec import GuardSpec, PerformanceSpec, ShadowSpec
+from driftline.statistics import guard, performance, shadow
+from driftline.statistics.sequential import fold_moments, fold_paired, moments_of
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -20,7 +20,8 @@ import pytest
 from scipy import special
 
 from driftline.errors import InputError
-from driftline.sequential import (
+from driftline.models.spec import ShadowSpec
+from driftline.statistics.sequential import (
     bounds_verdict,
     confidence_sequence,
     cs_radius,
@@ -28,7 +29,7 @@ from driftline.sequential import (
     naive_z_verdict,
     optimal_rho2,
 )
-from driftline.shadow import (
+from driftline.statistics.shadow import (
     ShadowState,
     ShadowVerdict,
     decide,
@@ -37,7 +38,6 @@ from driftline.shadow import (
     per_row_losses,
     start_shadow,
 )
-from driftline.spec import ShadowSpec
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 RUNS = 2_000
@@ -430,7 +430,7 @@ def test_the_stdlib_lambert_w_and_normal_quantile_match_scipys_where_the_shadow_
     import numpy as np
     from scipy import special
 
-    from driftline.sequential import lambert_w_lower, normal_quantile
+    from driftline.statistics.sequential import lambert_w_lower, normal_quantile
 
     for alpha in np.concatenate([np.logspace(-12, np.log10(0.5), 300), np.linspace(0.5, 0.99, 100)]):
         x = -(alpha**2) / math.e

@@ -1,5 +1,5 @@
 """The `driftline shadow --json` document (docs/architecture.md section 8), built in the domain
-(``driftline.evaluation.shadow_status``)."""
+(``driftline.loop.evaluation.shadow_status``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from driftline import evaluation
-from driftline.shadow import decide, fold_batch, start_shadow
-from driftline.spec import ShadowSpec
-from driftline.store import MemoryStore
+from driftline.loop import evaluation
+from driftline.models.spec import ShadowSpec
+from driftline.statistics.shadow import decide, fold_batch, start_shadow
+from driftline.storage.store import MemoryStore
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 POLICY = ShadowSpec(alpha=0.05, min_rows=1_000, max_rows=20_000, planned_rows=10_000, max_latency_ratio=None)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from driftline.spec import ModelSpec, SpecError, load_spec, parse_spec
+from driftline.models.spec import ModelSpec, SpecError, load_spec, parse_spec
 
 MINIMAL = {
     "name": "m",

@@ -1,13 +1,13 @@
-"""The one way to read a model's spec from S3, and what doctor says when it is missing (``driftline.spec``)."""
+"""The one way to read a model's spec from S3, and what doctor says when it is missing (``driftline.models.spec``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from driftline import layout
 from driftline.errors import InputError, ObjectNotFoundError
-from driftline.spec import SpecError, missing_spec_problem, read_spec
-from driftline.store import MemoryStore
+from driftline.models.spec import SpecError, missing_spec_problem, read_spec
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 from tests.batches import example_spec
 
 

@@ -18,7 +18,7 @@ from driftline.errors import (
     StoreUnavailableError,
 )
 from driftline.settings import Settings
-from driftline.store import MemoryStore, ObjectStore, S3Store, open_store
+from driftline.storage.store import MemoryStore, ObjectStore, S3Store, open_store
 
 
 def _s3(endpoint: str, bucket: str, prefix: str = "") -> S3Store:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from driftline.errors import ConflictError, IntegrityError, ObjectNotFoundError
-from driftline.store import MemoryStore, ObjectStore, S3Store
+from driftline.storage.store import MemoryStore, ObjectStore, S3Store
 
 KEY = "datasets/m/batches/foreign.parquet"
 

@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
 from driftline.errors import ConflictError, InfrastructureError, StoreUnavailableError
-from driftline.store import S3Store
+from driftline.storage.store import S3Store
 
 
 class _Body:

@@ -14,12 +14,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from driftline import profiling, synth, training
 from driftline.cli import synth_command
-from driftline.drift import compare_profiles
+from driftline.data import profiling
 from driftline.errors import InputError
-from driftline.metrics import auc
-from driftline.spec import ModelSpec, load_spec, parse_spec
+from driftline.models import training
+from driftline.models.spec import ModelSpec, load_spec, parse_spec
+from driftline.replay import synth
+from driftline.statistics.drift import compare_profiles
+from driftline.statistics.metrics import auc
 from tests.batches import example_batch, example_labels
 from tests.support import REPO
 

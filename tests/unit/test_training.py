@@ -17,11 +17,12 @@ import polars as pl
 import pytest
 import xgboost
 
-from driftline import layout, training
 from driftline.errors import InputError, ObjectNotFoundError
-from driftline.metrics import auc, evaluate, per_row_loss
-from driftline.spec import ModelSpec, parse_spec
-from driftline.store import MemoryStore
+from driftline.models import training
+from driftline.models.spec import ModelSpec, parse_spec
+from driftline.statistics.metrics import auc, evaluate, per_row_loss
+from driftline.storage import layout
+from driftline.storage.store import MemoryStore
 
 SEED = 20_261_126
 ROWS_PER_BATCH = 800

@@ -24,11 +24,10 @@ import polars as pl
 import pytest
 import xgboost
 
-from driftline import training
 from driftline.errors import InputError
-from driftline.metrics import log_loss, mae, rmse, roc_auc
-from driftline.spec import Features, GatesSpec, ModelSpec
-from driftline.validation import (
+from driftline.models import training
+from driftline.models.spec import Features, GatesSpec, ModelSpec
+from driftline.models.validation import (
     CHAMPION_GATE,
     GateReport,
     GateResult,
@@ -37,6 +36,7 @@ from driftline.validation import (
     evaluate_gates,
     paired_bootstrap_differences,
 )
+from driftline.statistics.metrics import log_loss, mae, rmse, roc_auc
 
 N_ROWS = 4_000
 SEED = 7

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from driftline import validation
+from driftline.models import validation
 from tests.unit.test_validation import GOOD, binary_holdout, binary_spec, booster_model, busy_machine, evaluate, gate
 
 LARGE_ROWS = 120_000  # over ROBUSTNESS_MAX_ROWS, so the robustness gate samples

@@ -1,0 +1,1 @@
+"""Statistics: drift between profiles, metrics, and the sequential tests (shadow, guard, performance)."""
