@@ -7,7 +7,7 @@
   the candidate's holdout, with as many rounds as the candidate: a 50-round champion made the throughput
   gate's 2.5x batch-time limit a coin toss against a 200-round candidate). Timed: from a
   ``RetrainRequest(trigger="drift")`` through the storm-control admission and claim
-  (``loop.request_key``, ``loop.admit``), ``retraining.prepare_window``, ``loop.readiness`` and the
+  (``rules.request_key``, ``rules.admit``), ``retraining.prepare_window``, ``rules.readiness`` and the
   answer claim (the flow's order),
   ``retraining.build_candidate(nthread=2)`` (train, every default gate including the champion
   comparison, registration with the merged reference profile) and ``retraining.place_candidate`` (the
@@ -206,8 +206,7 @@ def reset_for_rerun(store, previous: dict) -> None:
 
 def timed_retrain(store, spec, champion: str, onset: str) -> dict:
     """The drift -> candidate-in-shadow path, with our own stage timers."""
-    from driftline.loop import cooldown, retraining
-    from driftline.loop import rules as loop
+    from driftline.loop import cooldown, retraining, rules
     from driftline.loop.cooldown import RetrainRequest
     from driftline.models import registry
 
@@ -227,8 +226,8 @@ def timed_retrain(store, spec, champion: str, onset: str) -> dict:
     )
     # The flow's order (flows/retrain.py): admission and its claim, the window, readiness, the answer claim.
     shadow = registry.read_alias(store, MODEL, "shadow")
-    key = loop.request_key(request, spec)
-    admission = loop.admit(
+    key = rules.request_key(request, spec)
+    admission = rules.admit(
         request,
         spec,
         shadow_version=shadow.version if shadow else None,
@@ -242,7 +241,7 @@ def timed_retrain(store, spec, champion: str, onset: str) -> dict:
     marks["window"] = time.perf_counter() - mark
     if window.data is None:
         raise AssertionError(f"no window: {window.shortfall}")
-    readiness = loop.readiness(
+    readiness = rules.readiness(
         request,
         spec,
         window_batches=window.batch_ids,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from driftline.events.records import CANDIDATE_REGISTERED, CANDIDATE_REJECTED, MODEL_PROMOTED
-from driftline.loop import rules as loop
+from driftline.loop import rules
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.retrain import (
@@ -42,14 +42,14 @@ def retrain(
     for reason in admission.reasons:
         print(reason)
     if not admission.proceed:
-        if loop.waits(request, admission):
+        if rules.waits(request, admission):
             # Kept, so the labels re-check retrains once the shadow test has decided.
             wait_for_labels(request, "; ".join(admission.reasons))
         return {"model": model, "outcome": admission.outcome, "reasons": admission.reasons}
 
     window = prepare_window(spec, request)
     if request.trigger == "drift":
-        readiness = loop.readiness(
+        readiness = rules.readiness(
             request,
             spec,
             window_batches=window.batch_ids,
@@ -72,7 +72,7 @@ def retrain(
     if candidate.decision == "rejected":
         publish(model, CANDIDATE_REJECTED, candidate.event_payload())
         print(f"{candidate.version} rejected: {'; '.join(candidate.reasons)}")
-        again = loop.retry(request, window.rows_since_onset)
+        again = rules.retry(request, window.rows_since_onset)
         if again is not None:
             wait_for_labels(
                 again, f"{candidate.version} rejected; retried once {again.min_rows_since_onset} rows follow"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from driftline.events.records import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, RETRAIN_DUE, SHADOW_DECIDED
-from driftline.loop import rules as loop
+from driftline.loop import rules
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.shadow import (
@@ -43,7 +43,7 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
         # Final on this very batch: announced once, however often the batch is evaluated again.
         outcome["shadow_final"] = verdict.final and bool(state.batch_ids) and state.batch_ids[-1] == batch_id
         if outcome["shadow_final"]:
-            if loop.shadow_action(verdict.verdict) == "retire":
+            if rules.shadow_action(verdict.verdict) == "retire":
                 retire_candidate(model, state.candidate, f"shadow {verdict.verdict}: {verdict.reasons[0]}")
             publish(
                 model,

@@ -9,9 +9,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from driftline.data import batches, distributed
-from driftline.loop import drift_checks as monitoring
+from driftline.loop import drift_checks
 from driftline.models.spec import ModelSpec, read_spec
-from driftline.reports import renderings as reports
+from driftline.reports import renderings
 from driftline.settings import Settings
 from driftline.storage import layout
 from tasks.common import artifact_key, store
@@ -49,33 +49,33 @@ def quarantine_misnamed_batch(model: str, key: str) -> str:
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def check_drift(spec: ModelSpec, batch_id: str) -> monitoring.DriftCheck:
+def check_drift(spec: ModelSpec, batch_id: str) -> drift_checks.DriftCheck:
     """Compare the batch's profile with the reference and decide on drift."""
-    return monitoring.check_batch_drift(store(), spec, batch_id)
+    return drift_checks.check_batch_drift(store(), spec, batch_id)
 
 
 @task(cache_policy=NO_CACHE)
-def publish_drift_artifacts(check: monitoring.DriftCheck) -> None:
+def publish_drift_artifacts(check: drift_checks.DriftCheck) -> None:
     """A markdown report and a per-feature table, keyed per model (latest wins in the UI)."""
     title = f"Drift of batch {check.batch_id} ({check.model})"
-    markdown = reports.drift_markdown(check.report, title=title)
+    markdown = renderings.drift_markdown(check.report, title=title)
     markdown += f"\nReference: `{check.reference.key}`; report: `{check.report_key}`.\n"
     if check.reasons:
         markdown += "\n" + "\n".join(f"- {reason}" for reason in check.reasons if reason not in check.report.reasons)
     create_markdown_artifact(key=artifact_key("drift", check.model), markdown=markdown, description=title)
     create_table_artifact(
         key=artifact_key("drift-table", check.model),
-        table=reports.drift_table_rows(check.report),
+        table=renderings.drift_table_rows(check.report),
         description=title,
     )
 
 
 @task(cache_policy=NO_CACHE)
-def publish_drift_picture(check: monitoring.DriftCheck) -> None:
+def publish_drift_picture(check: drift_checks.DriftCheck) -> None:
     """The drift report's PNG beside its markdown and table (DRIFTLINE_UI_PICTURES says how)."""
     publish_picture(
         artifact_key("drift-plot", check.model),
         layout.drift_plot(check.model, check.batch_id),
-        lambda: reports.drift_png(check.report),
+        lambda: renderings.drift_png(check.report),
         f"Drift of batch {check.batch_id} ({check.model})",
     )

@@ -14,8 +14,7 @@ from prefect.runtime import flow_run
 
 from driftline.data import distributed
 from driftline.errors import InfrastructureError, InputError, ObjectNotFoundError
-from driftline.loop import cooldown, retraining
-from driftline.loop import rules as loop
+from driftline.loop import cooldown, retraining, rules
 from driftline.loop.cooldown import RetrainRequest
 from driftline.loop.rules import Admission
 from driftline.models import registry
@@ -45,7 +44,7 @@ def build_request(
         if pending is None:
             return None
         champion = registry.read_alias(store(), model, "champion")
-        stale = loop.stale_pending(pending, champion.version if champion else None)
+        stale = rules.stale_pending(pending, champion.version if champion else None)
         if stale:
             print(stale)
             cooldown.clear_pending(store(), model)
@@ -66,19 +65,19 @@ def build_request(
         drift_kind=drift_kind if drift_kind in ("input", "performance", "prediction") else None,
     )
     if request.trigger == "drift":
-        request = loop.keep_earliest_onset(request, cooldown.read_pending(store(), model))
+        request = rules.keep_earliest_onset(request, cooldown.read_pending(store(), model))
     return request
 
 
 @task(cache_policy=NO_CACHE)
 def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) -> Admission:
-    """Admit by ``loop.admit`` (duplicate, shadow slot), then create its claim; a lost claim is a duplicate."""
+    """Admit by ``rules.admit`` (duplicate, shadow slot), then create its claim; a lost claim is a duplicate."""
     shadow = registry.read_alias(store(), spec.name, "shadow")
     shadow_version = shadow.version if shadow else None
-    key = None if rechecking else loop.request_key(request, spec)
+    key = None if rechecking else rules.request_key(request, spec)
     claimed_before = key is not None and cooldown.is_claimed(store(), request.model, key)
     champion = registry.read_alias(store(), spec.name, "champion")
-    admission = loop.admit(
+    admission = rules.admit(
         request,
         spec,
         shadow_version=shadow_version,
@@ -87,7 +86,7 @@ def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) ->
         rechecking=rechecking,
     )
     if admission.proceed and admission.key is not None and not cooldown.claim(store(), request, admission.key):
-        return loop.lost_claim(request, admission.key)
+        return rules.lost_claim(request, admission.key)
     return admission
 
 

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 
 from driftline.errors import IntegrityError
-from driftline.loop import drift_checks as monitoring
+from driftline.loop import drift_checks
 from driftline.models import registry, scoring
 from driftline.models.spec import ModelSpec
 from driftline.settings import Settings
@@ -70,10 +70,10 @@ def write_scoring_summary(
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def check_prediction_drift(
     spec: ModelSpec, batch: pl.DataFrame, batch_id: str, version: str
-) -> monitoring.PredictionDriftCheck:
+) -> drift_checks.PredictionDriftCheck:
     """The champion's predictions of the batch against those on its holdout, joined to the drift report."""
     onset = scoring.event_time_min(batch, spec)
-    return monitoring.check_prediction_drift(store(), spec, batch_id, version, drift_onset=onset)
+    return drift_checks.check_prediction_drift(store(), spec, batch_id, version, drift_onset=onset)
 
 
 @task(cache_policy=NO_CACHE)
@@ -82,7 +82,7 @@ def publish_scoring_artifact(
     batch_id: str,
     scored: list[scoring.ScoredBatch],
     failed: dict[str, tuple[str, str]],
-    prediction: monitoring.PredictionDriftCheck,
+    prediction: drift_checks.PredictionDriftCheck,
 ) -> None:
     """Operational metrics of the batch per model as a table (latest batch per model in the UI)."""
     rows = scoring.metrics_table(scoring.summarize(scored, failed))

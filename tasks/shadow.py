@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from driftline.loop import cooldown, evaluation, promotion
 from driftline.models import registry
 from driftline.models.spec import ModelSpec, read_spec
-from driftline.reports import renderings as reports
+from driftline.reports import renderings
 from driftline.reports.model_history import collect_history
 from driftline.settings import Settings
 from driftline.storage import layout
@@ -55,7 +55,7 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
     publish_picture(
         artifact_key("shadow-plot", state.model),
         layout.shadow_plot(state.model, state.candidate),
-        lambda: reports.bounds_png(state.history, title),
+        lambda: renderings.bounds_png(state.history, title),
         title,
     )
     rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
@@ -102,7 +102,7 @@ def _monitor_png(model: str) -> bytes:
     """`driftline monitor --png` over the model's last DRIFTLINE_UI_MONITOR_BATCHES batches."""
     spec = read_spec(store(), model)
     history = collect_history(store(), spec, last=Settings().ui_monitor_batches, read_all=False)
-    return reports.history_png(history.to_dict())
+    return renderings.history_png(history.to_dict())
 
 
 @task(cache_policy=NO_CACHE)

@@ -72,7 +72,7 @@ def drift(
     """
     from driftline.data import profiling
     from driftline.models.spec import load_spec
-    from driftline.reports import renderings as reports
+    from driftline.reports import renderings
     from driftline.statistics.drift import compare_profiles
 
     reference_view = profiling.read_profile(reference)
@@ -96,16 +96,16 @@ def drift(
         }
     report = compare_profiles(reference_view, current_view, **options)
     if png is not None:
-        png.write_bytes(reports.drift_png(report))
+        png.write_bytes(renderings.drift_png(report))
         console.print(f"wrote {safe(png)}")
     if markdown is not None:
-        markdown.write_text(reports.drift_markdown(report))
+        markdown.write_text(renderings.drift_markdown(report))
         console.print(f"wrote {safe(markdown)}")
     if json_output:
-        out.print_json(json.dumps(reports.drift_json(report)))
+        out.print_json(json.dumps(renderings.drift_json(report)))
     else:
         table = Table("feature", "statistic", "value", "threshold", "floor", "verdict")
-        for row in reports.drift_table_rows(report):
+        for row in renderings.drift_table_rows(report):
             colour = {"drift": "red", "possible": "yellow", "none": "green"}[row["verdict"]]
             table.add_row(
                 safe(row["feature"]),

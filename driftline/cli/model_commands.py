@@ -194,7 +194,7 @@ def monitor(
     Example:  driftline monitor example --last 30 --png monitor.png
     """
     from driftline.models.spec import read_spec
-    from driftline.reports import renderings as reports
+    from driftline.reports import renderings
     from driftline.reports.model_history import collect_history
     from driftline.storage.layout import validate_name
 
@@ -204,7 +204,7 @@ def monitor(
     history = collect_history(store, spec, last=last)
     document = history.to_dict()
     if png is not None:
-        png.write_bytes(reports.history_png(document))
+        png.write_bytes(renderings.history_png(document))
         console.print(f"wrote {safe(png)}")
     if json_output:
         out.print_json(json.dumps(document, default=str))

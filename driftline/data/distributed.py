@@ -539,23 +539,22 @@ def _part_facts(part: _Part, spec: ModelSpec) -> dict[str, Any]:
 
 
 def _restrict_part(part: _Part, spec: ModelSpec, newest: Any, onset: str | None) -> tuple[_Part, int]:
-    """``restrict_days`` with the window's newest time; the rows at or after ``onset`` (``loop.rows_since``)."""
-    from driftline.loop import retraining
-    from driftline.loop import rules as loop
+    """``restrict_days`` with the window's newest time; the rows at or after ``onset`` (``rules.rows_since``)."""
+    from driftline.loop import retraining, rules
 
     frame = retraining.restrict_days_from(part.frame, spec, newest)
-    return _part(frame, spec, part.joined, part.time_kind), loop.rows_since(frame, spec, onset)
+    return _part(frame, spec, part.joined, part.time_kind), rules.rows_since(frame, spec, onset)
 
 
 def _weigh_part(part: _Part, spec: ModelSpec, onset: str, weight: float) -> _Part:
-    """``loop.onset_weights``' column, once the window-wide rule said the window is weighted."""
-    from driftline.loop import rules as loop
+    """``rules.onset_weights``' column, once the window-wide rule said the window is weighted."""
+    from driftline.loop import rules
 
     frame = part.frame
-    after = loop._at_or_after(frame, spec, onset) if frame.height else pl.Series([], dtype=pl.Boolean)
+    after = rules._at_or_after(frame, spec, onset) if frame.height else pl.Series([], dtype=pl.Boolean)
     weights = np.where(after.to_numpy(), 1.0, weight).astype(np.float32)
-    weighted = frame.with_columns(pl.Series(loop.WEIGHT_COLUMN, weights))
-    weighted = weighted.filter(pl.col(loop.WEIGHT_COLUMN) > 0) if weight == 0 else weighted
+    weighted = frame.with_columns(pl.Series(rules.WEIGHT_COLUMN, weights))
+    weighted = weighted.filter(pl.col(rules.WEIGHT_COLUMN) > 0) if weight == 0 else weighted
     return _part(weighted, spec, part.joined, part.time_kind)
 
 
@@ -699,7 +698,7 @@ class DaskWindow:
         onset: str | None = None,
         drift_kind: str | None = None,
     ) -> None:
-        from driftline.loop import rules as loop
+        from driftline.loop import rules
 
         if not parts:
             raise InputError(f"model {spec.name!r}: no batches in the window")
@@ -749,8 +748,8 @@ class DaskWindow:
         heights = [height for height, _ in pairs]
         self.rows_since_onset = sum(since for _, since in pairs) if onset is not None else sum(heights)
         self.futures = [self._on(w, _first, r) for r, w in zip(restricted, self.placement, strict=True)]
-        # loop.onset_weights' rule, on the window's counts.
-        weight = loop.onset_weight(spec, drift_kind)
+        # rules.onset_weights' rule, on the window's counts.
+        weight = rules.onset_weight(spec, drift_kind)
         newer, height = self.rows_since_onset, sum(heights)
         self.weighted = not (
             onset is None

@@ -25,7 +25,7 @@ from driftline.data.references import (
     resolve_reference,
 )
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.loop import rules as loop
+from driftline.loop import rules
 from driftline.models import registry, scoring
 from driftline.models.spec import ModelSpec
 from driftline.reports.renderings import drift_json_bytes
@@ -44,7 +44,7 @@ class DriftCheck:
     report: DriftReport
     report_key: str
     reference: Reference
-    triggered: bool  # drift announced: a new episode, or one that grew (``loop.observe_drift``)
+    triggered: bool  # drift announced: a new episode, or one that grew (``rules.observe_drift``)
     reasons: list[str] = field(default_factory=list)
     duplicate: bool = False  # another run already stored this batch's report
     declared: bool = False  # drift declared (hysteresis met), announced or not
@@ -118,16 +118,16 @@ def check_batch_drift(
 
 def observe_drift(
     store: ObjectStore, spec: ModelSpec, batch_id: str, report: DriftReport, reference: str | None
-) -> loop.DriftDeclaration:
-    """Fold the batch's drift verdict into the model's drift watch (``loop.observe_drift``, compare-and-swap)."""
-    declared: list[loop.DriftDeclaration] = []
+) -> rules.DriftDeclaration:
+    """Fold the batch's drift verdict into the model's drift watch (``rules.observe_drift``, compare-and-swap)."""
+    declared: list[rules.DriftDeclaration] = []
 
     def fold(current: Any) -> dict[str, Any]:
-        watch, declaration = loop.observe_drift(loop.DriftWatch.from_dict(current), batch_id, report, reference, spec)
+        watch, declaration = rules.observe_drift(rules.DriftWatch.from_dict(current), batch_id, report, reference, spec)
         declared[:] = [declaration]
         return watch.to_dict()
 
-    update_json(store, layout.drift_history(spec.name), lambda: loop.DriftWatch().to_dict(), fold)
+    update_json(store, layout.drift_history(spec.name), lambda: rules.DriftWatch().to_dict(), fold)
     return declared[0]
 
 

@@ -18,7 +18,7 @@ import polars as pl
 
 from driftline.data import profiling
 from driftline.errors import ConflictError, InputError, ObjectNotFoundError
-from driftline.loop import rules as loop
+from driftline.loop import rules
 from driftline.loop.cooldown import RetrainRequest
 from driftline.models import registry, training, validation
 from driftline.models.spec import ModelSpec
@@ -78,7 +78,7 @@ def decide_placement(
     report: validation.GateReport, has_champion: bool, task: str = "binary", champion_degraded: bool = False
 ) -> tuple[Decision, list[str]]:
     """Where a new candidate goes: ``driftline.loop.rules.decide_placement``."""
-    return loop.decide_placement(report, has_champion, task, champion_degraded)
+    return rules.decide_placement(report, has_champion, task, champion_degraded)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class ClusterWindow:
 
     parts: list[Any]
     rows: int  # rows that train, early-stop or hold out (after ``restrict_days`` and zero onset weights)
-    weighted: bool  # the rows carry ``loop.WEIGHT_COLUMN``
+    weighted: bool  # the rows carry ``rules.WEIGHT_COLUMN``
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class PreparedWindow:
     """The assembled training window and whether a drift-triggered retrain may use it yet."""
 
     data: training.TrainingData | None  # None: not enough labelled data yet (see ``shortfall``)
-    frame: pl.DataFrame  # what trains: with a weight column favouring the onset (``loop.onset_weights``)
+    frame: pl.DataFrame  # what trains: with a weight column favouring the onset (``rules.onset_weights``)
     rows_since_onset: int
     shortfall: str | None = None
     notes: list[str] = field(default_factory=list)  # e.g. labelled batches skipped because quarantined
@@ -117,7 +117,7 @@ class PreparedWindow:
 
     @property
     def weighted(self) -> bool:
-        return self.cluster.weighted if self.cluster is not None else loop.WEIGHT_COLUMN in self.frame.columns
+        return self.cluster.weighted if self.cluster is not None else rules.WEIGHT_COLUMN in self.frame.columns
 
 
 class ClusterTrainer(Protocol):
@@ -183,8 +183,8 @@ def prepare_window(store: ObjectStore, spec: ModelSpec, request: RetrainRequest)
         return PreparedWindow(None, pl.DataFrame(), 0, shortfall=str(error), notes=notes)
     frame = restrict_days(data.frame, spec)
     onset = request.drift_onset if request.trigger == "drift" else None
-    weighted = loop.onset_weights(frame, spec, onset, request.drift_kind)
-    return PreparedWindow(data, weighted, loop.rows_since(frame, spec, onset), notes=notes)
+    weighted = rules.onset_weights(frame, spec, onset, request.drift_kind)
+    return PreparedWindow(data, weighted, rules.rows_since(frame, spec, onset), notes=notes)
 
 
 @dataclass(frozen=True)
@@ -287,7 +287,7 @@ def build_candidate(
     report = dataclasses.replace(report, notes=[*window.notes, *split.notes, *trained.notes])
     timings["gates_seconds"] = round(time.monotonic() - mark, 3)
     decision, reasons = decide_placement(
-        report, has_champion=parent is not None, task=spec.task, champion_degraded=loop.answers_drop(request)
+        report, has_champion=parent is not None, task=spec.task, champion_degraded=rules.answers_drop(request)
     )
 
     version = registry.new_version_id()
@@ -305,7 +305,7 @@ def build_candidate(
             "training_batches": [asdict(batch) for batch in window.data.batches],
             "unlabelled_batches": list(window.data.unlabelled),
             "training_rows": window.rows,
-            # The onset the window's weights favour (``loop.onset_weights``), None when unweighted.
+            # The onset the window's weights favour (``rules.onset_weights``), None when unweighted.
             "favours_onset": request.drift_onset if window.weighted else None,
             "reference_profile": reference_key,
             "drift_event_id": request.drift_event_id,

@@ -49,8 +49,7 @@ import xgboost
 
 from driftline.data import profiling
 from driftline.errors import InputError
-from driftline.loop import retraining
-from driftline.loop import rules as loop
+from driftline.loop import retraining, rules
 from driftline.loop.cooldown import RetrainRequest
 from driftline.models import scoring, training, validation
 from driftline.models.spec import ModelSpec
@@ -403,9 +402,9 @@ class _Lab:
     def model(self, window: tuple[int, ...], onset: str | None = None, kind: str | None = None) -> _Model:
         spec = self.spec
         whole = self.window_frame(window)
-        frame = loop.onset_weights(whole, spec, onset, kind)
-        weighted = onset if frame.height != whole.height or loop.WEIGHT_COLUMN in frame.columns else None
-        key = (window, weighted, loop.onset_weight(spec, kind) if weighted else None)
+        frame = rules.onset_weights(whole, spec, onset, kind)
+        weighted = onset if frame.height != whole.height or rules.WEIGHT_COLUMN in frame.columns else None
+        key = (window, weighted, rules.onset_weight(spec, kind) if weighted else None)
         if key in self.models:
             return self.models[key]
         name = f"m{self.batches[window[-1]].batch_id.removeprefix('b')}"
@@ -520,7 +519,7 @@ class _Lab:
         return tuple(int(batch_id.removeprefix("b")) for batch_id in ids)
 
     def rows_since(self, window: tuple[int, ...], onset: str | None) -> int:
-        return loop.rows_since(self.window_frame(window), self.spec, onset) if window else 0
+        return rules.rows_since(self.window_frame(window), self.spec, onset) if window else 0
 
 
 # ----------------------------------------------------------------------------------------------- replay
@@ -545,7 +544,7 @@ class _Replay:
         self.guard_state: guard.GuardState | None = None
         self.monitors: dict[str, performance.PerformanceState] = {}  # per champion, as production keeps them
         self.scored: dict[int, set[str]] = {}  # batch -> every model that scored it
-        self.watch = loop.DriftWatch()
+        self.watch = rules.DriftWatch()
         self.claims: set[str] = set()
         self.pending: RetrainRequest | None = None
         self.labelled_through = first_served - 1 - delay  # newest batch whose labels are in
@@ -568,7 +567,7 @@ class _Replay:
         declaration = None
         if self.policy.kind != "oracle":
             report = lab.drift_report(self.champion, t)
-            self.watch, declaration = loop.observe_drift(self.watch, batch.batch_id, report, self.champion.name, spec)
+            self.watch, declaration = rules.observe_drift(self.watch, batch.batch_id, report, self.champion.name, spec)
             if declaration.declared:
                 events.append(
                     f"input drift: {', '.join(report.drifted_features[:5])} (score {report.score:.2f})"
@@ -650,7 +649,7 @@ class _Replay:
                 state = self.shadow_state or shadow.start_shadow(spec.name, candidate.name, champion.name, now=now)
                 self.shadow_state = shadow.fold_batch(state, differences, batch.batch_id, policy=spec.shadow, now=now)
                 verdict = shadow.decide(self.shadow_state, spec.shadow, now)
-                action = loop.shadow_action(verdict.verdict)
+                action = rules.shadow_action(verdict.verdict)
                 if action != "continue":
                     self._decide(t, f"shadow {verdict.verdict}")
                 if action == "promote":
@@ -730,10 +729,10 @@ class _Replay:
             reference_version=reference or self.champion.name,
             drift_kind=kind,
         )
-        request = loop.keep_earliest_onset(request, self.pending)
+        request = rules.keep_earliest_onset(request, self.pending)
         shadow_version = self.candidate.name if self.candidate else None
-        key = loop.request_key(request, spec)
-        admission = loop.admit(
+        key = rules.request_key(request, spec)
+        admission = rules.admit(
             request,
             spec,
             shadow_version=shadow_version,
@@ -745,21 +744,21 @@ class _Replay:
         if not admission.proceed:
             events.append(f"{why}: no retrain now, {admission.reasons[0]}")
             self._decide(t, f"request {admission.outcome}")
-            if loop.waits(request, admission):
+            if rules.waits(request, admission):
                 self.pending = request
             return
         self._ready_then_train(t, request, why, events)
 
     def _recheck(self, t: int, events: list[str]) -> None:
         assert self.pending is not None
-        stale = loop.stale_pending(self.pending, self.champion.name)
+        stale = rules.stale_pending(self.pending, self.champion.name)
         if stale:
             events.append(stale)
             self.pending = None
             return
         request = self.pending
         shadow_version = self.candidate.name if self.candidate else None
-        admission = loop.admit(
+        admission = rules.admit(
             request, self.spec, shadow_version=shadow_version, champion=self.champion.name, rechecking=True
         )
         if admission.proceed:
@@ -772,7 +771,7 @@ class _Replay:
         shortfall = None
         if rows < spec.window.min_labelled_rows:
             shortfall = f"{rows} labelled row(s) < window.min_labelled_rows {spec.window.min_labelled_rows}"
-        ready = loop.readiness(
+        ready = rules.readiness(
             request,
             spec,
             window_batches=[lab.batches[i].batch_id for i in window],
@@ -785,8 +784,8 @@ class _Replay:
             return
         self.pending = None
         model = lab.model(window, request.drift_onset, request.drift_kind)
-        placed = self._train_and_place(t, model, why, events, loop.answers_drop(request))
-        if placed == "rejected" and (again := loop.retry(request, since)):
+        placed = self._train_and_place(t, model, why, events, rules.answers_drop(request))
+        if placed == "rejected" and (again := rules.retry(request, since)):
             events.append(f"the drop stays proven: retried once {again.min_rows_since_onset} rows follow its onset")
             self.pending = again
 
@@ -814,7 +813,7 @@ class _Replay:
         events.append(f"{why} retrain: {model.name} on {len(model.window)} batch(es) {window}{weighted}")
         report, seconds = lab.gate(model, self.champion)
         self.train_seconds += seconds
-        decision, reasons = loop.decide_placement(
+        decision, reasons = rules.decide_placement(
             report, has_champion=True, task=self.spec.task, champion_degraded=drop
         )
         self._decide(t, f"placed {decision}")

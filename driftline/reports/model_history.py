@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from driftline.errors import ObjectNotFoundError
-from driftline.loop import drift_checks as monitoring
+from driftline.loop import drift_checks
 from driftline.models import registry, scoring
 from driftline.models.spec import ModelSpec
 from driftline.statistics import metrics
@@ -140,7 +140,7 @@ def collect_history(
     performance = performance_points(store, model, {v for v in champions if v})
     for batch_id in batch_ids:
         report = _json(store, layout.drift_report(model, batch_id)) or {}
-        prediction = report.get("prediction") or monitoring.read_prediction_drift(store, model, batch_id) or {}
+        prediction = report.get("prediction") or drift_checks.read_prediction_drift(store, model, batch_id) or {}
         summary = _json(store, layout.scoring_summary(model, batch_id))
         served = served_metric(store, spec, batch_id, summary) if summary else None
         champion, metric, labelled = served if served else (None, None, 0)

@@ -17,8 +17,7 @@ import pytest
 
 from driftline.cli import prefect_api
 from driftline.events.records import PERFORMANCE_DEGRADED, model_resource_id
-from driftline.loop import drift_checks as monitoring
-from driftline.loop import evaluation
+from driftline.loop import drift_checks, evaluation
 from driftline.models import registry
 from driftline.settings import Settings
 from driftline.storage import layout
@@ -97,7 +96,7 @@ def test_a_concept_change_without_input_drift_degrades_the_champion_and_retrains
     report = json.loads(store.get(layout.drift_report(model, batch_id)))
     assert report["drift"] is False
     assert report["prediction"]["version"] == champion and report["prediction"]["drift"] is False
-    assert monitoring.read_prediction_drift(store, model, batch_id) == report["prediction"]
+    assert drift_checks.read_prediction_drift(store, model, batch_id) == report["prediction"]
     summary = json.loads(store.get(layout.scoring_summary(model, batch_id)))[champion]
     assert summary["rows"] == ROWS and summary["status"] == "scored"
     assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"]

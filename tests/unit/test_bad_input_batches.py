@@ -23,8 +23,7 @@ from driftline.data.batches import (
 )
 from driftline.errors import InputError, IntegrityError, InvalidNameError
 from driftline.events.sink import MemoryEventSink
-from driftline.loop import drift_checks as monitoring
-from driftline.loop import retraining
+from driftline.loop import drift_checks, retraining
 from driftline.loop.cooldown import RetrainRequest
 from driftline.models.spec import ModelSpec, parse_spec
 from driftline.storage import layout
@@ -225,7 +224,7 @@ def test_column_names_with_spaces_dots_capitals_and_unicode_profile_and_check_dr
         store.create(layout.batch_data("weird", batch_id), parquet_bytes(batch(seed)))
         profiled = _process(store, spec, batch_id)
         assert profiled.check.ok, profiled.check.message()
-        check = monitoring.check_batch_drift(store, spec, batch_id)
+        check = drift_checks.check_batch_drift(store, spec, batch_id)
         assert set(check.report.features) == {"Income (€)", "debt.ratio", "Ünïcode Âge", "Region Name"}
     misnamed = batch(3).rename({"Income (€)": "income (€)"})  # capitals matter: a different column
     store.create(layout.batch_data("weird", "b3"), parquet_bytes(misnamed))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from driftline.loop import cooldown
-from driftline.loop import rules as loop
+from driftline.loop import cooldown, rules
 from driftline.loop.cooldown import RetrainRequest
 from driftline.storage.store import MemoryStore
 
@@ -49,17 +48,17 @@ def test_lasting_drift_keeps_the_first_onset_so_a_waiting_retrain_can_ever_run()
     first = _drift("2026-01-08T00:00:00", event="e1")
     cooldown.record_pending(store, first, "waiting")
     later = _drift("2026-01-10T00:00:00+00:00", event="e2")  # the next cooldown window, same drift
-    kept = loop.keep_earliest_onset(later, cooldown.read_pending(store, "m"))
+    kept = rules.keep_earliest_onset(later, cooldown.read_pending(store, "m"))
     assert (kept.drift_onset, kept.drift_event_id) == ("2026-01-08T00:00:00", "e1")
     cooldown.record_pending(store, later, "still waiting")
     assert cooldown.read_pending(store, "m").drift_onset == "2026-01-08T00:00:00"
     # An earlier onset, or another reference (a new champion), is taken as it comes.
     earlier = _drift("2026-01-07T00:00:00", event="e0")
-    assert loop.keep_earliest_onset(earlier, first) == earlier
+    assert rules.keep_earliest_onset(earlier, first) == earlier
     other = _drift("2026-01-10T00:00:00", reference="v2")
-    assert loop.keep_earliest_onset(other, first) == other
+    assert rules.keep_earliest_onset(other, first) == other
     # Numeric event times compare as numbers.
-    assert loop.keep_earliest_onset(_drift("1000.5"), _drift("900")).drift_onset == "900"
+    assert rules.keep_earliest_onset(_drift("1000.5"), _drift("900")).drift_onset == "900"
 
 
 def test_a_drift_is_answered_once_whoever_finds_it_ready() -> None:
@@ -67,7 +66,7 @@ def test_a_drift_is_answered_once_whoever_finds_it_ready() -> None:
     waiting = _drift("2026-01-08T00:00:00", event="e1")
     recheck, merged_drift_run = (
         waiting,
-        loop.keep_earliest_onset(_drift("2026-01-09T00:00:00", event="e2"), waiting),
+        rules.keep_earliest_onset(_drift("2026-01-09T00:00:00", event="e2"), waiting),
     )
     assert cooldown.answer_key(recheck) == cooldown.answer_key(merged_drift_run)
     assert cooldown.claim(store, recheck, cooldown.answer_key(recheck)) is True

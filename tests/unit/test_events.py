@@ -5,43 +5,43 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from driftline.errors import IntegrityError, ObjectNotFoundError, StoreUnavailableError
-from driftline.events import records as events
+from driftline.events import records
 from driftline.storage.store import MemoryStore
 
 
 def test_ulids_made_in_a_burst_sort_in_creation_order_and_map_to_distinct_uuids() -> None:
-    ulids = [events.new_ulid() for _ in range(5000)]
+    ulids = [records.new_ulid() for _ in range(5000)]
     assert ulids == sorted(ulids) and len(set(ulids)) == len(ulids)
-    assert len({events.ulid_to_uuid(u) for u in ulids}) == len(ulids)
+    assert len({records.ulid_to_uuid(u) for u in ulids}) == len(ulids)
     assert all(len(u) == 26 and u == u.lower() for u in ulids[:10])
 
 
 def test_outbox_write_is_idempotent_and_read_back_by_time() -> None:
     store = MemoryStore()
-    old = events.new_event("m", events.DRIFT_DETECTED, {"score": 0.4}, now=datetime.now(UTC) - timedelta(days=2))
-    new = events.new_event("m", events.BATCH_PROFILED, {"batch_id": "b1"})
+    old = records.new_event("m", records.DRIFT_DETECTED, {"score": 0.4}, now=datetime.now(UTC) - timedelta(days=2))
+    new = records.new_event("m", records.BATCH_PROFILED, {"batch_id": "b1"})
     for record in (old, new, new):
-        events.write_outbox(store, record)
-    assert events.read_outbox(store, "m") == [old, new]
-    assert events.read_outbox(store, "m", since=datetime.now(UTC) - timedelta(days=1)) == [new]
+        records.write_outbox(store, record)
+    assert records.read_outbox(store, "m") == [old, new]
+    assert records.read_outbox(store, "m", since=datetime.now(UTC) - timedelta(days=1)) == [new]
     assert new.payload == {"model": "m", "event_id": new.event_id, "batch_id": "b1"}
     assert new.resource_id == "driftline.model.m"
 
 
 def test_unknown_event_names_are_refused() -> None:
     with pytest.raises(ValueError, match="driftline.nope"):
-        events.new_event("m", "driftline.nope", {})
+        records.new_event("m", "driftline.nope", {})
 
 
 def test_scoring_failure_payload_names_batch_and_kind_and_never_a_secret() -> None:
     error = IntegrityError(
         "model 'm' version 'v1': booster sha256 ab != metadata cd (http://admin:hunter2@s3:9000/b?X-Amz-Signature=f00d)"
     )
-    payload = events.scoring_failed_payload("b-0007", "v1", error)
+    payload = records.scoring_failed_payload("b-0007", "v1", error)
     assert payload["batch_id"] == "b-0007" and payload["version"] == "v1" and payload["kind"] == "integrity"
     assert payload["error_type"] == "IntegrityError" and "booster sha256 ab != metadata cd" in payload["error"]
     assert "hunter2" not in payload["error"] and "f00d" not in payload["error"]
-    record = events.new_event("m", events.SCORING_FAILED, payload)
+    record = records.new_event("m", records.SCORING_FAILED, payload)
     assert record.name == "driftline.scoring.failed" and record.payload["batch_id"] == "b-0007"
 
 
@@ -55,7 +55,7 @@ def test_scoring_failure_payload_names_batch_and_kind_and_never_a_secret() -> No
     ],
 )
 def test_failure_kinds(error: Exception, kind: str) -> None:
-    assert events.failure_kind(error) == kind
+    assert records.failure_kind(error) == kind
 
 
 @pytest.mark.parametrize(
@@ -68,8 +68,8 @@ def test_failure_kinds(error: Exception, kind: str) -> None:
     ],
 )
 def test_redact_masks_credentials_in_messages(message: str, secret: str) -> None:
-    assert secret not in events.redact(message)
+    assert secret not in records.redact(message)
 
 
 def test_redact_cuts_long_messages() -> None:
-    assert len(events.redact("x" * 5000)) == events.ERROR_MESSAGE_LIMIT
+    assert len(records.redact("x" * 5000)) == records.ERROR_MESSAGE_LIMIT

@@ -11,7 +11,7 @@ import pytest
 from driftline.errors import IntegrityError
 from driftline.loop import promotion
 from driftline.models import registry
-from driftline.reports import renderings as reports
+from driftline.reports import renderings
 from driftline.reports.model_history import collect_history
 from driftline.storage import layout
 from driftline.storage.store import MemoryStore
@@ -61,7 +61,7 @@ def test_history_shows_the_drop_and_the_promotion_that_fixed_it() -> None:
         ("promotion", "v2", "b003"),
     ]
     assert collect_history(store, SPEC, last=1).batches[0].batch_id == "b003"
-    png = reports.history_png(history.to_dict())
+    png = renderings.history_png(history.to_dict())
     assert png.startswith(b"\x89PNG")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from driftline.data import profiling
 from driftline.data.references import ReferenceCache
-from driftline.loop import drift_checks as monitoring
+from driftline.loop import drift_checks
 from driftline.models.spec import PerformanceSpec
 from driftline.storage import layout
 from driftline.storage.store import MemoryStore
@@ -38,8 +38,8 @@ def _champion(store: MemoryStore, version: str, seed: int, income_shift: float =
     store.put(layout.alias(MODEL, "champion"), json.dumps({"version": version}).encode())
 
 
-def _check(store: MemoryStore, batch_id: str) -> monitoring.DriftCheck:
-    return monitoring.check_batch_drift(store, SPEC, batch_id, cache=ReferenceCache())
+def _check(store: MemoryStore, batch_id: str) -> drift_checks.DriftCheck:
+    return drift_checks.check_batch_drift(store, SPEC, batch_id, cache=ReferenceCache())
 
 
 def test_the_first_batch_of_a_model_without_champion_becomes_its_provisional_reference() -> None:
@@ -127,35 +127,35 @@ def test_a_lasting_drift_is_announced_once_per_reference() -> None:
 def test_champion_importances_come_from_its_metadata(metadata: dict, expected: dict | None) -> None:
     store = MemoryStore()
     store.put(layout.model_metadata(MODEL, "v1"), json.dumps(metadata).encode())
-    assert monitoring.champion_importances(store, MODEL, "v1") == expected
+    assert drift_checks.champion_importances(store, MODEL, "v1") == expected
 
 
 def test_without_a_champion_or_its_metadata_importances_are_unknown() -> None:
-    assert monitoring.champion_importances(MemoryStore(), MODEL, None) is None
-    assert monitoring.champion_importances(MemoryStore(), MODEL, "v9") is None
+    assert drift_checks.champion_importances(MemoryStore(), MODEL, None) is None
+    assert drift_checks.champion_importances(MemoryStore(), MODEL, "v9") is None
 
 
 def test_prediction_drift_switched_off_or_without_predictions_is_skipped_with_a_note() -> None:
     store = MemoryStore()
     off = SPEC.model_copy(update={"performance": PerformanceSpec(prediction_drift={"enabled": False})})
-    check = monitoring.check_prediction_drift(store, off, "b1", "v1")
+    check = drift_checks.check_prediction_drift(store, off, "b1", "v1")
     assert not check.checked and check.notes == (
         "prediction drift is off (performance.prediction_drift.enabled: false)",
     )
     baseline = {"loss": 0.4, "loss_sd": 0.5, "rows": 100, "loss_kind": "logloss", "prediction_profile": "p.bin"}
     store.put(layout.model_metadata(MODEL, "v1"), json.dumps({"baseline": baseline}).encode())
-    check = monitoring.check_prediction_drift(store, SPEC, "b1", "v1")
+    check = drift_checks.check_prediction_drift(store, SPEC, "b1", "v1")
     assert not check.checked
     assert check.notes == ("no predictions of v1 for batch b1: prediction drift not checked",)
 
 
 def test_prediction_drift_reads_back_from_the_report_else_the_stand_alone_object() -> None:
     store = MemoryStore()
-    assert monitoring.read_prediction_drift(store, MODEL, "b1") is None
+    assert drift_checks.read_prediction_drift(store, MODEL, "b1") is None
     store.put(layout.prediction_drift(MODEL, "b1"), json.dumps({"version": "v1", "drift": True}).encode())
-    assert monitoring.read_prediction_drift(store, MODEL, "b1") == {"version": "v1", "drift": True}
+    assert drift_checks.read_prediction_drift(store, MODEL, "b1") == {"version": "v1", "drift": True}
     store.put(layout.drift_report(MODEL, "b1"), json.dumps({"prediction": {"version": "v2"}}).encode())
-    assert monitoring.read_prediction_drift(store, MODEL, "b1") == {"version": "v2"}
+    assert drift_checks.read_prediction_drift(store, MODEL, "b1") == {"version": "v2"}
     # A report without its prediction section yet: the stand-alone object still answers.
     store.put(layout.drift_report(MODEL, "b1"), json.dumps({"drift": False}).encode())
-    assert monitoring.read_prediction_drift(store, MODEL, "b1") == {"version": "v1", "drift": True}
+    assert drift_checks.read_prediction_drift(store, MODEL, "b1") == {"version": "v1", "drift": True}

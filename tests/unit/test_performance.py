@@ -23,8 +23,7 @@ from pydantic import ValidationError
 from driftline.data import profiling
 from driftline.errors import InputError
 from driftline.events.records import DRIFT_DETECTED, PERFORMANCE_DEGRADED
-from driftline.loop import drift_checks as monitoring
-from driftline.loop import evaluation
+from driftline.loop import drift_checks, evaluation
 from driftline.models.spec import PerformanceSpec
 from driftline.statistics import performance
 from driftline.statistics.metrics import per_row_loss
@@ -426,7 +425,7 @@ def test_a_champion_registered_before_baselines_is_skipped_with_a_note() -> None
     assert update is None
     assert "champion v0 has no holdout loss baseline" in note
     assert not store.exists(layout.performance_state("m", "v0"))
-    check = monitoring.check_prediction_drift(store, SPEC, "b1", "v0")
+    check = drift_checks.check_prediction_drift(store, SPEC, "b1", "v0")
     assert not check.checked and "v0 has no holdout prediction profile" in check.notes[0]
 
 
@@ -448,7 +447,7 @@ def test_prediction_drift_joins_the_drift_report_and_triggers_only_when_the_spec
     _served(store, "v1", "shifted", np.clip(_scores(rng, 5_000)[0] + 0.15, 0, 1))
     store.put(layout.drift_report("m", "same"), json.dumps({"drift": False, "features": {}}).encode())
 
-    same = monitoring.check_prediction_drift(store, SPEC, "same", "v1", drift_onset="2026-03-01T00:00:00")
+    same = drift_checks.check_prediction_drift(store, SPEC, "same", "v1", drift_onset="2026-03-01T00:00:00")
     assert same.checked and not same.drift and not same.triggered
     assert same.stored_key == layout.drift_report("m", "same")
     report = json.loads(store.get(layout.drift_report("m", "same")))
@@ -456,14 +455,14 @@ def test_prediction_drift_joins_the_drift_report_and_triggers_only_when_the_spec
     assert report["prediction"]["statistic"] == "ks" and report["prediction"]["score"] < 0.05
 
     # No drift report yet (scored before profiling): a stand-alone object; off by default, no trigger.
-    shifted = monitoring.check_prediction_drift(store, SPEC, "shifted", "v1")
+    shifted = drift_checks.check_prediction_drift(store, SPEC, "shifted", "v1")
     assert shifted.drift and not shifted.triggered
     assert shifted.stored_key == layout.prediction_drift("m", "shifted")
-    assert monitoring.read_prediction_drift(store, "m", "shifted")["drift"] is True
+    assert drift_checks.read_prediction_drift(store, "m", "shifted")["drift"] is True
 
     triggering = SPEC.model_copy(update={"performance": PerformanceSpec(prediction_drift={"trigger_retrain": True})})
     store.delete(layout.prediction_drift("m", "shifted"))
-    first = monitoring.check_prediction_drift(store, triggering, "shifted", "v1", drift_onset="2026-03-01T00:00:00")
+    first = drift_checks.check_prediction_drift(store, triggering, "shifted", "v1", drift_onset="2026-03-01T00:00:00")
     assert first.triggered
     payload = first.event_payload()
     assert set(payload) | {"model", "event_id"} >= templated_keys(DRIFT_DETECTED)
@@ -472,7 +471,7 @@ def test_prediction_drift_joins_the_drift_report_and_triggers_only_when_the_spec
         "v1",
         "2026-03-01T00:00:00",
     )
-    second = monitoring.check_prediction_drift(store, triggering, "shifted", "v1")
+    second = drift_checks.check_prediction_drift(store, triggering, "shifted", "v1")
     assert second.duplicate and not second.triggered
 
 

@@ -16,8 +16,7 @@ import pytest
 
 from driftline.data import profiling
 from driftline.errors import ConflictError, InputError
-from driftline.loop import retraining
-from driftline.loop import rules as loop
+from driftline.loop import retraining, rules
 from driftline.loop.cooldown import RetrainRequest
 from driftline.models import registry
 from driftline.models.spec import CooldownSpec, ModelSpec, WindowSpec
@@ -145,7 +144,7 @@ def test_a_drift_retrain_weighs_the_rows_before_its_onset_down() -> None:
     window = retraining.prepare_window(store, SPEC, _request("drift", onset=onset, kind="input"))
     assert window.batch_ids == ["b1", "b2"] and window.rows == 2 * ROWS
     assert window.rows_since_onset == ROWS and window.weighted
-    weights = window.frame.get_column(loop.WEIGHT_COLUMN).to_list()
+    weights = window.frame.get_column(rules.WEIGHT_COLUMN).to_list()
     assert weights == [SPEC.window.before_onset_weight] * ROWS + [1.0] * ROWS
     manual = retraining.prepare_window(store, SPEC, _request())
     assert not manual.weighted and manual.rows_since_onset == 2 * ROWS
