@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from driftline.replay import backtest, synth
+from driftline.reports import backtest_report
 
 POLICIES = "never,periodic:1,periodic:4,drift,oracle"
 
@@ -30,7 +31,7 @@ def run(name: str, seed: int, out: Path | None) -> dict:
     started = time.perf_counter()
     result = backtest.run_backtest(frame, spec, batches=scenario.batches, policies=POLICIES, label_delay=1)
     if out is not None:
-        backtest.write_outputs(result, out / name, title=f"{name} (seed {seed}), default spec")
+        backtest_report.write_outputs(result, out / name, title=f"{name} (seed {seed}), default spec")
     policies = result.policies
     return {
         "scenario": name,

@@ -11,7 +11,7 @@ from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.shadow import (
     evaluate_labelled_batch,
-    monitor_champion,
+    fold_champion_performance,
     publish_performance_artifact,
     publish_shadow_artifact,
     record_performance_announcement,
@@ -59,7 +59,7 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
             publish(model, MODEL_ROLLED_BACK, {**switch.to_dict(), "evidence": guard.to_dict()})
             outcome["rolled_back_to"] = switch.champion
 
-    monitored, note = monitor_champion(spec, batch_id)
+    monitored, note = fold_champion_performance(spec, batch_id)
     if note:
         print(note)
     if monitored is not None:

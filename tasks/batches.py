@@ -58,10 +58,7 @@ def check_drift(spec: ModelSpec, batch_id: str) -> drift_checks.DriftCheck:
 def publish_drift_artifacts(check: drift_checks.DriftCheck) -> None:
     """A markdown report and a per-feature table, keyed per model (latest wins in the UI)."""
     title = f"Drift of batch {check.batch_id} ({check.model})"
-    markdown = renderings.drift_markdown(check.report, title=title)
-    markdown += f"\nReference: `{check.reference.key}`; report: `{check.report_key}`.\n"
-    if check.reasons:
-        markdown += "\n" + "\n".join(f"- {reason}" for reason in check.reasons if reason not in check.report.reasons)
+    markdown = renderings.drift_check_markdown(check, title)
     create_markdown_artifact(key=artifact_key("drift", check.model), markdown=markdown, description=title)
     create_table_artifact(
         key=artifact_key("drift-table", check.model),

@@ -19,6 +19,7 @@ from driftline.loop.cooldown import RetrainRequest
 from driftline.loop.rules import Admission
 from driftline.models import registry
 from driftline.models.spec import ModelSpec
+from driftline.reports import renderings
 from driftline.settings import Settings
 from driftline.storage.store import S3Store
 from tasks.common import artifact_key, store
@@ -40,15 +41,9 @@ def build_request(
     """The request this run serves; for a labels re-check, the pending one (None if nothing waits or it is
     stale). A drift request keeps the earliest onset of a pending one for the same reference."""
     if trigger == "labels":
-        pending = cooldown.read_pending(store(), model)
-        if pending is None:
-            return None
-        champion = registry.read_alias(store(), model, "champion")
-        stale = rules.stale_pending(pending, champion.version if champion else None)
+        pending, stale = cooldown.waiting_request(store(), model)
         if stale:
             print(stale)
-            cooldown.clear_pending(store(), model)
-            return None
         return pending
     # Templated trigger parameters arrive as "" when the event lacks the field.
     drift_event_id, drift_batch_id, drift_onset, reference_version, drift_kind = (
@@ -71,23 +66,8 @@ def build_request(
 
 @task(cache_policy=NO_CACHE)
 def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) -> Admission:
-    """Admit by ``rules.admit`` (duplicate, shadow slot), then create its claim; a lost claim is a duplicate."""
-    shadow = registry.read_alias(store(), spec.name, "shadow")
-    shadow_version = shadow.version if shadow else None
-    key = None if rechecking else rules.request_key(request, spec)
-    claimed_before = key is not None and cooldown.is_claimed(store(), request.model, key)
-    champion = registry.read_alias(store(), spec.name, "champion")
-    admission = rules.admit(
-        request,
-        spec,
-        shadow_version=shadow_version,
-        champion=champion.version if champion else None,
-        already_claimed=claimed_before,
-        rechecking=rechecking,
-    )
-    if admission.proceed and admission.key is not None and not cooldown.claim(store(), request, admission.key):
-        return rules.lost_claim(request, admission.key)
-    return admission
+    """Admit the request (stale, duplicate, shadow slot) and create its claim (``cooldown.admit_and_claim``)."""
+    return cooldown.admit_and_claim(store(), spec, request, rechecking=rechecking)
 
 
 @task(cache_policy=NO_CACHE)
@@ -230,6 +210,5 @@ def place_candidate(spec: ModelSpec, candidate: retraining.Candidate) -> retrain
 def publish_gate_report(candidate: retraining.Candidate) -> None:
     """The gate report as a markdown artifact, keyed per model."""
     title = f"Gates of {candidate.model} {candidate.version}: {candidate.decision}"
-    markdown = f"# {title}\n\n" + "\n".join(f"- {r}" for r in candidate.reasons) + "\n\n"
-    markdown += candidate.gate_report.to_markdown()
+    markdown = renderings.gates_markdown(candidate, title)
     create_markdown_artifact(key=artifact_key("gates", candidate.model), markdown=markdown, description=title)

@@ -46,11 +46,7 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
     if state is None or verdict is None:
         return
     title = f"Shadow test of {state.candidate} vs {state.champion} ({state.model}): {verdict.verdict}"
-    markdown = (
-        f"# {title}\n\n{verdict.n:,} paired rows; mean loss difference (candidate - champion) "
-        f"{verdict.estimate:.5f}, anytime-valid interval [{verdict.lower:.5f}, {verdict.upper:.5f}]\n\n"
-        + "\n".join(f"- {reason}" for reason in verdict.reasons)
-    )
+    markdown = renderings.shadow_markdown(verdict, title)
     create_markdown_artifact(key=artifact_key("shadow", state.model), markdown=markdown, description=title)
     publish_picture(
         artifact_key("shadow-plot", state.model),
@@ -58,14 +54,14 @@ def publish_shadow_artifact(result: evaluation.Evaluation) -> None:
         lambda: renderings.bounds_png(state.history, title),
         title,
     )
-    rows = [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
+    rows = renderings.shadow_table_rows(state)
     create_table_artifact(key=artifact_key("shadow-bounds", state.model), table=rows, description=title)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def monitor_champion(spec: ModelSpec, batch_id: str) -> tuple[evaluation.PerformanceUpdate | None, str | None]:
+def fold_champion_performance(spec: ModelSpec, batch_id: str) -> tuple[evaluation.PerformanceUpdate | None, str | None]:
     """Fold the batch into the champion's performance monitor (None and a note when there is nothing to watch)."""
-    return evaluation.monitor_champion(store(), spec, batch_id, datetime.now(UTC))
+    return evaluation.fold_champion_performance(store(), spec, batch_id, datetime.now(UTC))
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -79,16 +75,9 @@ def publish_performance_artifact(update: evaluation.PerformanceUpdate) -> None:
     """The champion's performance monitor: markdown summary, a table of its history, the monitor figure."""
     state, verdict = update.state, update.verdict
     title = f"Performance of champion {state.champion} ({state.model}): {verdict.verdict}"
-    markdown = (
-        f"# {title}\n\n{state.n:,} labelled rows over {len(state.batch_ids)} batch(es); holdout baseline "
-        f"loss {state.baseline_loss:.5f} ({state.baseline_rows:,} rows), tolerance {verdict.tolerance:.5f}\n\n"
-        + "\n".join(f"- {reason}" for reason in verdict.reasons)
-    )
-    if state.alerted:
-        markdown += f"\n\nAnnounced degraded after batch {state.alerted_batch_id} at {state.alerted_at}.\n"
+    markdown = renderings.performance_markdown(state, verdict, title)
     create_markdown_artifact(key=artifact_key("performance", state.model), markdown=markdown, description=title)
-    columns = ("batch_id", "rows", "loss", "n", "estimate", "lower", "upper", "tolerance", "verdict", "since")
-    rows = [{k: point.get(k) for k in columns} for point in state.history]
+    rows = renderings.performance_table_rows(state)
     create_table_artifact(key=artifact_key("performance-history", state.model), table=rows, description=title)
     publish_picture(
         artifact_key("monitor", state.model),

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +42,48 @@ def free_port() -> int:
 
 
 @contextmanager
+def _serve(
+    what: str,
+    command: list[str],
+    log_path: Path,
+    healthy: Callable[[], bool],
+    *,
+    timeout: float,
+    stop: signal.Signals = signal.SIGTERM,
+    grace: float = 15.0,
+    **popen: Any,
+) -> Iterator[subprocess.Popen]:
+    """Run ``command`` in its own session (killed with pytest, even a killed pytest) until ``healthy()``; stop
+    it with ``stop`` on exit (SIGKILL after ``grace`` seconds). Its output goes to ``log_path``, whose tail
+    is the error when it exits or is not healthy within ``timeout`` seconds."""
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=parent_death_signal(stop),
+        **popen,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        os.killpg(process.pid, stop)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@contextmanager
 def moto_server() -> Iterator[str]:
     """A real moto S3 server over HTTP on a free port; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
@@ -68,33 +110,22 @@ def postgres_server(timeout: float = 60.0) -> Iterator[str]:
     state_dir.chmod(0o755)
     postgres = LocalPostgres(state_dir, "127.0.0.1", free_port())
     postgres.initialize()
-    log = (state_dir / "postgres.log").open("wb")
-    process = subprocess.Popen(
-        postgres.command(),
-        user=postgres.run_as,
-        cwd="/",
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=parent_death_signal(signal.SIGINT),
-    )
     try:
-        deadline = time.monotonic() + timeout
-        while not postgres.healthy():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL did not start:\n{(state_dir / 'postgres.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        postgres.ensure_database()
-        yield postgres.url
+        # SIGINT: PostgreSQL's fast shutdown
+        with _serve(
+            "PostgreSQL",
+            postgres.command(),
+            state_dir / "postgres.log",
+            postgres.healthy,
+            timeout=timeout,
+            stop=signal.SIGINT,
+            grace=30.0,
+            user=postgres.run_as,
+            cwd="/",
+        ):
+            postgres.ensure_database()
+            yield postgres.url
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # PostgreSQL's fast shutdown
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -109,37 +140,17 @@ def prefect_server(home: Path, timeout: float = 120.0, database_url: str | None 
     env.update(SERVER_TUNING)  # as the local stack's server: events readable after ~1 s, not 5
     if database_url is not None:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        # Dies with pytest even when pytest is killed (SIGTERM lets `prefect server start` stop uvicorn).
-        preexec_fn=parent_death_signal(signal.SIGTERM),
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield api_url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+
+    def healthy() -> bool:
         try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+            return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # SIGTERM lets `prefect server start` stop uvicorn.
+    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
+    with _serve("Prefect server", command, home / "server.log", healthy, timeout=timeout, env=env):
+        yield api_url
 
 
 @contextmanager
@@ -157,32 +168,10 @@ def mlflow_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
         raise RuntimeError(f"no MLflow server at {server.executable}: run `make mlflow-server` (make test does)")
     env = {**os.environ, **TELEMETRY_OFF, **server.env()}
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = (home / "mlflow.log").open("wb")
-    process = subprocess.Popen(
-        server.command(),
-        env=env,
-        cwd=home,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=parent_death_signal(signal.SIGTERM),
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not server.healthy():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"MLflow server did not start:\n{(home / 'mlflow.log').read_text()[-3000:]}")
-            time.sleep(0.25)
+    with _serve(
+        "MLflow server", server.command(), home / "mlflow.log", server.healthy, timeout=timeout, env=env, cwd=home
+    ):
         yield server.url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 @dataclass

@@ -80,6 +80,7 @@ def backtest(
     """
     from driftline.models.spec import load_spec
     from driftline.replay import backtest as replay
+    from driftline.reports import backtest_report
 
     if promotion not in ("shadow", "gates"):
         raise InputError(f"--promotion must be shadow or gates, got {promotion!r}")
@@ -116,7 +117,7 @@ def backtest(
             nthread=nthread,
             progress=progress,
         )
-    paths = replay.write_outputs(result, out_dir, marks=marks)
+    paths = backtest_report.write_outputs(result, out_dir, marks=marks)
     if json_output:
         out.print_json(json.dumps(result.to_dict()))
     else:
@@ -130,7 +131,7 @@ def backtest(
                 f"{policy.train_seconds:.1f}",
             )
         out.print(table)
-        for line in replay.summary_lines(result):
+        for line in backtest_report.summary_lines(result):
             out.print(line, markup=False)
     console.print(
         f"backtest of {result.batches} batches in {result.seconds:.1f} s -> " + ", ".join(map(str, paths.values())),

@@ -13,12 +13,16 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from driftline.errors import ConflictError, ObjectNotFoundError
-from driftline.loop.rules import keep_earliest_onset
+from driftline.loop import rules
+from driftline.models import registry
 from driftline.storage import layout
 from driftline.storage.store import ObjectStore, update_json
+
+if TYPE_CHECKING:
+    from driftline.models.spec import ModelSpec
 
 Trigger = Literal["manual", "drift", "labels"]
 
@@ -65,6 +69,45 @@ def claim(store: ObjectStore, request: RetrainRequest, key: str) -> bool:
     return True
 
 
+def waiting_request(store: ObjectStore, model: str) -> tuple[RetrainRequest | None, str | None]:
+    """The drift request a labels re-check answers: the pending one, unless its champion was replaced meanwhile
+    (``rules.stale_pending``), in which case it is cleared and the note says why."""
+    pending = read_pending(store, model)
+    if pending is None:
+        return None, None
+    champion = registry.read_alias(store, model, "champion")
+    stale = rules.stale_pending(pending, champion.version if champion else None)
+    if stale:
+        clear_pending(store, model)
+        return None, stale
+    return pending, None
+
+
+def admit_and_claim(
+    store: ObjectStore, spec: ModelSpec, request: RetrainRequest, *, rechecking: bool
+) -> rules.Admission:
+    """Admit ``request`` by ``rules.admit`` (stale, duplicate, shadow slot) on the aliases and claims in the store,
+    then create its claim; a claim lost to a concurrent run makes it a duplicate (``rules.lost_claim``).
+
+    A labels re-check (``rechecking``) answers a drift that already waited: it has no claim of its own.
+    """
+    shadow = registry.read_alias(store, spec.name, "shadow")
+    key = None if rechecking else rules.request_key(request, spec)
+    claimed_before = key is not None and is_claimed(store, request.model, key)
+    champion = registry.read_alias(store, spec.name, "champion")
+    admission = rules.admit(
+        request,
+        spec,
+        shadow_version=shadow.version if shadow else None,
+        champion=champion.version if champion else None,
+        already_claimed=claimed_before,
+        rechecking=rechecking,
+    )
+    if admission.proceed and admission.key is not None and not claim(store, request, admission.key):
+        return rules.lost_claim(request, admission.key)
+    return admission
+
+
 def is_claimed(store: ObjectStore, model: str, key: str) -> bool:
     """Whether a retrain already holds the claim ``key`` (a hint; ``claim`` is the atomic test)."""
     return store.exists(layout.retrain_claim(model, key))
@@ -82,13 +125,13 @@ def answer_key(request: RetrainRequest) -> str:
 def record_pending(store: ObjectStore, request: RetrainRequest, reason: str) -> str:
     """Remember a drift-triggered retrain that waits (for labels, or for the shadow slot).
 
-    A newer request for the same reference keeps the earliest onset (``keep_earliest_onset``).
+    A newer request for the same reference keeps the earliest onset (``rules.keep_earliest_onset``).
     """
     key = layout.retrain_pending(request.model)
 
     def merged(current: dict[str, Any] | None) -> dict[str, Any]:
         pending = RetrainRequest.from_dict(current["request"]) if current else None
-        kept = keep_earliest_onset(request, pending)
+        kept = rules.keep_earliest_onset(request, pending)
         return {"request": kept.to_dict(), "reason": reason, "recorded_at": datetime.now(UTC).isoformat()}
 
     update_json(store, key, lambda: None, merged)

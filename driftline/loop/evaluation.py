@@ -224,7 +224,7 @@ def read_performance_state(store: ObjectStore, model: str, champion: str) -> per
         return None
 
 
-def monitor_champion(
+def fold_champion_performance(
     store: ObjectStore, spec: ModelSpec, batch_id: str, now: datetime
 ) -> tuple[PerformanceUpdate | None, str | None]:
     """Fold a labelled batch into the performance monitor of the model's current champion.
@@ -232,7 +232,7 @@ def monitor_champion(
     Kept apart from :func:`evaluate_batch`, so a problem here never holds up a shadow verdict or a rollback.
 
     Returns:
-        See :func:`monitor_performance`; ``(None, note)`` also without labels or a champion.
+        See :func:`fold_performance`; ``(None, note)`` also without labels or a champion.
     """
     if not spec.performance.enabled:
         return None, None
@@ -242,10 +242,10 @@ def monitor_champion(
     labels = scoring.read_labels(store, spec, batch_id)
     if labels is None:
         return None, f"performance: no labels for batch {batch_id}"
-    return monitor_performance(store, spec, batch_id, champion.version, labels, now)
+    return fold_performance(store, spec, batch_id, champion.version, labels, now)
 
 
-def monitor_performance(
+def fold_performance(
     store: ObjectStore, spec: ModelSpec, batch_id: str, champion: str, labels: pl.DataFrame, now: datetime
 ) -> tuple[PerformanceUpdate | None, str | None]:
     """Fold the champion's per-row losses on a labelled batch into its performance monitor.

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftline.statistics.drift import DriftReport
+
+if TYPE_CHECKING:
+    from driftline.loop.drift_checks import DriftCheck
+    from driftline.loop.retraining import Candidate
+    from driftline.statistics.performance import PerformanceState, PerformanceVerdict
+    from driftline.statistics.shadow import ShadowState, ShadowVerdict
 
 _VERDICT_MARK = {"none": "ok", "possible": "possible", "drift": "**DRIFT**"}
 
@@ -223,3 +229,53 @@ def history_png(history: dict[str, Any]) -> bytes:
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------- the loop's results in the Prefect UI
+
+
+def drift_check_markdown(check: DriftCheck, title: str) -> str:
+    """A batch's drift report as markdown, with the reference and report keys and the check's own reasons."""
+    markdown = drift_markdown(check.report, title=title)
+    markdown += f"\nReference: `{check.reference.key}`; report: `{check.report_key}`.\n"
+    if check.reasons:
+        markdown += "\n" + "\n".join(f"- {reason}" for reason in check.reasons if reason not in check.report.reasons)
+    return markdown
+
+
+def gates_markdown(candidate: Candidate, title: str) -> str:
+    """A candidate's decision, its reasons and the gate report's table."""
+    markdown = f"# {title}\n\n" + "\n".join(f"- {r}" for r in candidate.reasons) + "\n\n"
+    return markdown + candidate.gate_report.to_markdown()
+
+
+def shadow_markdown(verdict: ShadowVerdict, title: str) -> str:
+    """The shadow test's running estimate, its anytime-valid interval and the verdict's reasons."""
+    return (
+        f"# {title}\n\n{verdict.n:,} paired rows; mean loss difference (candidate - champion) "
+        f"{verdict.estimate:.5f}, anytime-valid interval [{verdict.lower:.5f}, {verdict.upper:.5f}]\n\n"
+        + "\n".join(f"- {reason}" for reason in verdict.reasons)
+    )
+
+
+def shadow_table_rows(state: ShadowState) -> list[dict[str, Any]]:
+    """One row per folded batch: the shadow test's n, estimate and bounds after it."""
+    return [{k: point.get(k) for k in ("batch_id", "n", "estimate", "lower", "upper")} for point in state.history]
+
+
+def performance_markdown(state: PerformanceState, verdict: PerformanceVerdict, title: str) -> str:
+    """The champion's performance monitor: rows seen, its holdout baseline, the verdict and any announcement."""
+    markdown = (
+        f"# {title}\n\n{state.n:,} labelled rows over {len(state.batch_ids)} batch(es); holdout baseline "
+        f"loss {state.baseline_loss:.5f} ({state.baseline_rows:,} rows), tolerance {verdict.tolerance:.5f}\n\n"
+        + "\n".join(f"- {reason}" for reason in verdict.reasons)
+    )
+    if state.alerted:
+        markdown += f"\n\nAnnounced degraded after batch {state.alerted_batch_id} at {state.alerted_at}.\n"
+    return markdown
+
+
+def performance_table_rows(state: PerformanceState) -> list[dict[str, Any]]:
+    """One row per folded batch of the performance monitor."""
+    columns = ("batch_id", "rows", "loss", "n", "estimate", "lower", "upper", "tolerance", "verdict", "since")
+    return [{k: point.get(k) for k in columns} for point in state.history]

@@ -180,3 +180,47 @@ def test_a_cycle_hidden_inside_a_function_is_found_and_type_checking_imports_are
     graph = _import_graph(_modules([package]))
     assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a"} and graph["pkg.c"] == set()
     assert _cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.e", "pkg.f"]]
+
+
+# ------------------------------------------------------------------------------------ pure decisions
+# Decisions (drift, gates, shadow verdict, guard, performance, the loop's sequencing) are pure: they are given
+# their state and return a verdict; the loop's steps (driftline.loop.drift_checks, evaluation, retraining,
+# cooldown) load and store that state. What a pure module may reach, even transitively: no store, no events,
+# no network client.
+PURE_DECISIONS = sorted(m for m in PROJECT if m.startswith("driftline.statistics.") or m == "driftline.loop.rules")
+PURE_MAY_REACH = {
+    "driftline.errors",
+    "driftline.models.spec",  # the policies the decisions are taken under
+    "driftline.models.validation",  # gate names and reports the rules read
+    "driftline.data.whylogs_compat",  # profile views the drift statistics read
+    "driftline.storage.layout",  # name patterns, no I/O
+}
+IO_LIBRARIES = {"boto3", "botocore", "httpx", "requests", "prefect"}
+
+
+def _reach(module: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        for target in GRAPH.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_the_pure_decision_modules_are_found() -> None:
+    assert {"driftline.statistics.drift", "driftline.statistics.shadow", "driftline.loop.rules"} <= set(PURE_DECISIONS)
+
+
+@pytest.mark.parametrize("module", PURE_DECISIONS)
+def test_a_decision_module_never_reaches_the_store_events_or_a_network_client(module: str) -> None:
+    reached = _reach(module)
+    io_modules = sorted(m for m in reached if not m.startswith("driftline.statistics") and m not in PURE_MAY_REACH)
+    libraries = sorted(set().union(*(_imported_roots(PROJECT[m]) for m in {module, *reached})) & IO_LIBRARIES)
+    assert (io_modules, libraries) == ([], [])
+
+
+def test_the_reach_check_sees_a_store_behind_an_innocent_import() -> None:
+    """``driftline.loop.drift_checks`` (a step, not a decision) reaches the store through its imports."""
+    assert "driftline.storage.store" in _reach("driftline.loop.drift_checks")

@@ -17,6 +17,7 @@ from driftline.cli import backtest_command
 from driftline.errors import InputError
 from driftline.models.spec import Features, GuardSpec, ModelSpec, WindowSpec, load_spec
 from driftline.replay import backtest, synth
+from driftline.reports import backtest_report
 
 SCENARIO = synth.default_scenario()
 CONCEPT_DRIFT = next(e.from_batch for e in SCENARIO.events if isinstance(e, synth.ConceptDrift))
@@ -204,7 +205,7 @@ def test_regression_with_epoch_seconds_is_judged_by_rmse() -> None:
 
 
 def test_json_follows_the_contract(default_result: backtest.BacktestResult, tmp_path: Path) -> None:
-    paths = backtest.write_outputs(default_result, tmp_path)
+    paths = backtest_report.write_outputs(default_result, tmp_path)
     document = json.loads(paths["json"].read_text())
     assert document["metric"] == "auc"
     assert set(document["policies"]) == {"never", "periodic:1", "drift"}

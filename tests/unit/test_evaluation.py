@@ -247,7 +247,7 @@ def test_the_champion_monitor_skips_with_a_note_when_there_is_nothing_to_watch(
     rows = _batch(store, "b1", seed=6)
     if labelled:
         _labelled(store, "b1", rows["ids"], rows["y"])
-    assert evaluation.monitor_champion(store, spec, "b1", NOW) == (None, expected)
+    assert evaluation.fold_champion_performance(store, spec, "b1", NOW) == (None, expected)
     assert not store.exists(layout.performance_state(MODEL, "v1"))
 
 

@@ -395,17 +395,17 @@ def test_the_monitor_in_the_store_announces_a_degraded_champion_once_with_a_comp
     store = MemoryStore()
     _champion(store, "v1", *_scores(rng, 2_000))
     _served(store, "v1", "b1", *_scores(rng, 2_000, concept=1.0))
-    update, note = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
+    update, note = evaluation.fold_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
     assert note is None and update.announce and update.verdict.degraded
     # A retry before the announcement went out announces (at least once); a repeated batch counts once.
-    retried, _ = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
+    retried, _ = evaluation.fold_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
     assert retried.announce and retried.state.n == 2_000
     evaluation.record_announcement(store, "m", "v1", "event-1")
-    again, _ = evaluation.monitor_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
+    again, _ = evaluation.fold_performance(store, SPEC, "b1", "v1", _labels(store, "b1"), NOW)
     assert not again.announce and again.state.alert_event_id == "event-1"
     # Another degraded batch, even evaluated at the same time as the first, never announces.
     _served(store, "v1", "b2", *_scores(rng, 2_000, concept=1.0))
-    later, _ = evaluation.monitor_performance(store, SPEC, "b2", "v1", _labels(store, "b2"), NOW)
+    later, _ = evaluation.fold_performance(store, SPEC, "b2", "v1", _labels(store, "b2"), NOW)
     assert later.verdict.degraded and not later.announce and later.state.n == 4_000
     payload = update.event_payload()
     assert set(payload) | {"model", "event_id"} >= templated_keys(PERFORMANCE_DEGRADED)
@@ -421,7 +421,7 @@ def test_a_champion_registered_before_baselines_is_skipped_with_a_note() -> None
     store = MemoryStore()
     _champion(store, "v0", *_scores(rng, 100), baseline=False)
     _served(store, "v0", "b1", *_scores(rng, 500))
-    update, note = evaluation.monitor_performance(store, SPEC, "b1", "v0", _labels(store, "b1"), NOW)
+    update, note = evaluation.fold_performance(store, SPEC, "b1", "v0", _labels(store, "b1"), NOW)
     assert update is None
     assert "champion v0 has no holdout loss baseline" in note
     assert not store.exists(layout.performance_state("m", "v0"))
@@ -435,7 +435,7 @@ def test_monitoring_off_in_the_spec_does_nothing() -> None:
     rng = np.random.default_rng(9)
     _champion(store, "v1", *_scores(rng, 500))
     _served(store, "v1", "b1", *_scores(rng, 500))
-    assert evaluation.monitor_performance(store, spec, "b1", "v1", _labels(store, "b1"), NOW) == (None, None)
+    assert evaluation.fold_performance(store, spec, "b1", "v1", _labels(store, "b1"), NOW) == (None, None)
 
 
 def test_prediction_drift_joins_the_drift_report_and_triggers_only_when_the_spec_says_so() -> None:
@@ -483,5 +483,5 @@ def test_rows_without_a_label_are_left_out_of_the_monitor() -> None:
     labels = _labels(store, "b1").with_columns(
         pl.when(pl.col("id") < 10).then(None).otherwise(pl.col("default")).alias("default")
     )
-    update, note = evaluation.monitor_performance(store, SPEC, "b1", "v1", labels, NOW)
+    update, note = evaluation.fold_performance(store, SPEC, "b1", "v1", labels, NOW)
     assert note is None and update.state.n == 590

@@ -213,3 +213,40 @@ def test_bounds_png_draws_history_and_survives_an_empty_one() -> None:
     history = [{"n": 500 * i, "estimate": -0.02, "lower": -0.02 - 1 / i, "upper": -0.02 + 1 / i} for i in range(1, 6)]
     assert bounds_png(history, "shadow").startswith(b"\x89PNG")
     assert bounds_png([{"n": 1, "estimate": None, "lower": None, "upper": None}], "empty").startswith(b"\x89PNG")
+
+
+# ------------------------------------------------------------------- the loop's results as UI artifacts
+def test_the_shadow_and_performance_summaries_say_what_the_tests_found() -> None:
+    from datetime import UTC, datetime
+
+    from driftline.reports.renderings import (
+        performance_markdown,
+        performance_table_rows,
+        shadow_markdown,
+        shadow_table_rows,
+    )
+    from driftline.statistics import performance, shadow
+    from tests.batches import example_spec
+
+    spec, now = example_spec("m"), datetime(2026, 12, 1, tzinfo=UTC)
+    rng = np.random.default_rng(3)
+    state = shadow.start_shadow("m", "v2", "v1", now=now)
+    state = shadow.fold_batch(state, rng.normal(-0.05, 0.2, 2_000), "b1", policy=spec.shadow, now=now)
+    verdict = shadow.decide(state, spec.shadow, now)
+    assert verdict.verdict == "promote"  # 2,000 rows with the candidate 0.05 better, sd 0.2
+    text = shadow_markdown(verdict, "Shadow test")
+    assert (
+        text.startswith("# Shadow test\n\n2,000 paired rows") and f"[{verdict.lower:.5f}, {verdict.upper:.5f}]" in text
+    )
+    assert all(f"- {reason}" in text for reason in verdict.reasons)
+    assert [row["batch_id"] for row in shadow_table_rows(state)] == ["b1"]
+
+    monitor = performance.start_monitor("m", "v1", 0.5, 10_000, now, 0.3)
+    monitor = performance.fold_batch(monitor, rng.normal(0.9, 0.3, 3_000), "b1", spec.performance, now)
+    decided = performance.decide(monitor, spec.performance)
+    assert decided.verdict == "degraded"  # losses 0.4 above the baseline's 0.5, sd 0.3
+    quiet = performance_markdown(monitor, decided, "Performance")
+    assert "3,000 labelled rows over 1 batch(es)" in quiet and "Announced" not in quiet
+    alerted, claimed = performance.mark_alerted(monitor, decided, "b1", now)
+    assert claimed and "Announced degraded after batch b1" in performance_markdown(alerted, decided, "Performance")
+    assert [row["batch_id"] for row in performance_table_rows(alerted)] == ["b1"]
