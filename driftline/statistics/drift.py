@@ -774,8 +774,11 @@ class PreparedReference:
                 quantiles = self.numeric(name).quantiles
                 finite = np.isfinite(quantiles)
                 base = np.where(finite, quantiles, 0.0)
-                points = np.concatenate([base, np.nextafter(base, np.inf)])
-                prepared = _ReferenceKs(points=points, cdf=ordered.cdf(points), finite=np.concatenate([finite, finite]))
+                # Interleaved (each quantile, then the next double up) the points ascend: searching a sketch
+                # for ascending keys is ~a quarter faster than for two ascending halves (numpy reuses the
+                # last key's position), and the KS maximum does not depend on the order.
+                points = np.stack([base, np.nextafter(base, np.inf)], axis=1).ravel()
+                prepared = _ReferenceKs(points=points, cdf=ordered.cdf(points), finite=np.repeat(finite, 2))
             self._ks[name] = prepared
         return self._ks[name]
 
@@ -879,7 +882,8 @@ def _numeric_statistics_batch(
     if fast:
         rows = np.array(fast, dtype=np.intp)
         cur_q = answers[rows, :_GRID_SIZE]
-        cur_points = np.concatenate([cur_q, np.nextafter(cur_q, np.inf)], axis=1)
+        # Interleaved as the reference's points (``PreparedReference.ks``): ascending keys search faster.
+        cur_points = np.stack([cur_q, np.nextafter(cur_q, np.inf)], axis=2).reshape(len(fast), 2 * _GRID_SIZE)
         width = 2 * _GRID_SIZE
         keys = np.concatenate([stacked.lookups, cur_points], axis=1)
         current_at = np.empty(keys.shape, dtype=np.int64)  # weights below, then CDFs
@@ -894,9 +898,7 @@ def _numeric_statistics_batch(
         at_reference = np.abs(stacked.ks_cdf - current_at[:, :width])
         np.copyto(at_reference, 0.0, where=stacked.ks_infinite)  # as boolean indexing, a fifth of the time
         at_current = np.abs(reference_at - current_at[:, -width:])
-        infinite = ~np.isfinite(cur_q)
-        np.copyto(at_current[:, :_GRID_SIZE], 0.0, where=infinite)
-        np.copyto(at_current[:, _GRID_SIZE:], 0.0, where=infinite)
+        np.copyto(at_current, 0.0, where=~np.isfinite(cur_q).repeat(2, axis=1))
         distances = np.maximum(at_reference.max(axis=1), at_current.max(axis=1)).tolist()
         for row, (i, distance) in enumerate(zip(fast, distances, strict=True)):
             ks[i] = distance
