@@ -672,7 +672,11 @@ class _Latencies:
 
 
 def _single_row_latencies(
-    features: pl.DataFrame, sides: list[PredictFn], max_rows: int = LATENCY_ROWS, min_rounds: int = 1
+    features: pl.DataFrame,
+    sides: list[PredictFn],
+    max_rows: int = LATENCY_ROWS,
+    min_rounds: int = 1,
+    settled: Callable[[np.ndarray], bool] | None = None,
 ) -> _Latencies:
     """The sides alternate on the same single rows (who goes first alternates too), round after round.
 
@@ -680,7 +684,9 @@ def _single_row_latencies(
     call of a row rarely stretches all of them. Up to ``max_rows`` rows and ``LATENCY_MAX_ROUNDS`` rounds
     within ``LATENCY_BUDGET_SECONDS``, but always ``LATENCY_MIN_ROWS`` rows once, or every row
     ``min_rounds`` times when that is more (on a machine so busy that every call waits for a time slice,
-    that bounds the cost); only measured rows are returned.
+    that bounds the cost); only measured rows are returned. ``settled`` is asked after each complete round
+    (once the minimum is measured) with the fastest calls so far (sides x rows, ms): True stops there, for a
+    verdict that further rounds, which only ever lower the fastest calls, can no longer change.
     """
     rows = min(max_rows, features.height)
     frames = [features.slice(i * features.height // rows, 1) for i in range(rows)]
@@ -698,6 +704,8 @@ def _single_row_latencies(
         for side in order if (row + round_) % 2 == 0 else order[::-1]:
             fastest[side, row] = min(fastest[side, row], 1000 * _call_seconds(sides[side], frames[row]))
         repeats[row] += 1
+        if settled is not None and row == rows - 1 and visit + 1 >= required and settled(fastest):
+            break
     measured = repeats > 0
     return _Latencies(fastest_ms=fastest[:, measured], repeats=repeats[measured])
 
@@ -719,8 +727,19 @@ def _latency_gate(
     if ceiling is None and ratio_limit is None:
         unset = "is" if champion is None else "and gates.max_latency_ratio are"
         return _skipped(name, f"gates.max_p99_latency_ms {unset} not set")
+    slack = gates.latency_slack_ms
+
+    def settled(fastest_ms: np.ndarray) -> bool:
+        # More rounds only lower the fastest calls: a p99 within the ceiling stays within it, and a candidate
+        # whose every row answered within the slack can never be slower than ratio x champion + slack, since
+        # the champion's calls take no less than 0 ms. Either way the verdict is already the full loop's.
+        ours = fastest_ms[0]
+        if ceiling is not None and float(np.percentile(ours, 99)) > ceiling:
+            return False
+        return ratio_limit is None or champion is None or float(ours.max()) <= slack
+
     measured = _single_row_latencies(
-        features, [candidate] if champion is None or ratio_limit is None else [candidate, champion]
+        features, [candidate] if champion is None or ratio_limit is None else [candidate, champion], settled=settled
     )
     rng = np.random.default_rng((seed, _TIMING_STREAM))
     ours = measured.fastest_ms[0]
@@ -735,7 +754,6 @@ def _latency_gate(
         p50s, their_p50s = np.median(ours_resampled, axis=1), np.median(theirs_resampled, axis=1)
         p99s, their_p99s = np.percentile(ours_resampled, 99, axis=1), np.percentile(theirs_resampled, 99, axis=1)
         tail = 100 * (1 - gates.confidence) / 2
-        slack = gates.latency_slack_ms
         # Excess over the allowed latency per resample: slower only when even the band's favourable end is.
         slower = any(
             float(np.percentile(values - (ratio_limit * their_values + slack), tail)) > 0
