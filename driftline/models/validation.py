@@ -213,6 +213,27 @@ def primary_metric(task: Task, y_true: np.ndarray, prediction: np.ndarray) -> fl
     return roc_auc(y_true, prediction) if task == "binary" else rmse(y_true, prediction)
 
 
+class _HoldoutAucs:
+    """AUCs of whole-holdout prediction arrays, each ranked once per report (an AUC of 200k rows is a sort).
+
+    The metric floor, the champion gate, the slices' overall value and the report's metrics all need the
+    same AUCs; arrays are told apart by identity and held, so an id is never reused within the report.
+    """
+
+    def __init__(self, y: np.ndarray) -> None:
+        self._y = y
+        self._known: dict[int, tuple[np.ndarray, float | None]] = {}
+
+    def __call__(self, y: np.ndarray, prediction: np.ndarray) -> float | None:
+        if y is not self._y:
+            return roc_auc(y, prediction)
+        known = self._known.get(id(prediction))
+        if known is None:
+            known = (prediction, roc_auc(y, prediction))
+            self._known[id(prediction)] = known
+        return known[1]
+
+
 class _RankedScores:
     """One model's scores ranked once into tie groups, for AUCs of bootstrap resamples."""
 
@@ -325,18 +346,21 @@ def evaluate_gates(
     else:
         candidate_prediction = _checked(candidate_prediction, features, "candidate", spec.task)
     champion_prediction = None if champion is None else _predict(champion, features, "champion", spec.task)
+    aucs = _HoldoutAucs(y)
 
     gates = [
-        *_metric_floor_gates(spec, y, candidate_prediction),
-        _champion_gate(spec, y, candidate_prediction, champion_prediction, seed),
-        *_slice_gates(spec, holdout, y, candidate_prediction),
+        *_metric_floor_gates(spec, y, candidate_prediction, aucs),
+        _champion_gate(spec, y, candidate_prediction, champion_prediction, seed, aucs),
+        *_slice_gates(spec, holdout, y, candidate_prediction, aucs),
         _robustness_gate(spec, features, y, candidate, candidate_prediction, seed),
         _latency_gate(spec, features, candidate, champion, seed),
         _throughput_gate(spec, features, candidate, champion),
         _model_size_gate(spec, model_bytes),
         _schema_gate(spec, candidate_features),
     ]
-    return GateReport(gates=gates, metrics=_holdout_metrics(spec.task, y, candidate_prediction, champion_prediction))
+    return GateReport(
+        gates=gates, metrics=_holdout_metrics(spec.task, y, candidate_prediction, champion_prediction, aucs)
+    )
 
 
 def _holdout_target(spec: ModelSpec, holdout: pl.DataFrame) -> np.ndarray:
@@ -377,13 +401,15 @@ def _checked(predicted: np.ndarray, features: pl.DataFrame, who: str, task: Task
     return prediction
 
 
-def _holdout_metrics(task: Task, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None) -> dict[str, float]:
+def _holdout_metrics(
+    task: Task, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None, aucs: Callable = roc_auc
+) -> dict[str, float]:
     metrics: dict[str, float] = {"rows": float(y.size)}
     for prefix, prediction in [("", candidate), ("champion_", champion)]:
         if prediction is None:
             continue
         values = (
-            {"auc": roc_auc(y, prediction), "logloss": log_loss(y, prediction)}
+            {"auc": aucs(y, prediction), "logloss": log_loss(y, prediction)}
             if task == "binary"
             else {"rmse": rmse(y, prediction), "mae": mae(y, prediction)}
         )
@@ -395,12 +421,14 @@ def _skipped(name: str, reason: str, limit: float | None = None) -> GateResult:
     return GateResult(name=name, passed=True, value=None, limit=limit, detail=f"skipped: {reason}", skipped=True)
 
 
-def _metric_floor_gates(spec: ModelSpec, y: np.ndarray, prediction: np.ndarray) -> list[GateResult]:
+def _metric_floor_gates(
+    spec: ModelSpec, y: np.ndarray, prediction: np.ndarray, aucs: Callable = roc_auc
+) -> list[GateResult]:
     gates = spec.gates
     # (metric, setting, limit, higher is better, value)
     floors: list[tuple[str, str, float | None, bool, Callable[[], float | None]]] = (
         [
-            ("auc", "min_auc", gates.min_auc, True, lambda: roc_auc(y, prediction)),
+            ("auc", "min_auc", gates.min_auc, True, lambda: aucs(y, prediction)),
             ("logloss", "max_logloss", gates.max_logloss, False, lambda: log_loss(y, prediction)),
         ]
         if spec.task == "binary"
@@ -427,14 +455,19 @@ def _metric_floor_gates(spec: ModelSpec, y: np.ndarray, prediction: np.ndarray) 
 
 
 def _champion_gate(
-    spec: ModelSpec, y: np.ndarray, candidate: np.ndarray, champion: np.ndarray | None, seed: int
+    spec: ModelSpec,
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray | None,
+    seed: int,
+    aucs: Callable = roc_auc,
 ) -> GateResult:
     gates = spec.gates
     margin = gates.non_inferiority_margin
     if champion is None:
         return _skipped(CHAMPION_GATE, "no champion to compare with", -margin)
-    candidate_value = primary_metric(spec.task, y, candidate)
-    champion_value = primary_metric(spec.task, y, champion)
+    candidate_value = aucs(y, candidate) if spec.task == "binary" else rmse(y, candidate)
+    champion_value = aucs(y, champion) if spec.task == "binary" else rmse(y, champion)
     if candidate_value is None or champion_value is None:
         return _skipped(CHAMPION_GATE, "auc is undefined: the holdout holds a single class", -margin)
     point = candidate_value - champion_value if spec.task == "binary" else champion_value - candidate_value
@@ -469,14 +502,16 @@ def _champion_gate(
     return GateResult(CHAMPION_GATE, passed, lower, -margin, detail, measurements=measurements)
 
 
-def _slice_gates(spec: ModelSpec, holdout: pl.DataFrame, y: np.ndarray, prediction: np.ndarray) -> list[GateResult]:
+def _slice_gates(
+    spec: ModelSpec, holdout: pl.DataFrame, y: np.ndarray, prediction: np.ndarray, aucs: Callable = roc_auc
+) -> list[GateResult]:
     gates = spec.gates
     if not spec.slices:
         return [_skipped("slice_gap", "the spec names no slice columns")]
     if gates.max_slice_gap is None:
         return [_skipped("slice_gap", "gates.max_slice_gap is not set")]
     limit = gates.max_slice_gap
-    overall = primary_metric(spec.task, y, prediction)
+    overall = aucs(y, prediction) if spec.task == "binary" else rmse(y, prediction)
     results = []
     for column in spec.slices:
         groups = (
@@ -672,7 +707,11 @@ class _Latencies:
 
 
 def _single_row_latencies(
-    features: pl.DataFrame, sides: list[PredictFn], max_rows: int = LATENCY_ROWS, min_rounds: int = 1
+    features: pl.DataFrame,
+    sides: list[PredictFn],
+    max_rows: int = LATENCY_ROWS,
+    min_rounds: int = 1,
+    settled: Callable[[np.ndarray], bool] | None = None,
 ) -> _Latencies:
     """The sides alternate on the same single rows (who goes first alternates too), round after round.
 
@@ -680,7 +719,9 @@ def _single_row_latencies(
     call of a row rarely stretches all of them. Up to ``max_rows`` rows and ``LATENCY_MAX_ROUNDS`` rounds
     within ``LATENCY_BUDGET_SECONDS``, but always ``LATENCY_MIN_ROWS`` rows once, or every row
     ``min_rounds`` times when that is more (on a machine so busy that every call waits for a time slice,
-    that bounds the cost); only measured rows are returned.
+    that bounds the cost); only measured rows are returned. ``settled`` is asked after each complete round
+    (once the minimum is measured) with the fastest calls so far (sides x rows, ms): True stops there, for a
+    verdict that further rounds, which only ever lower the fastest calls, can no longer change.
     """
     rows = min(max_rows, features.height)
     frames = [features.slice(i * features.height // rows, 1) for i in range(rows)]
@@ -698,6 +739,8 @@ def _single_row_latencies(
         for side in order if (row + round_) % 2 == 0 else order[::-1]:
             fastest[side, row] = min(fastest[side, row], 1000 * _call_seconds(sides[side], frames[row]))
         repeats[row] += 1
+        if settled is not None and row == rows - 1 and visit + 1 >= required and settled(fastest):
+            break
     measured = repeats > 0
     return _Latencies(fastest_ms=fastest[:, measured], repeats=repeats[measured])
 
@@ -719,8 +762,19 @@ def _latency_gate(
     if ceiling is None and ratio_limit is None:
         unset = "is" if champion is None else "and gates.max_latency_ratio are"
         return _skipped(name, f"gates.max_p99_latency_ms {unset} not set")
+    slack = gates.latency_slack_ms
+
+    def settled(fastest_ms: np.ndarray) -> bool:
+        # More rounds only lower the fastest calls: a p99 within the ceiling stays within it, and a candidate
+        # whose every row answered within the slack can never be slower than ratio x champion + slack, since
+        # the champion's calls take no less than 0 ms. Either way the verdict is already the full loop's.
+        ours = fastest_ms[0]
+        if ceiling is not None and float(np.percentile(ours, 99)) > ceiling:
+            return False
+        return ratio_limit is None or champion is None or float(ours.max()) <= slack
+
     measured = _single_row_latencies(
-        features, [candidate] if champion is None or ratio_limit is None else [candidate, champion]
+        features, [candidate] if champion is None or ratio_limit is None else [candidate, champion], settled=settled
     )
     rng = np.random.default_rng((seed, _TIMING_STREAM))
     ours = measured.fastest_ms[0]
@@ -735,7 +789,6 @@ def _latency_gate(
         p50s, their_p50s = np.median(ours_resampled, axis=1), np.median(theirs_resampled, axis=1)
         p99s, their_p99s = np.percentile(ours_resampled, 99, axis=1), np.percentile(theirs_resampled, 99, axis=1)
         tail = 100 * (1 - gates.confidence) / 2
-        slack = gates.latency_slack_ms
         # Excess over the allowed latency per resample: slower only when even the band's favourable end is.
         slower = any(
             float(np.percentile(values - (ratio_limit * their_values + slack), tail)) > 0

@@ -357,6 +357,43 @@ def test_categories_are_sorted_from_training_rows_and_unseen_become_nan(binary_s
     np.testing.assert_array_equal(matrix, expected)
 
 
+def test_a_few_rows_encode_as_the_expressions_encode_them(
+    binary_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = pl.DataFrame(
+        {
+            "Tenure Months": pl.Series([1, None, 2**40, -5, 0, 7], dtype=pl.Int64),
+            "spend.total": [1.5, None, float("inf"), float("nan"), 1e300, -2.25],
+            "Is Active": [True, False, None, True, True, False],
+            "Plan Type": pl.Series(["gold", None, "platinum", "basic", "gold", "Plus Plan"], dtype=pl.Categorical),
+        }
+    )
+    encoder = training.FeatureEncoder.fit(rows.head(4), binary_spec, rows.tail(2))
+    assert encoder.categories == {"Plan Type": ("Plus Plan", "basic", "gold", "platinum")}
+    few = [encoder.encode(rows.slice(i, 1)) for i in range(rows.height)] + [encoder.encode(rows)]
+    monkeypatch.setattr(training, "SMALL_FRAME_ROWS", 0)  # every frame through the polars expressions
+    through_expressions = [encoder.encode(rows.slice(i, 1)) for i in range(rows.height)] + [encoder.encode(rows)]
+
+    for small, expected in zip(few, through_expressions, strict=True):
+        assert small.dtype == np.float32 and small.flags.c_contiguous
+        np.testing.assert_array_equal(small, expected)
+    assert np.isinf(few[-1][4, 1])  # beyond float32's range: inf on both paths, as polars casts it
+
+
+def test_time_split_of_rows_in_order_equals_the_split_of_shuffled_rows(binary_spec: ModelSpec) -> None:
+    ordered = pl.DataFrame(
+        {
+            "row id": [3, 1, 2, 5, 4, 6, 7, 9, 8, 10],
+            "event.ts": [1, 2, 2, 3, 4, 4, 4, 5, 6, 7],
+        }
+    ).sort(["event.ts", "row id"])
+    shuffled = ordered.sample(fraction=1.0, shuffle=True, seed=3)
+    assert training.sort_by_time(ordered, binary_spec) is ordered  # already in order: no second sort
+    assert training.sort_by_time(shuffled, binary_spec).equals(ordered)
+    swapped_ids = ordered.with_columns(pl.Series("row id", [3, 2, 1, 5, 4, 6, 7, 9, 8, 10]))
+    assert training.sort_by_time(swapped_ids, binary_spec)["row id"].to_list()[:3] == [3, 1, 2]
+
+
 def test_temporal_numeric_features_are_epoch_seconds() -> None:
     spec = ModelSpec.model_validate(
         {

@@ -127,3 +127,23 @@ def test_the_load_corrected_ceiling_repeats_every_row(large_holdout: pl.DataFram
     # 30 ms per call uses the 1 s budget within the first round: the repeats still happen.
     assert measured.repeats.size == validation.LATENCY_CEILING_ROWS
     assert measured.repeats.min() >= validation.LATENCY_CEILING_MIN_ROUNDS
+
+
+def _rounds(detail: str) -> int:
+    """The most rounds any row was measured in, from a latency detail's ``on N rows x R(-R) rounds``."""
+    match = re.search(r"on 32 rows x (?:\d+-)?(\d+) rounds", detail)
+    assert match, detail
+    return int(match.group(1))
+
+
+def test_the_latency_gate_stops_once_further_rounds_cannot_change_its_verdict(large_holdout: pl.DataFrame) -> None:
+    holdout = large_holdout.head(2_000)
+    spec = binary_spec(max_p99_latency_ms=50.0)
+    settled = gate(evaluate(spec, holdout, GOOD, champion=GOOD), "latency_p99")
+    # Every call of a sub-millisecond model within the 1 ms slack and the p99 within the ceiling: a pass
+    # whatever later rounds measure, so one round of every row is enough (two if load stretched a call).
+    assert settled.passed and _rounds(settled.detail) <= 2, settled.detail
+    # A 3 ms candidate could still turn out beyond 2.5x a champion whose calls later rounds make faster.
+    unsettled = gate(evaluate(spec, holdout, sleeping(3.0), champion=GOOD), "latency_p99")
+    assert not unsettled.passed and "beyond 2.5x + 1 ms slack" in unsettled.detail, unsettled.detail
+    assert _rounds(unsettled.detail) > _rounds(settled.detail), (settled.detail, unsettled.detail)
