@@ -139,6 +139,14 @@ def new_ulid(now: datetime | None = None) -> str:
     return "".join(reversed(chars))
 
 
+def ulid_time(ulid: str) -> datetime:
+    """The moment (millisecond) a ULID of ``new_ulid`` was made."""
+    millisecond = 0
+    for char in ulid[:10]:
+        millisecond = (millisecond << 5) | _CROCKFORD.index(char)
+    return datetime.fromtimestamp(millisecond / 1000, UTC)
+
+
 def ulid_to_uuid(ulid: str) -> str:
     value = 0
     for char in ulid:
@@ -198,12 +206,21 @@ def write_outbox(store: ObjectStore, record: EventRecord) -> str:
     return key
 
 
+def outbox_ulids(store: ObjectStore, model: str, since: datetime | None = None) -> list[str]:
+    """ULIDs of the outbox records of ``model``, oldest first, optionally only those made at or after ``since``.
+
+    A listing only: what the records hold is read by ``read_outbox_record`` for the few that need it.
+    """
+    floor = new_ulid(since)[:10] if since else ""
+    ulids = (key.rsplit("/", 1)[-1].removesuffix(".json") for key in store.list(layout.outbox_prefix(model)))
+    return sorted(ulid for ulid in ulids if ulid[:10] >= floor)
+
+
+def read_outbox_record(store: ObjectStore, model: str, ulid: str) -> EventRecord:
+    """The outbox record ``ulid`` of ``model``."""
+    return EventRecord.from_json(store.get(layout.outbox_event(model, ulid)))
+
+
 def read_outbox(store: ObjectStore, model: str, since: datetime | None = None) -> list[EventRecord]:
     """Outbox records of ``model``, oldest first, optionally only those at or after ``since``."""
-    floor = new_ulid(since)[:10] if since else ""
-    records = []
-    for key in store.list(layout.outbox_prefix(model)):
-        ulid = key.rsplit("/", 1)[-1].removesuffix(".json")
-        if ulid[:10] >= floor:
-            records.append(EventRecord.from_json(store.get(key)))
-    return records
+    return [read_outbox_record(store, model, ulid) for ulid in outbox_ulids(store, model, since)]

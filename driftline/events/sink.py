@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from driftline.errors import InfrastructureError
-from driftline.events.records import EventRecord, read_outbox, write_outbox
+from driftline.events.records import (
+    EventRecord,
+    outbox_ulids,
+    read_outbox,
+    read_outbox_record,
+    ulid_time,
+    ulid_to_uuid,
+    write_outbox,
+)
 from driftline.storage.store import ObjectStore
 
 # The server persists events in batches (~5 s): one younger than this may be on its way, and re-sending one
@@ -82,15 +90,18 @@ class EventSink(ABC):
     def reconcile(self, model: str, lookback: timedelta, now: datetime | None = None) -> list[str]:
         """Re-send outbox events of the last ``lookback`` that the receiver does not hold; return their ids.
 
-        Events younger than ``RECONCILE_GRACE`` are left alone (see there).
+        Events younger than ``RECONCILE_GRACE`` are left alone (see there). The outbox is listed, not read:
+        an event's id and time are in its key, so only the records to re-send are fetched.
         """
         moment = now or datetime.now(UTC)
         settled = moment - RECONCILE_GRACE
-        records = [r for r in self.outbox(model, moment - lookback) if datetime.fromisoformat(r.occurred) < settled]
-        if not records:
+        ulids = [ulid for ulid in outbox_ulids(self.store, model, moment - lookback) if ulid_time(ulid) < settled]
+        if not ulids:
             return []
-        seen = self.stored([r.event_id for r in records], min(datetime.fromisoformat(r.occurred) for r in records))
-        missing = [r for r in records if r.event_id not in seen]
+        # A ULID made in a busy millisecond is bumped past the record's `occurred`: ask from a little earlier.
+        since = ulid_time(ulids[0]) - timedelta(seconds=1)
+        seen = self.stored([ulid_to_uuid(ulid) for ulid in ulids], since)
+        missing = [read_outbox_record(self.store, model, ulid) for ulid in ulids if ulid_to_uuid(ulid) not in seen]
         if missing:
             self.send(missing)
         return [r.event_id for r in missing]

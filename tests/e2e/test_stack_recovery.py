@@ -206,7 +206,24 @@ def _snapshot(store: S3Store) -> dict[str, tuple[str, str]]:
     return {key: (info.sha256, info.etag) for key in store.list("") for info in [store.info(key)]}
 
 
-@pytest.mark.timeout(600)
+def _settled(store: S3Store, api_url: str, model: str, batches: list[str]) -> dict[str, tuple[str, str]] | None:
+    """The bucket's snapshot once every batch has its drift report and picture and nothing changed it while
+    no run was active for a while; None before that.
+
+    No run active is not enough: an event whose automation has not yet made its run (seconds, more on a busy
+    machine) would write after the snapshot.
+    """
+    keys = set(store.list(f"drift/{model}/"))
+    if not all({layout.drift_report(model, b), layout.drift_plot(model, b)} <= keys for b in batches):
+        return None
+    if not _no_run_active(api_url):
+        return None
+    first = _snapshot(store)
+    time.sleep(15)  # longer than an automation's event-to-run lag on a loaded machine
+    return first if _no_run_active(api_url) and _snapshot(store) == first else None
+
+
+@pytest.mark.timeout(900)
 def test_3_a_model_outlives_down_up_and_a_killed_s3_server(
     stack_env: dict[str, str], api_url: str, tmp_path: Path
 ) -> None:
@@ -225,9 +242,13 @@ def test_3_a_model_outlives_down_up_and_a_killed_s3_server(
     ingest = _run(stack_env, "ingest", name, str(batch), "--batch-id", "b004", "--json", timeout=300)
     assert ingest.returncode in (0, 1), ingest.stderr  # profiled (1 would mean drift: fine here)
     champion = registry.read_alias(store, name, "champion").version
-    # `ingest` returns on batch.profiled; profile-batch draws the drift picture after that event.
-    _wait_for(lambda: _no_run_active(api_url), "the profile-batch run to finish", 120)
-    before = _snapshot(store)
+    # `ingest` returns on batch.profiled; profile-batch draws the drift picture after that event, and
+    # watch-batches profiles b001..b003 (dropped straight into S3) within a minute or two.
+    before = _wait_for(
+        lambda: _settled(store, api_url, name, [f"b{i:03d}" for i in range(1, 5)]),
+        "every batch's drift report and picture, and the loop at rest",
+        400,
+    )
     for kind in (f"models/{name}/versions/", f"models/{name}/aliases/", f"profiles/{name}/", f"datasets/{name}/"):
         assert any(key.startswith(kind) for key in before), (kind, sorted(before))
 

@@ -67,6 +67,34 @@ def test_reconcile_resends_only_settled_missing_events_and_nothing_the_second_ti
     assert sink.reconcile("m", timedelta(hours=24), now=NOW + RECONCILE_GRACE) == [fresh.event_id]
 
 
+class _CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+
+    def get(self, key: str) -> bytes:
+        self.gets.append(key)
+        return super().get(key)
+
+
+def test_reconcile_lists_the_outbox_and_reads_only_the_records_it_resends() -> None:
+    """watch-batches reconciles every minute over a day of events: one read per event made it the loop's
+    costliest no-op run."""
+    store = _CountingStore()
+    sink = MemoryEventSink(store)
+    delivered = [_event(10 + i, f"d{i}") for i in range(30)]
+    for record in delivered:
+        sink.publish(record)
+    lost = _event(5, "lost")
+    sink.keep(lost)
+    store.gets.clear()
+    assert sink.reconcile("m", timedelta(hours=24), now=NOW) == [lost.event_id]
+    assert sink.records == [*delivered, lost]
+    assert store.gets == ["events/m/" + lost.ulid + ".json"]
+    store.gets.clear()
+    assert sink.reconcile("m", timedelta(hours=24), now=NOW) == [] and store.gets == []
+
+
 def test_an_empty_outbox_reconciles_to_nothing() -> None:
     assert MemoryEventSink(MemoryStore()).reconcile("m", timedelta(hours=24), now=NOW) == []
 
