@@ -6,6 +6,7 @@ from prefect import flow
 
 from driftline.data.batches import BatchRejectedError
 from driftline.events.records import BATCH_PROFILED, BATCH_REJECTED, DRIFT_DETECTED
+from flows.score_batch import score_batch
 from tasks.batches import (
     check_drift,
     load_spec,
@@ -15,11 +16,24 @@ from tasks.batches import (
     quarantine_batch,
 )
 from tasks.events import publish, reconcile_outbox
+from tasks.scoring import is_scored
+
+
+def _score(model: str, batch_id: str) -> dict:
+    """score-batch as a subflow: what it returned, or why it failed."""
+    # Scored here rather than in a run that batch.profiled would start: a flow-run process costs ~3 s of CPU
+    # before any work, and the batch's labels can follow as soon as it is profiled. Its own state, so a
+    # champion that cannot score fails the score-batch subflow, never the profile already stored.
+    scored = score_batch(model, batch_id, return_state=True)
+    if scored.is_completed():
+        return scored.result()
+    return {"batch_id": batch_id, "failed": str(scored.message or scored.name)}
 
 
 @flow(name="profile-batch", log_prints=True)
 def profile_batch(model: str, batch_id: str) -> dict:
-    """Profile `datasets/<model>/batches/<batch_id>.parquet` and check it for drift."""
+    """Profile `datasets/<model>/batches/<batch_id>.parquet`, check it for drift, then score it (score-batch as
+    a subflow)."""
     spec = load_spec(model)
     profiled = profile_batch_object(spec, batch_id)
     if profiled.adopted:
@@ -31,8 +45,10 @@ def profile_batch(model: str, batch_id: str) -> dict:
 
     check = check_drift(spec, batch_id)
     if check.duplicate:
-        print(f"batch {batch_id} was already checked by another run: nothing to do")
-        return {"batch_id": batch_id, "status": "duplicate", "report_key": check.report_key}
+        # A run that stopped between its drift check and its scoring leaves the batch to this one to score.
+        scoring = None if is_scored(model, batch_id) else _score(model, batch_id)
+        print(f"batch {batch_id} was already checked by another run" + ("" if scoring else ": nothing to do"))
+        return {"batch_id": batch_id, "status": "duplicate", "report_key": check.report_key, "scoring": scoring}
 
     publish_drift_artifacts(check)
     publish(
@@ -52,6 +68,7 @@ def profile_batch(model: str, batch_id: str) -> dict:
     if check.triggered:
         announcement = {**check.event_payload(), "drift_onset": profiled.event_time_min}
         announcement["event_id"] = publish(model, DRIFT_DETECTED, announcement)
+    scoring = _score(model, batch_id)
     reconcile_outbox(model)
     publish_drift_picture(check)  # after the events: drawing (~0.5-2 s) never delays what the loop waits for
     for reason in check.reasons:
@@ -63,4 +80,5 @@ def profile_batch(model: str, batch_id: str) -> dict:
         "score": check.report.score,
         "drifted_features": check.report.drifted_features,
         "report_key": check.report_key,
+        "scoring": scoring,
     }

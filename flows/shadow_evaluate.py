@@ -32,7 +32,6 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
     outcome: dict = {"batch_id": batch_id}
     verdict = result.shadow_verdict
     if verdict is not None:
-        publish_shadow_artifact(result)
         state = result.shadow_state
         print(
             f"shadow {state.candidate}: {verdict.verdict} after {verdict.n} rows, "
@@ -63,7 +62,6 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
     if note:
         print(note)
     if monitored is not None:
-        publish_performance_artifact(monitored)
         health = monitored.verdict
         print(f"performance of {monitored.state.champion}: {health.verdict}; {'; '.join(health.reasons)}")
         outcome["performance"] = health.to_dict()
@@ -78,4 +76,10 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
     waiting = waiting_retrain(model)
     if waiting is not None:
         outcome["retrain_due"] = publish(model, RETRAIN_DUE, {"batch_id": batch_id, **waiting})
+    # The UI's tables and figures after every event: drawing (~1-5 s on a busy machine) never delays a
+    # promotion, rollback or retrain.
+    if verdict is not None:
+        publish_shadow_artifact(result)
+    if monitored is not None:
+        publish_performance_artifact(monitored)
     return outcome

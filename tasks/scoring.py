@@ -16,6 +16,7 @@ from driftline.loop import drift_checks
 from driftline.models import registry, scoring
 from driftline.models.spec import ModelSpec
 from driftline.settings import Settings
+from driftline.storage import layout
 from tasks.common import artifact_key, store
 
 
@@ -28,6 +29,12 @@ def scoring_roles(model: str) -> dict[str, str]:
         if state is not None and state.version is not None:
             roles[alias] = state.version
     return roles
+
+
+@task(cache_policy=NO_CACHE)
+def is_scored(model: str, batch_id: str) -> bool:
+    """Whether the batch's scoring summary is stored (the champion has scored it)."""
+    return store().exists(layout.scoring_summary(model, batch_id))
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)

@@ -233,7 +233,10 @@ def flow_run_timings(api_url: str | None, model: str, since: datetime) -> list[R
         if len(page) < 200:
             break
     runs = [run for run in runs if (run.get("parameters") or {}).get("model") == model]
+    # A subflow's run stands for a task run of its parent: its time goes to the subflow's own row.
+    subflow_of = {run["parent_task_run_id"] for run in runs if run.get("parent_task_run_id")}
     task_seconds: dict[str, float] = {}
+    subflow_seconds: dict[str, float] = {}
     ids = [run["id"] for run in runs]
     for start in range(0, len(ids), 100):
         offset = 0
@@ -244,7 +247,8 @@ def flow_run_timings(api_url: str | None, model: str, since: datetime) -> list[R
                 began, ended = _timestamp(task_run.get("start_time")), _timestamp(task_run.get("end_time"))
                 if began and ended and task_run.get("flow_run_id"):
                     flow_run = task_run["flow_run_id"]
-                    task_seconds[flow_run] = task_seconds.get(flow_run, 0.0) + (ended - began).total_seconds()
+                    into = subflow_seconds if task_run["id"] in subflow_of else task_seconds
+                    into[flow_run] = into.get(flow_run, 0.0) + (ended - began).total_seconds()
             offset += len(page)
             if len(page) < 200:
                 break
@@ -265,6 +269,8 @@ def flow_run_timings(api_url: str | None, model: str, since: datetime) -> list[R
                 ended=_timestamp(run.get("end_time")),
                 task_seconds=task_seconds.get(run["id"], 0.0),
                 parameters=run.get("parameters") or {},
+                subflow=bool(run.get("parent_task_run_id")),
+                subflow_seconds=subflow_seconds.get(run["id"], 0.0),
             )
         )
     return timings

@@ -9,7 +9,11 @@ event that triggered it, so a slow loop shows which of these to cut:
 * ``queue``: created -> Pending (worker poll, a deployment's concurrency slot)
 * ``start``: Pending -> Running (process start, imports, pull steps, engine setup)
 * ``tasks``: the run's task runs, end to end (the work itself, each task's own orchestration included)
-* ``flow``: Running -> end minus ``tasks`` (flow-level API calls, event emission, database waits)
+* ``flow``: Running -> end minus ``tasks`` and the run's subflows (flow-level API calls, event emission,
+  database waits)
+
+A subflow (score-batch inside profile-batch) is a run of its own here: its work counts once, in its row,
+and it has no trigger (nothing but its parent starts it).
 
 Pure: the shell (``driftline.cli.prefect_api.flow_run_timings``) reads the server.
 """
@@ -24,7 +28,6 @@ from typing import Any
 
 from driftline.events.records import (
     BATCH_ARRIVED,
-    BATCH_PROFILED,
     DRIFT_DETECTED,
     LABELS_ARRIVED,
     PERFORMANCE_DEGRADED,
@@ -44,7 +47,6 @@ STAGE_MEANING = {
 # Which event starts which deployment (prefect.yaml), and whether the run's batch_id must match the event's.
 TRIGGERING_EVENTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "profile-batch": ((BATCH_ARRIVED,), True),
-    "score-batch": ((BATCH_PROFILED,), True),
     "shadow-evaluate": ((LABELS_ARRIVED,), True),
     "promote": ((SHADOW_DECIDED,), False),
 }
@@ -63,6 +65,8 @@ class RunTiming:
     task_seconds: float = 0.0
     parameters: Mapping[str, Any] = field(default_factory=dict)
     triggered_at: datetime | None = None  # None: started by hand or by a schedule, or no event matched
+    subflow: bool = False  # run inside another run's process (its parent started it, no event)
+    subflow_seconds: float = 0.0  # time this run spent in its own subflows (counted in their rows)
 
     def stages(self) -> dict[str, float | None]:
         """Seconds per stage; None where a timestamp is missing (a run still under way, or not triggered)."""
@@ -71,6 +75,8 @@ class RunTiming:
             return None if start is None or end is None else max(0.0, (end - start).total_seconds())
 
         body = span(self.running, self.ended)
+        if body is not None:
+            body = max(0.0, body - self.subflow_seconds)
         tasks = None if body is None else min(self.task_seconds, body)
         return {
             "trigger": span(self.triggered_at, self.created),
@@ -104,6 +110,9 @@ def with_triggers(runs: Iterable[RunTiming], events: Sequence[Mapping[str, Any]]
     )
     matched = []
     for run in runs:
+        if run.subflow:
+            matched.append(run)
+            continue
         names, by_batch = TRIGGERING_EVENTS.get(run.flow, ((), False))
         event_id = None
         if run.flow == "retrain":

@@ -8,9 +8,10 @@ an input drift at batch 4, and a label rule that flips at batch 6 (a concept dri
 so the sequence holds drift announcements, retrains, a shadow verdict and the performance monitor.
 
 The driver plays the automations of ``prefect.yaml`` in a fixed order per batch: batch.arrived -> profile-batch
--> (drift.detected -> retrain) -> score-batch; labels.arrived -> shadow-evaluate -> (shadow.decided ->
-promote) -> (performance.degraded -> retrain) -> retrain (labels re-check). The backtest replays the same
-order. The defaults are clock-free, so production runs on the real clock and the backtest on event time.
+(which scores the batch: score-batch is its subflow) -> (drift.detected -> retrain); labels.arrived ->
+shadow-evaluate -> (shadow.decided -> promote) -> (performance.degraded -> retrain) -> retrain (labels
+re-check). The backtest replays the same order. The defaults are clock-free, so production runs on the real
+clock and the backtest on event time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from driftline.storage.store import ObjectStore, open_store
 from flows.profile_batch import profile_batch
 from flows.promote import promote
 from flows.retrain import retrain
-from flows.score_batch import score_batch
 from flows.shadow_evaluate import shadow_evaluate
 from tests.batches import parquet_bytes
 
@@ -113,7 +113,7 @@ def run_flows(store: ObjectStore, model: str) -> list[tuple[int, str]]:
         if profiled["announcement"] is not None:
             decisions.append((t, f"drift announced on {batch_id}"))
             decisions += [(t, d) for d in _retrained(store, model, _answer(model, profiled["announcement"]), True)]
-        score_batch(model, batch_id)
+        assert profiled["scoring"]["batch_id"] == batch_id and "failed" not in profiled["scoring"], profiled
 
         label(t)
         evaluated = shadow_evaluate(model, batch_id)

@@ -86,7 +86,7 @@ def test_a_concept_change_without_input_drift_degrades_the_champion_and_retrains
     batch_id = _add(store, model, 5, concept=None)
     profiled = profile_batch(model, batch_id)
     assert profiled["status"] == "ok" and profiled["drifted_features"] == [], profiled
-    scored = score_batch(model, batch_id)
+    scored = profiled["scoring"]  # profile-batch scores the batch (score-batch as its subflow)
     assert scored["prediction_drift"] == {
         "checked": True,
         "drift": False,

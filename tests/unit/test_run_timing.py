@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -44,7 +45,6 @@ def test_a_runs_stages_add_up_to_its_wall_time_from_the_event() -> None:
 def test_the_triggering_event_is_the_latest_of_its_batch_before_the_run_was_created() -> None:
     runs = [
         _run("profile-batch", 10.0, 10.5, 12.0, 14.0, 1.0, batch_id="b002"),
-        _run("score-batch", 15.0, 15.5, 17.0, 19.0, 1.0, batch_id="b002"),
         _run("shadow-evaluate", 30.0, 30.5, 32.0, 33.0, 0.5, batch_id="b001"),
     ]
     events = [
@@ -55,10 +55,22 @@ def test_the_triggering_event_is_the_latest_of_its_batch_before_the_run_was_crea
         _event(LABELS_ARRIVED, 29.5, batch_id="b002"),  # another batch's labels: not this run's
         _event(BATCH_ARRIVED, 40.0, batch_id="b002"),  # after the run was created: cannot have started it
     ]
-    profile, score, shadow = with_triggers(runs, events)
+    profile, shadow = with_triggers(runs, events)
     assert profile.triggered_at == _at(9.0)
-    assert score.triggered_at == _at(14.5)
     assert shadow.triggered_at == _at(29.0)
+
+
+def test_a_subflow_has_no_trigger_and_its_time_is_not_its_parents_overhead() -> None:
+    parent = replace(_run("profile-batch", 10.0, 10.5, 12.0, 20.0, 3.0, batch_id="b002"), subflow_seconds=4.0)
+    child = replace(_run("score-batch", 15.0, 15.0, 15.1, 19.0, 3.5, batch_id="b002"), subflow=True)
+    events = [_event(BATCH_ARRIVED, 9.0, batch_id="b002"), _event(BATCH_PROFILED, 14.5, batch_id="b002")]
+    profile, score = with_triggers([parent, child], events)
+    assert profile.triggered_at == _at(9.0) and score.triggered_at is None
+    assert profile.stages() == {"trigger": 1.0, "queue": 0.5, "start": 1.5, "tasks": 3.0, "flow": 1.0}
+    assert score.stages()["tasks"] == 3.5 and score.stages()["trigger"] is None
+    result = breakdown([profile, score])
+    assert result.total["tasks"] == 6.5  # the subflow's work once, not again in its parent's
+    assert result.event_to_run_start_n == 1
 
 
 def test_a_drift_retrain_is_matched_by_its_event_id_and_a_manual_one_by_nothing() -> None:
