@@ -7,6 +7,7 @@ from prefect import flow
 
 from driftline.events.records import MODEL_ROLLED_BACK, PERFORMANCE_DEGRADED, RETRAIN_DUE, SHADOW_DECIDED
 from driftline.loop import rules
+from flows.promote import promote
 from tasks.batches import load_spec
 from tasks.events import publish
 from tasks.shadow import (
@@ -14,11 +15,26 @@ from tasks.shadow import (
     fold_champion_performance,
     publish_performance_artifact,
     publish_shadow_artifact,
+    recheck_waiting_retrain,
     record_performance_announcement,
     retire_candidate,
     roll_back,
-    waiting_retrain,
 )
+
+
+def _promote(model: str, candidate: str, verdict: str) -> dict:
+    """promote as a subflow: what it returned, or why it failed."""
+    # Here rather than in a run that shadow.decided would start: a flow-run process costs ~3 s of CPU before
+    # any work. Its own state, so a failed switchover fails the promote subflow, never the verdict announced.
+    promoted = promote(model, candidate, verdict, return_state=True)
+    if promoted.is_completed():
+        return promoted.result()
+    return {
+        "model": model,
+        "outcome": "failed",
+        "candidate": candidate,
+        "reason": str(promoted.message or promoted.name),
+    }
 
 
 @flow(name="shadow-evaluate", log_prints=True)
@@ -30,6 +46,7 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
     for note in result.notes:
         print(note)
     outcome: dict = {"batch_id": batch_id}
+    promote_now = False
     verdict = result.shadow_verdict
     if verdict is not None:
         state = result.shadow_state
@@ -42,13 +59,15 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
         # Final on this very batch: announced once, however often the batch is evaluated again.
         outcome["shadow_final"] = verdict.final and bool(state.batch_ids) and state.batch_ids[-1] == batch_id
         if outcome["shadow_final"]:
-            if rules.shadow_action(verdict.verdict) == "retire":
+            action = rules.shadow_action(verdict.verdict)
+            if action == "retire":
                 retire_candidate(model, state.candidate, f"shadow {verdict.verdict}: {verdict.reasons[0]}")
             publish(
                 model,
                 SHADOW_DECIDED,
                 {"candidate": state.candidate, "champion": state.champion, **verdict.to_dict()},
             )
+            promote_now = action == "promote"
     guard = result.guard_verdict
     if guard is not None:
         outcome["guard"] = guard.to_dict()
@@ -72,10 +91,18 @@ def shadow_evaluate(model: str, batch_id: str) -> dict:
             outcome["performance_event"] = event_id
             outcome["announcement"] = {**payload, "event_id": event_id}
 
-    # Last, so the re-check sees this batch's shadow verdict (a retired candidate no longer holds it back).
-    waiting = waiting_retrain(model)
-    if waiting is not None:
-        outcome["retrain_due"] = publish(model, RETRAIN_DUE, {"batch_id": batch_id, **waiting})
+    # After the champion's monitor took this batch: it was labelled while the champion served it.
+    if promote_now:
+        outcome["promotion"] = _promote(model, result.shadow_state.candidate, verdict.verdict)
+    # Last, so the re-check sees this batch's shadow verdict (a retired or promoted candidate no longer holds
+    # it back). Asked here: a retrain run that would only find it still waiting costs a process start.
+    waiting = recheck_waiting_retrain(spec)
+    for reason in waiting.reasons:
+        print(f"waiting retrain: {reason}")
+    if waiting.due:
+        outcome["retrain_due"] = publish(model, RETRAIN_DUE, {"batch_id": batch_id, **waiting.identity()})
+    elif waiting.request is not None:
+        outcome["retrain_waiting"] = waiting.reasons
     # The UI's tables and figures after every event: drawing (~1-5 s on a busy machine) never delays a
     # promotion, rollback or retrain.
     if verdict is not None:

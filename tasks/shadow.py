@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from driftline.loop import cooldown, evaluation, promotion
+from driftline.loop import evaluation, promotion, recheck
 from driftline.models import registry
 from driftline.models.spec import ModelSpec, read_spec
 from driftline.reports import renderings
@@ -27,16 +27,13 @@ def evaluate_labelled_batch(spec: ModelSpec, batch_id: str) -> evaluation.Evalua
 
 
 @task(cache_policy=NO_CACHE)
-def waiting_retrain(model: str) -> dict | None:
-    """The drift retrain of ``model`` that waits for labels (what identifies it), or None when none waits."""
-    pending = cooldown.read_pending(store(), model)
-    if pending is None:
-        return None
-    return {
-        "drift_event_id": pending.drift_event_id,
-        "drift_batch_id": pending.drift_batch_id,
-        "reference_version": pending.reference_version,
-    }
+def recheck_waiting_retrain(spec: ModelSpec) -> recheck.Recheck:
+    """The labels re-check of the drift retrain that waits for labels (``recheck.recheck_waiting``): due when a
+    retrain run would build a candidate now."""
+    settings = Settings()
+    # A window above the Dask rule is assembled on the cluster by the retrain run, never read here.
+    on_dask = bool(settings.dask_address) or settings.dask_min_rows is not None
+    return recheck.recheck_waiting(store(), spec, read_window=not on_dask)
 
 
 @task(cache_policy=NO_CACHE)

@@ -9,9 +9,10 @@ so the sequence holds drift announcements, retrains, a shadow verdict and the pe
 
 The driver plays the automations of ``prefect.yaml`` in a fixed order per batch: batch.arrived -> profile-batch
 (which scores the batch: score-batch is its subflow) -> (drift.detected -> retrain); labels.arrived ->
-shadow-evaluate -> (shadow.decided -> promote) -> (performance.degraded -> retrain) -> retrain (labels
-re-check). The backtest replays the same order. The defaults are clock-free, so production runs on the real
-clock and the backtest on event time.
+shadow-evaluate (which promotes on a promote verdict: promote is its subflow) -> (performance.degraded ->
+retrain) -> (retrain.due -> retrain, the labels re-check, sent only when a waiting retrain would build). The
+backtest replays the same order. The defaults are clock-free, so production runs on the real clock and the
+backtest on event time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from driftline.settings import Settings
 from driftline.storage import layout
 from driftline.storage.store import ObjectStore, open_store
 from flows.profile_batch import profile_batch
-from flows.promote import promote
 from flows.retrain import retrain
 from flows.shadow_evaluate import shadow_evaluate
 from tests.batches import parquet_bytes
@@ -125,12 +125,12 @@ def run_flows(store: ObjectStore, model: str) -> list[tuple[int, str]]:
         announcement = evaluated.get("announcement")
         if announcement is not None:
             decisions.append((t, f"performance degraded since {announcement['since_batch_id']}"))
-        promoted = evaluated.get("shadow_final") and shadow["verdict"] == "promote"
-        if promoted and promote(model, evaluated["shadow_candidate"], "promote")["outcome"] == "promoted":
+        if (evaluated.get("promotion") or {}).get("outcome") == "promoted":
             decisions.append((t, "promoted"))
         if announcement is not None:
             decisions += [(t, d) for d in _retrained(store, model, _answer(model, announcement), True)]
-        decisions += [(t, d) for d in _retrained(store, model, retrain(model, trigger="labels"), False)]
+        if evaluated.get("retrain_due"):
+            decisions += [(t, d) for d in _retrained(store, model, retrain(model, trigger="labels"), False)]
     return decisions
 
 

@@ -104,6 +104,11 @@ def test_a_drift_retrain_waits_for_labels_since_the_onset_then_runs_when_they_ar
     assert waiting["outcome"] == "waiting-for-labels"
     assert json.loads(store.get(layout.retrain_pending(model)))["request"]["drift_onset"] == onset
     assert retrain(model, trigger="labels")["outcome"] == "waiting-for-labels"  # still none
+    # Labels of a batch before the onset: shadow-evaluate re-checks and starts no retrain run for it.
+    early = shadow_evaluate(model, "b003")
+    assert "retrain_due" not in early, early
+    assert any("labelled rows since the drift onset" in reason for reason in early["retrain_waiting"]), early
+    assert json.loads(store.get(layout.retrain_pending(model)))["request"]["drift_onset"] == onset
     frame = example_batch(4, rows=3_000)
     store.create(layout.batch_data(model, "b004"), parquet_bytes(frame))
     store.create(layout.batch_labels(model, "b004"), parquet_bytes(example_labels(frame, 4)))

@@ -85,12 +85,11 @@ def test_better_candidate_is_promoted_and_a_worse_champion_is_rolled_back(store:
     assert evaluated["shadow"]["upper"] < 0
     state = evaluation.read_shadow_state(store, model, new)
     assert state.n == ROWS and state.batch_ids == ["b009"]
-    assert shadow_evaluate(model, "b009")["shadow"]["n"] == ROWS  # the same batch twice counts once
-
-    promoted = promote(model, new, "promote")
-    assert promoted["outcome"] == "promoted"
+    # The verdict promotes in the same run (promote is its subflow; the spec's promotion is auto).
+    assert evaluated["promotion"]["outcome"] == "promoted", evaluated
     assert registry.describe_model(store, model)["aliases"] == {"champion": new, "shadow": None, "previous": old}
     assert evaluation.read_guard_state(store, model, new) is not None
+    assert promote(model, new, "promote")["outcome"] == "stale"  # a repeated verdict changes nothing
 
     # The old rule returns: the promoted champion is now the worse one, and the guard sees it.
     _add(store, model, 10, concept=0.0, labelled=False)
