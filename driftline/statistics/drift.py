@@ -19,13 +19,16 @@ importance mass that drifted (``score``) and "any top-k feature drifted", each w
 
 A monitored model checks every batch against the same reference: ``PreparedReference`` keeps what
 depends on the reference alone (column summaries, grid quantiles, bin edges and masses, its sorted
-sketches), and ``compare_profiles`` computes the numeric statistics of all features at once from the
-sketches' values (``_SortedSketch``) instead of one sketch query per statistic and feature. The values
-are bit for bit those of ``feature_drift``, the plain per-feature path (tests/unit/test_drift_prepared.py).
+sketches, its sorted categories), and ``compare_profiles`` computes the numeric statistics of all
+features at once from the sketches' values (``_SortedSketch``) instead of one sketch query per statistic
+and feature, and bins categories with arrays when every count is known. The values are bit for bit those
+of ``feature_drift``, the plain per-feature path (tests/unit/test_drift_prepared.py,
+tests/unit/test_drift_fast_paths.py for the shortcuts that depend on the data).
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import struct
@@ -481,15 +484,101 @@ def _categorical_statistics(reference: _Column, current: _Column) -> tuple[dict[
     categories = sorted(ref_freq)  # both sides have the same bins
     p = np.fromiter(map(ref_freq.__getitem__, categories), float, len(categories)) / ref_total
     q = np.fromiter(map(cur_freq.__getitem__, categories), float, len(categories)) / cur_total
-    p, q = p / max(p.sum(), 1e-12), q / max(q.sum(), 1e-12)
     cur_listed = current.frequencies or {}
     # Whole-number counts: their sum does not depend on the order the set difference gives.
     unseen = sum(map(cur_listed.__getitem__, cur_listed.keys() - (reference.frequencies or {}).keys())) / cur_total
+    return _categorical_result(p, q, unseen)
+
+
+def _categorical_result(p: np.ndarray, q: np.ndarray, unseen: float) -> tuple[dict[str, float], int]:
+    """The statistics of both sides' bin shares (``p``, ``q``: counts over rows, bins in sorted order)."""
+    p, q = p / max(p.sum(), 1e-12), q / max(q.sum(), 1e-12)
     result = _divergences(p, q)
     result["unseen_share"] = float(unseen)
     result["tvd"] = float(0.5 * np.abs(p - q).sum())
     used_bins = int(np.count_nonzero((p > 0) | (q > 0)))
     return result, max(used_bins - 1, 1)
+
+
+@dataclass(frozen=True)
+class _ReferenceCategories:
+    """A reference column's listed categories in sorted order, their counts and where each sits; None
+    from ``_reference_categories`` when ``_categorical_statistics_exact`` cannot use them."""
+
+    names: list[str]
+    counts: np.ndarray
+    index: dict[str, int]
+    other_at: int  # where OTHER sorts among ``names``
+
+
+def _reference_categories(column: _Column) -> _ReferenceCategories | None:
+    frequencies = column.frequencies
+    if frequencies is None or not column.exact_categories or column.uncertain or OTHER in frequencies:
+        return None
+    names = sorted(frequencies)
+    counts = np.array([frequencies[name] for name in names], dtype=float)
+    if not _whole(counts):
+        return None
+    return _ReferenceCategories(names, counts, {name: i for i, name in enumerate(names)}, bisect.bisect(names, OTHER))
+
+
+def _whole(counts: np.ndarray) -> bool:
+    """Non-negative whole numbers whose sum (so every partial sum) is exact as a double: sums of them then
+    do not depend on the order."""
+    return bool((counts == np.trunc(counts)).all()) and counts.min() >= 0 and counts.sum() < 2.0**53
+
+
+def _categorical_statistics_exact(
+    reference: _Column, current: _Column, prepared: _ReferenceCategories | None
+) -> tuple[dict[str, float], int]:
+    """``_categorical_statistics`` with the reference's side sorted and indexed once (``prepared``), bit for
+    bit the same values: the bins in the same order, so the same arrays reach ``_divergences``.
+
+    Only for the usual case of ``_binned_frequencies``, every count known on both sides as whole numbers
+    (so sums do not depend on the order) and no real category named OTHER; anything else goes the plain way.
+    """
+    listed = current.frequencies
+    if (
+        prepared is None
+        or listed is None
+        or not current.exact_categories
+        or current.uncertain
+        or OTHER in listed
+        or not listed
+    ):
+        return _categorical_statistics(reference, current)
+    cur_counts = np.fromiter(listed.values(), float, len(listed))
+    if not _whole(cur_counts):
+        return _categorical_statistics(reference, current)
+    unseen_at = len(prepared.names)  # a slot past the reference's categories for the ones it never saw
+    at = np.fromiter(map(prepared.index.get, listed, itertools.repeat(unseen_at)), np.intp, len(listed))
+    aligned = np.zeros(unseen_at + 1)
+    aligned[at] = cur_counts
+    aligned = aligned[:unseen_at]
+    unseen = []
+    if (at == unseen_at).any():
+        unseen = [(name, count) for name, count in listed.items() if name not in prepared.index]
+    kept = prepared.counts + aligned >= 2 * MIN_EXPECTED_COUNT
+    ref_kept, cur_kept = prepared.counts[kept], aligned[kept]
+    new_kept = [(name, count) for name, count in unseen if 0.0 + count >= 2 * MIN_EXPECTED_COUNT]
+    ref_other = max(reference.present - float(ref_kept.sum()), 0.0)
+    cur_other = max(current.present - (float(cur_kept.sum()) + sum(count for _, count in new_kept)), 0.0)
+    if new_kept:
+        names = [prepared.names[i] for i in np.flatnonzero(kept).tolist()]
+        names += [name for name, _ in new_kept] + [OTHER]
+        ref_bins = [*ref_kept.tolist(), *(0.0 for _ in new_kept), ref_other]
+        cur_bins = [*cur_kept.tolist(), *(count for _, count in new_kept), cur_other]
+        order = sorted(range(len(names)), key=names.__getitem__)
+        ref_freq = np.array([ref_bins[i] for i in order])
+        cur_freq = np.array([cur_bins[i] for i in order])
+    else:
+        # OTHER's bin in its sorted place (np.insert costs more than the whole of the rest).
+        other_at = int(np.count_nonzero(kept[: prepared.other_at]))
+        ref_freq = np.concatenate((ref_kept[:other_at], (ref_other,), ref_kept[other_at:]))
+        cur_freq = np.concatenate((cur_kept[:other_at], (cur_other,), cur_kept[other_at:]))
+    ref_total, cur_total = max(reference.present, 1), max(current.present, 1)
+    unseen_count = sum(count for _, count in unseen)
+    return _categorical_result(ref_freq / ref_total, cur_freq / cur_total, unseen_count / cur_total)
 
 
 def _verdict(value: float, threshold: float, floor: float) -> Verdict:
@@ -528,6 +617,9 @@ class _SortedSketch:
     values: np.ndarray
     below: np.ndarray  # int64, below[i]: total weight of values[:i] (len(values) + 1 entries)
     n: int
+    # Strictly ascending (no value twice, no NaN): then a value found by rank is its own first
+    # occurrence, and its CDF is ``below`` at that index (``_numeric_statistics_batch``).
+    distinct: bool = False
 
     def cdf(self, points: np.ndarray) -> np.ndarray:
         """P(X < x) at each point, as ``kll.get_cdf(points)[:-1]``."""
@@ -633,10 +725,12 @@ def _sorted_sketch(kll: Any) -> _SortedSketch | None:
     # Array methods, not the np.* functions: those add a Python wrapper call each (~0.5 us, 200 per check).
     order = raw.argsort(kind="stable")  # levels are sorted runs: a stable sort merges them
     values = raw.take(order)  # take: a third of the time of values[order]
-    if values[0] <= 0.0 <= values[-1] and _mixed_zeros(values):
+    # -0.0 == 0.0, so strictly ascending values cannot hold zeros of both signs: one check for both.
+    distinct = bool((values[1:] > values[:-1]).all())
+    if not distinct and values[0] <= 0.0 <= values[-1] and _mixed_zeros(values):
         return None
     weights = _level_weights(sizes).take(order)
-    return _SortedSketch(values, _cumulative_weights(weights), n)
+    return _SortedSketch(values, _cumulative_weights(weights), n, distinct)
 
 
 @lru_cache(maxsize=256)
@@ -713,9 +807,9 @@ class PreparedReference:
 
     What only depends on the reference (its column summaries, quantiles on the KS/Wasserstein grid and
     the plot grid, the Wasserstein scale, its KS points and CDF there, bin edges and bin masses per bin
-    count) is computed on first use and kept, so a check of a new batch only queries the batch's
-    sketches. Safe to share between threads: a value two threads compute at once is the same value
-    either way.
+    count, its categories sorted with their counts) is computed on first use and kept, so a check of a
+    new batch only queries the batch's sketches. Safe to share between threads: a value two threads
+    compute at once is the same value either way.
 
     Args:
         view: the reference profile; it must not be changed (merged into) while prepared.
@@ -732,6 +826,7 @@ class PreparedReference:
         self._sorted: dict[str, _SortedSketch | None] = {}
         self._ks: dict[str, _ReferenceKs | None] = {}
         self._stacked: dict[tuple[tuple[str, ...], tuple[int, ...], int], _ReferenceRows] = {}
+        self._categories: dict[str, _ReferenceCategories | None] = {}
 
     def column(self, name: str) -> _Column | None:
         if name not in self._columns:
@@ -742,6 +837,13 @@ class PreparedReference:
         if name not in self._kinds:
             self._kinds[name] = infer_kind(self.view, name)
         return self._kinds[name]
+
+    def categories(self, name: str) -> _ReferenceCategories | None:
+        if name not in self._categories:
+            column = self.column(name)
+            assert column is not None
+            self._categories[name] = _reference_categories(column)
+        return self._categories[name]
 
     def numeric(self, name: str) -> _NumericReference:
         prepared = self._numeric.get(name)
@@ -849,8 +951,9 @@ def _numeric_statistics_batch(
     both sketched) at once, bit for bit the same values.
 
     Per feature the current sketch is read once (``_sorted_sketch``) and searched twice: for its grid and
-    plot quantiles, then for its CDF at every point needed (the reference's KS points and bin splits,
-    its own KS points); the reference's sorted sketch once, at the current's KS points. KS is the largest
+    plot quantiles, then for its CDF at every point needed (the reference's KS points and bin splits, and
+    its own KS points unless it holds no value twice: then their CDF is where the first search stopped);
+    the reference's sorted sketch once, at the current's KS points. KS is the largest
     gap over the same point set as ``_numeric_statistics`` but undeduplicated, in two fixed-width halves
     (a maximum does not depend on repeats or order), the reference's CDF at its own half kept. Arrays
     stay per feature or (features x points): with all sketches' values end to end in one array (~1 MB
@@ -868,10 +971,14 @@ def _numeric_statistics_batch(
     current_sorted = [_sorted_sketch(kll) for kll in current_kll]
     answers = np.empty((len(names), len(_CURRENT_FRACTIONS)))
     readable = [i for i, ordered in enumerate(current_sorted) if ordered is not None]
+    found = np.empty((len(names), _GRID_SIZE), dtype=np.intp)  # where each grid quantile was found
     if readable:
         ranks = _ranks(_CURRENT_FRACTION_ARRAY, np.array([[float(current_sorted[i].n)] for i in readable]))
         for row, i in enumerate(readable):
-            current_sorted[i].at_ranks(ranks[row], out=answers[i])
+            ordered = current_sorted[i]
+            at = ordered.below[:-1].searchsorted(ranks[row], side="left")
+            ordered.values.take(at, mode="clip", out=answers[i])
+            found[i] = at[:_GRID_SIZE]
     for i, ordered in enumerate(current_sorted):
         if ordered is None:
             answers[i] = _quantiles(current_kll[i], None)
@@ -885,19 +992,30 @@ def _numeric_statistics_batch(
         # Interleaved as the reference's points (``PreparedReference.ks``): ascending keys search faster.
         cur_points = np.stack([cur_q, np.nextafter(cur_q, np.inf)], axis=2).reshape(len(fast), 2 * _GRID_SIZE)
         width = 2 * _GRID_SIZE
-        keys = np.concatenate([stacked.lookups, cur_points], axis=1)
-        current_at = np.empty(keys.shape, dtype=np.int64)  # weights below, then CDFs
+        lookups = stacked.lookups
+        own = lookups.shape[1]  # the current's own KS points start here
+        # A strictly ascending sketch finds its own quantiles by rank: the CDF at each is ``below`` where the
+        # rank search stopped (clipped as ``at_ranks``), and just above it one further, so a third of the
+        # keys need no search.
+        own_at = np.minimum(found[rows], np.array([[len(current_sorted[i].values) - 1] for i in fast]))
+        own_at = np.stack([own_at, own_at + 1], axis=2).reshape(len(fast), width)
+        current_at = np.empty((len(fast), own + width), dtype=np.int64)  # weights below, then CDFs
         reference_at = np.empty(cur_points.shape, dtype=np.int64)
+        # mode="clip" (indices are in range either way): with ``out`` the default mode buffers the result.
         for row, i in enumerate(fast):
-            ordered = current_sorted[i]
-            ordered.below.take(ordered.values.searchsorted(keys[row], side="left"), out=current_at[row])
+            ordered, out = current_sorted[i], current_at[row]
+            ordered.below.take(ordered.values.searchsorted(lookups[row], side="left"), out=out[:own], mode="clip")
+            if ordered.distinct:
+                ordered.below.take(own_at[row], out=out[own:], mode="clip")
+            else:
+                ordered.below.take(ordered.values.searchsorted(cur_points[row]), out=out[own:], mode="clip")
             ordered = reference_sorted[i]
-            ordered.below.take(ordered.values.searchsorted(cur_points[row], side="left"), out=reference_at[row])
+            ordered.below.take(ordered.values.searchsorted(cur_points[row]), out=reference_at[row], mode="clip")
         current_at = current_at / np.array([[float(current_sorted[i].n)] for i in fast])
         reference_at = reference_at / np.array([[float(reference_sorted[i].n)] for i in fast])
         at_reference = np.abs(stacked.ks_cdf - current_at[:, :width])
         np.copyto(at_reference, 0.0, where=stacked.ks_infinite)  # as boolean indexing, a fifth of the time
-        at_current = np.abs(reference_at - current_at[:, -width:])
+        at_current = np.abs(reference_at - current_at[:, own:])
         np.copyto(at_current, 0.0, where=~np.isfinite(cur_q).repeat(2, axis=1))
         distances = np.maximum(at_reference.max(axis=1), at_current.max(axis=1)).tolist()
         for row, (i, distance) in enumerate(zip(fast, distances, strict=True)):
@@ -1088,7 +1206,7 @@ def _features(
         if kind == "numeric":
             computed = numeric_statistics.get(name)
         elif _comparable(kind, ref_column, cur_column):
-            computed = _categorical_statistics(ref_column, cur_column)
+            computed = _categorical_statistics_exact(ref_column, cur_column, reference.categories(name))
         features[name] = _decide(name, kind, ref_column, cur_column, policy, computed)
     return features
 
