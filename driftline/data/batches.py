@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ import polars as pl
 
 from driftline.data import profiling
 from driftline.errors import ConflictError, InputError, IntegrityError, InvalidNameError, ObjectNotFoundError
+from driftline.events import records
 from driftline.models.spec import ModelSpec
 from driftline.storage import layout
 from driftline.storage.store import ObjectStore
@@ -355,6 +356,22 @@ def scan_batches(store: ObjectStore, model: str | None = None) -> BatchScan:
                 continue
             pending.setdefault(name, []).append(batch_id)
     return BatchScan(pending=pending, misnamed=misnamed)
+
+
+# A batch announced by `driftline ingest` (a driftline.batch.arrived record in the outbox) is left to the run its
+# event starts for this long: a watch that profiled it too would do the work twice (the later run finds the
+# profile and emits nothing, but pays for the profile and the scoring). Past it (that run crashed, or the event
+# never reached the server and waits for reconcile) the watch profiles the batch itself.
+ANNOUNCED_GRACE = timedelta(minutes=2)
+
+
+def leave_announced(
+    store: ObjectStore, model: str, batch_ids: list[str], now: datetime | None = None
+) -> tuple[list[str], list[str]]:
+    """(batch ids a watch profiles now, batch ids announced within ``ANNOUNCED_GRACE``, left to their runs)."""
+    since = (now or datetime.now(UTC)) - ANNOUNCED_GRACE
+    announced = records.announced_batches(store, model, batch_ids, since)
+    return [b for b in batch_ids if b not in announced], [b for b in batch_ids if b in announced]
 
 
 def pending_batches(store: ObjectStore, model: str | None = None) -> dict[str, list[str]]:

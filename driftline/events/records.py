@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -224,3 +225,24 @@ def read_outbox_record(store: ObjectStore, model: str, ulid: str) -> EventRecord
 def read_outbox(store: ObjectStore, model: str, since: datetime | None = None) -> list[EventRecord]:
     """Outbox records of ``model``, oldest first, optionally only those at or after ``since``."""
     return [read_outbox_record(store, model, ulid) for ulid in outbox_ulids(store, model, since)]
+
+
+def announced_batches(store: ObjectStore, model: str, batch_ids: Iterable[str], since: datetime) -> set[str]:
+    """Which of ``batch_ids`` a ``driftline.batch.arrived`` record of ``model`` made at or after ``since``
+    announces (its event-triggered profile-batch run is due or running).
+
+    Newest records first, stopping once every batch is found: the batch a watch finds without a profile is, as
+    a rule, the one just announced, so this reads a few records, not the whole window.
+    """
+    wanted = set(batch_ids)
+    found: set[str] = set()
+    if not wanted:
+        return found
+    for ulid in reversed(outbox_ulids(store, model, since)):
+        record = read_outbox_record(store, model, ulid)
+        batch_id = record.payload.get("batch_id")
+        if record.name == BATCH_ARRIVED and batch_id in wanted:
+            found.add(batch_id)
+            if found == wanted:
+                break
+    return found

@@ -142,3 +142,19 @@ def test_a_server_that_cannot_be_asked_leaves_the_last_day_unconfirmed_and_says_
 def test_without_a_server_to_ask_the_outbox_is_only_counted() -> None:
     health = outbox_health([_event(60 * 24)], NOW)
     assert health.healthy and health.events == 1 and health.stuck == health.unconfirmed == health.warnings == []
+
+
+def test_a_watch_leaves_a_just_announced_batch_to_its_run_and_profiles_the_rest() -> None:
+    from driftline.data.batches import ANNOUNCED_GRACE, leave_announced
+    from driftline.events.records import LABELS_ARRIVED, write_outbox
+
+    store, now = MemoryStore(), datetime.now(UTC)
+    write_outbox(store, new_event("m", BATCH_ARRIVED, {"batch_id": "fresh"}, now=now - timedelta(seconds=5)))
+    write_outbox(store, new_event("m", BATCH_ARRIVED, {"batch_id": "old"}, now=now - 2 * ANNOUNCED_GRACE))
+    write_outbox(store, new_event("m", LABELS_ARRIVED, {"batch_id": "labelled"}, now=now - timedelta(seconds=1)))
+    write_outbox(store, new_event("other", BATCH_ARRIVED, {"batch_id": "dropped"}, now=now))
+    # "old": its run had its chance (crashed, or the event never arrived); "dropped": written straight to S3
+    # for this model (announced only for another); "labelled": labels are no announcement of the features.
+    profile, left = leave_announced(store, "m", ["dropped", "fresh", "labelled", "old"], now=now)
+    assert (profile, left) == (["dropped", "labelled", "old"], ["fresh"])
+    assert leave_announced(store, "m", [], now=now) == ([], [])
