@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from driftline.errors import InputError
+from driftline.statistics import metrics
 from driftline.statistics.metrics import auc, evaluate, log_loss, mae, per_row_loss, rmse, roc_auc
 
 
@@ -51,3 +52,30 @@ def test_regression_metrics_agree_between_evaluate_and_the_gates() -> None:
     metrics = evaluate("regression", y, prediction)
     assert metrics["rmse"] == pytest.approx(rmse(y, prediction), rel=1e-15)
     assert metrics["mae"] == pytest.approx(mae(y, prediction), rel=1e-15)
+
+
+@pytest.mark.parametrize("levels", [None, 2, 7, 1000])
+def test_average_ranks_are_scipys_rankdata_exactly(levels: int | None) -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(levels or 0)
+    for size in (1, 2, 5, 1_000, 20_001):
+        values = rng.normal(size=size) if levels is None else rng.integers(0, levels, size=size).astype(float)
+        values[: size // 10] = np.inf if size > 10 else values[: size // 10]  # ties at infinity rank too
+        assert np.array_equal(metrics.average_ranks(values), rankdata(values, method="average")), (levels, size)
+
+
+def test_average_ranks_of_a_nan_are_all_nan_as_scipys() -> None:
+    from scipy.stats import rankdata
+
+    values = np.array([0.3, np.nan, 0.1, 0.3])
+    assert np.isnan(metrics.average_ranks(values)).all() and np.isnan(rankdata(values, method="average")).all()
+
+
+def test_auc_with_ties_is_the_pairwise_count_of_wins_and_half_ties() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, size=400).astype(float)
+    score = np.round(rng.normal(size=400) + y, 1)  # coarse scores: many ties across the classes
+    positives, negatives = score[y == 1], score[y == 0]
+    wins = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    assert metrics.auc(y, score) == pytest.approx(wins / (positives.size * negatives.size), abs=1e-12)
