@@ -215,7 +215,7 @@ def assemble_window(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -
         labels = _read_parquet(labels_object.data, labels_key, spec.labels_columns, "labels file")
         time_kinds[batch_id] = _time_kind(features.schema[spec.time_column])
         joined = _join_batch(spec, batch_id, features, labels)
-        kept = joined.drop_nulls([spec.time_column, spec.target]).filter(pl.col(spec.target).is_not_nan())
+        kept = _with_time_and_target(joined, spec)
         frames.append(kept)
         used.append(
             BatchUsed(
@@ -244,13 +244,28 @@ def assemble_window(store: ObjectStore, spec: ModelSpec, batch_ids: list[str]) -
         raise InputError(f"model {model!r}: batches of the window have incompatible column types ({error})") from error
     frame = sort_by_time(frame, spec)
     if spec.task == "binary":
-        bad = frame.filter(~pl.col(spec.target).is_in([0.0, 1.0])).get_column(spec.target)
+        # On the target alone: filtering the whole frame by the check cost ~30 ms of a 1M-row window even
+        # when no row failed it.
+        target = frame.get_column(spec.target)
+        bad = target.filter(~target.is_in([0.0, 1.0]))
         if bad.len():
             raise InputError(
                 f"model {model!r}: binary target {spec.target!r} must be 0 or 1; {bad.len()} row(s) are not, "
                 f"e.g. {bad.unique().sort().head(5).to_list()}"
             )
     return TrainingData(frame=frame, batches=used, unlabelled=unlabelled)
+
+
+def _with_time_and_target(joined: pl.DataFrame, spec: ModelSpec) -> pl.DataFrame:
+    """``joined`` without the rows lacking an event time or a target value (null, or NaN for the target).
+
+    A batch with nothing to drop is returned as it is: filtering it anyway copied every column of every
+    batch (strings included), ~0.2 s of a 1M-row window for no row removed.
+    """
+    times, target = joined.get_column(spec.time_column), joined.get_column(spec.target)
+    if not times.null_count() and not target.null_count() and not target.is_nan().any():
+        return joined
+    return joined.drop_nulls([spec.time_column, spec.target]).filter(pl.col(spec.target).is_not_nan())
 
 
 def _in_time_order(frame: pl.DataFrame, spec: ModelSpec) -> bool:
@@ -739,11 +754,14 @@ class LocalFitter:
         matrix = xgboost.QuantileDMatrix(data.x, label=data.y, weight=data.weight, **options)
         evals = []
         if early_stop is not None:
+            # The early-stopping rows are only predicted, never binned for training, so a plain DMatrix: its
+            # metric is that of the booster's own predictions on the raw values. A QuantileDMatrix on the
+            # training cuts put a category first seen in these rows into a training category's bin (another
+            # best iteration than the booster's real predictions give), cost ~4x the CPU to build and ~1.6x
+            # per round to evaluate (80k rows x 20 features, one thread: 15 vs 9.4 ms a round, 200 rounds).
             evals = [
                 (
-                    xgboost.QuantileDMatrix(
-                        early_stop.x, label=early_stop.y, weight=early_stop.weight, ref=matrix, **options
-                    ),
+                    xgboost.DMatrix(early_stop.x, label=early_stop.y, weight=early_stop.weight, **options),
                     "early_stop",
                 )
             ]

@@ -513,8 +513,8 @@ class _ReferenceCategories:
 
 def _reference_categories(column: _Column) -> _ReferenceCategories | None:
     frequencies = column.frequencies
-    if frequencies is None or not column.exact_categories or column.uncertain or OTHER in frequencies:
-        return None
+    if not frequencies or not column.exact_categories or column.uncertain or OTHER in frequencies:
+        return None  # none listed (e.g. a sketch that kept no item for sure): the plain path
     names = sorted(frequencies)
     counts = np.array([frequencies[name] for name in names], dtype=float)
     if not _whole(counts):
@@ -525,7 +525,9 @@ def _reference_categories(column: _Column) -> _ReferenceCategories | None:
 def _whole(counts: np.ndarray) -> bool:
     """Non-negative whole numbers whose sum (so every partial sum) is exact as a double: sums of them then
     do not depend on the order."""
-    return bool((counts == np.trunc(counts)).all()) and counts.min() >= 0 and counts.sum() < 2.0**53
+    return (
+        bool(counts.size) and bool((counts == np.trunc(counts)).all()) and counts.min() >= 0 and counts.sum() < 2.0**53
+    )
 
 
 def _categorical_statistics_exact(

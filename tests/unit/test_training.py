@@ -200,6 +200,35 @@ def test_labels_for_part_of_a_batch_join_only_those_rows(binary_spec: ModelSpec)
     assert set(data.frame.get_column("row id")) == set(labels.head(600).get_column("row id"))
 
 
+def test_rows_without_an_event_time_or_a_target_are_dropped_and_counted_per_batch(binary_spec: ModelSpec) -> None:
+    store = MemoryStore()
+    features, labels = _batch(0)
+    # Batch b0: 3 rows without a time, 2 with a null target and 4 with a NaN one (one of them also timeless).
+    no_time, null_target, nan_target = [5, 6, 7], [10, 11], [7, 20, 21, 22]
+    row = pl.int_range(pl.len())
+    features = features.with_columns(
+        pl.when(row.is_in(no_time)).then(None).otherwise(pl.col("event.ts")).alias("event.ts")
+    )
+    target = pl.col("Churned").cast(pl.Float64)
+    target = pl.when(row.is_in(null_target)).then(None).when(row.is_in(nan_target)).then(float("nan")).otherwise(target)
+    store.create(layout.batch_data("churn", "b0"), _parquet(features))
+    store.create(layout.batch_labels("churn", "b0"), _parquet(labels.with_columns(target.alias("Churned"))))
+    clean_features, clean_labels = _batch(1)
+    store.create(layout.batch_data("churn", "b1"), _parquet(clean_features))
+    store.create(layout.batch_labels("churn", "b1"), _parquet(clean_labels))
+
+    data = training.assemble_window(store, binary_spec, ["b0", "b1"])
+    dropped = {5, 6, 7, 10, 11, 20, 21, 22}
+    assert [(b.batch_id, b.rows, b.dropped_rows) for b in data.batches] == [
+        ("b0", ROWS_PER_BATCH - len(dropped), len(dropped)),
+        ("b1", ROWS_PER_BATCH, 0),
+    ]
+    ids = features.get_column("row id").to_list()
+    kept = set(data.frame.get_column("row id").to_list())
+    assert kept.isdisjoint(ids[i] for i in dropped) and kept >= set(clean_features.get_column("row id").to_list())
+    assert data.frame.get_column("Churned").is_in([0.0, 1.0]).all()
+
+
 def test_too_few_labelled_rows_names_the_counts(binary_spec: ModelSpec) -> None:
     store, batch_ids = _store_batches(binary_spec, 3, labelled={1}, rows=300)
     with pytest.raises(InputError) as raised:
@@ -659,11 +688,8 @@ def test_a_large_window_keeps_the_early_stopped_booster_at_its_best_iteration_wi
     train_matrix = xgboost.QuantileDMatrix(
         encoder.encode(split.train), label=split.train.get_column("Churned").to_numpy(), **options
     )
-    early_matrix = xgboost.QuantileDMatrix(
-        encoder.encode(split.early_stop),
-        label=split.early_stop.get_column("Churned").to_numpy(),
-        ref=train_matrix,
-        **options,
+    early_matrix = xgboost.DMatrix(
+        encoder.encode(split.early_stop), label=split.early_stop.get_column("Churned").to_numpy(), **options
     )
     first = xgboost.train(
         kept.params,
@@ -678,6 +704,37 @@ def test_a_large_window_keeps_the_early_stopped_booster_at_its_best_iteration_wi
     np.testing.assert_array_equal(
         training.predict(loaded, encoder, split.holdout), training.predict(kept.booster, encoder, split.holdout)
     )
+
+
+def _categorical_rows(rng: np.random.Generator, rows: int, categories: int) -> training.FitData:
+    """Three numeric columns (5% missing) and a category code in [0, categories); a known logit of both."""
+    numeric = rng.normal(size=(rows, 3)).astype(np.float32)
+    numeric[rng.random((rows, 3)) < 0.05] = np.nan
+    code = rng.integers(0, categories, rows)
+    logit = np.nan_to_num(numeric[:, 0]) - 0.8 * (code == 2) + 1.2 * (code >= 4)
+    label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    return training.FitData(np.column_stack([numeric, code]).astype(np.float32), label)
+
+
+def test_early_stopping_judges_the_boosters_own_predictions_even_on_categories_new_in_those_rows() -> None:
+    # Codes 4 and 5 appear only in the early-stopping rows (a category new in the latest rows, which the
+    # encoder of the train and early-stopping rows knows); a matrix binned on the training rows' cuts put
+    # them in another category's bin and picked best iteration 4 here, where the booster's predictions say 5.
+    rng = np.random.default_rng(5)
+    train_rows, early_rows = _categorical_rows(rng, 4_000, 4), _categorical_rows(rng, 1_500, 6)
+    params = {"objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 4, "eta": 0.3, "seed": 0}
+    options = {"feature_types": ["q", "q", "q", "c"], "enable_categorical": True, "missing": np.nan}
+    booster = training.LocalFitter(nthread=1).fit(
+        params, options, train_rows, num_boost_round=40, early_stop=early_rows, early_stopping_rounds=40
+    )
+
+    y = early_rows.y
+    losses = []
+    for rounds in range(1, booster.num_boosted_rounds() + 1):
+        p = np.clip(booster.inplace_predict(early_rows.x, iteration_range=(0, rounds)), 1e-16, 1 - 1e-16)
+        losses.append(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
+    assert booster.best_iteration == int(np.argmin(losses))
+    assert booster.best_score == pytest.approx(min(losses), rel=1e-5)
 
 
 @pytest.mark.parametrize(("num_boost_round", "floored"), [(5, False), (80, True)])

@@ -25,7 +25,7 @@ import pytest
 import xgboost
 
 from driftline.errors import InputError
-from driftline.models import training
+from driftline.models import training, validation
 from driftline.models.spec import Features, GatesSpec, ModelSpec
 from driftline.models.validation import (
     CHAMPION_GATE,
@@ -320,6 +320,89 @@ def test_absolute_passed_ignores_only_the_champion_gate(holdout: pl.DataFrame) -
     assert [g.name for g in report.failures] == [CHAMPION_GATE]
     assert not report.passed and report.absolute_passed()
     assert report.metrics["champion_auc"] > report.metrics["auc"]
+
+
+NO_TIMING = {
+    "max_p99_latency_ms": None,
+    "min_throughput_rows_per_s": None,
+    "max_latency_ratio": None,
+    "max_batch_time_ratio": None,
+}
+SAMPLE_ROWS = 1_000  # BOOTSTRAP_MAX_ROWS for these tests: a quarter of the holdout
+
+
+def _recording(predict: PredictFn, heights: list[int]) -> PredictFn:
+    def recorded(frame: pl.DataFrame) -> np.ndarray:
+        heights.append(frame.height)
+        return predict(frame)
+
+    return recorded
+
+
+def _bootstrap_sample(rows: int) -> np.ndarray:
+    """The seeded rows the champion gate bootstraps on (seed 0, as ``evaluate`` passes), drawn here by hand."""
+    return np.sort(np.random.default_rng((0, 2)).choice(rows, SAMPLE_ROWS, replace=False))
+
+
+def _interval(y: np.ndarray, candidate: np.ndarray, champion: np.ndarray) -> tuple[float, float]:
+    differences = paired_bootstrap_differences("binary", y, candidate, champion, 300, seed=0)
+    low, high = np.percentile(differences[np.isfinite(differences)], [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_a_passing_champion_gate_predicts_the_champion_only_on_the_bootstrap_sample(
+    holdout: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(validation, "BOOTSTRAP_MAX_ROWS", SAMPLE_ROWS)
+    heights: list[int] = []
+    candidate = logistic(0.1)
+    report = evaluate(binary_spec(**NO_TIMING), holdout, candidate, champion=_recording(GOOD, heights))
+
+    result = gate(report, CHAMPION_GATE)
+    keep = _bootstrap_sample(holdout.height)
+    y, ours, theirs = holdout["label"].to_numpy()[keep], candidate(holdout)[keep], GOOD(holdout)[keep]
+    assert report.passed and heights == [SAMPLE_ROWS]
+    # The interval is the one bootstrapped on the sample of every-row predictions, as before; the point
+    # difference and the champion's metrics are paired on the same sample, and say so.
+    assert (result.measurements["lower"], result.measurements["upper"]) == pytest.approx(_interval(y, ours, theirs))
+    assert result.measurements["difference"] == pytest.approx(roc_auc(y, ours) - roc_auc(y, theirs))
+    assert result.measurements["rows"] == SAMPLE_ROWS and "seeded sample of 1,000 holdout rows" in result.detail
+    assert report.metrics["champion_auc"] == pytest.approx(roc_auc(y, theirs))
+    assert report.metrics["champion_logloss"] == pytest.approx(log_loss(y, theirs))
+    assert report.metrics["champion_rows"] == SAMPLE_ROWS and report.metrics["rows"] == holdout.height
+
+
+@pytest.mark.parametrize(
+    ("candidate", "gates", "failed"),
+    [
+        pytest.param(WORSE, {}, CHAMPION_GATE, id="interval-fails"),
+        pytest.param(GOOD, {"min_auc": 0.99}, "metric_floor auc", id="floor-fails"),
+    ],
+)
+def test_a_failure_placement_may_waive_scores_the_champion_on_every_holdout_row(
+    holdout: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    candidate: PredictFn,
+    gates: dict[str, float],
+    failed: str,
+) -> None:
+    monkeypatch.setattr(validation, "BOOTSTRAP_MAX_ROWS", SAMPLE_ROWS)
+    heights: list[int] = []
+    report = evaluate(binary_spec(**NO_TIMING, **gates), holdout, candidate, champion=_recording(GOOD, heights))
+
+    result = gate(report, CHAMPION_GATE)
+    y, ours, theirs = holdout["label"].to_numpy(), candidate(holdout), GOOD(holdout)
+    keep = _bootstrap_sample(holdout.height)
+    assert [g.name for g in report.failures] == [failed]
+    assert heights == [SAMPLE_ROWS, holdout.height - SAMPLE_ROWS]  # the sample's predictions are kept
+    assert (result.measurements["lower"], result.measurements["upper"]) == pytest.approx(
+        _interval(y[keep], ours[keep], theirs[keep])
+    )
+    assert result.measurements["difference"] == pytest.approx(roc_auc(y, ours) - roc_auc(y, theirs))
+    assert result.measurements["rows"] == holdout.height and "seeded sample" not in result.detail
+    assert report.metrics["champion_auc"] == pytest.approx(roc_auc(y, theirs))
+    assert report.metrics["champion_logloss"] == pytest.approx(log_loss(y, theirs))
+    assert report.metrics["champion_rows"] == holdout.height
 
 
 # ------------------------------------------------------------------------------------------- slices
