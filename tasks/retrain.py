@@ -14,10 +14,9 @@ from prefect.runtime import flow_run
 
 from driftline.data import distributed
 from driftline.errors import InfrastructureError, InputError, ObjectNotFoundError
-from driftline.loop import cooldown, retraining, rules
+from driftline.loop import cooldown, recheck, retraining, rules
 from driftline.loop.cooldown import RetrainRequest
 from driftline.loop.rules import Admission
-from driftline.models import registry
 from driftline.models.spec import ModelSpec
 from driftline.reports import renderings
 from driftline.settings import Settings
@@ -73,11 +72,7 @@ def admit_retrain(spec: ModelSpec, request: RetrainRequest, rechecking: bool) ->
 @task(cache_policy=NO_CACHE)
 def champion_batches(model: str) -> list[str] | None:
     """The training batches of the current champion (None without one): a retrain on exactly those waits."""
-    champion = registry.read_alias(store(), model, "champion")
-    if champion is None or champion.version is None:
-        return None
-    lineage = registry.read_metadata(store(), model, champion.version).get("lineage") or {}
-    return [batch["batch_id"] for batch in lineage.get("training_batches", [])]
+    return recheck.champion_batches(store(), model)
 
 
 def _dask_window_reason(spec: ModelSpec, settings: Settings) -> str | None:

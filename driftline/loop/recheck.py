@@ -3,7 +3,7 @@ the labels arrive (shadow-evaluate) before a retrain run is started for it.
 
 A retrain run costs a process start (~3 s of CPU before any work) and an automation hop; most re-checks end at
 once ("only 2,000 labelled rows since the drift onset, 4,000 needed", "a candidate is still in shadow"). The
-questions are the retrain flow's own, in its order, on the same store: ``rules.admit`` (stale, shadow slot),
+questions are the retrain flow's own, in its order, on the same store: its admission (stale, shadow slot),
 then ``rules.readiness`` on the window ``retraining.prepare_window`` assembles. The retrain run asks them again
 when it starts (the store may have moved on meanwhile), so this only decides whether a run is worth starting.
 """
@@ -60,15 +60,7 @@ def recheck_waiting(store: ObjectStore, spec: ModelSpec, *, read_window: bool = 
     pending, stale = cooldown.waiting_request(store, spec.name)
     if pending is None:
         return Recheck(False, None, [stale] if stale else [])
-    shadow = registry.read_alias(store, spec.name, "shadow")
-    champion = registry.read_alias(store, spec.name, "champion")
-    admission = rules.admit(
-        pending,
-        spec,
-        shadow_version=shadow.version if shadow else None,
-        champion=champion.version if champion else None,
-        rechecking=True,
-    )
+    admission = cooldown.admit_and_claim(store, spec, pending, rechecking=True)  # a re-check claims nothing
     if not admission.proceed:
         if rules.waits(pending, admission):
             cooldown.record_pending(store, pending, "; ".join(admission.reasons))
