@@ -16,7 +16,11 @@ from driftline.cli.context import JsonOption, console, out, progress_printer
 
 def demo(
     fast: Annotated[
-        bool, typer.Option("--fast", help="A short scenario: 10 batches of 2,000 rows (~5 min instead of ~14).")
+        bool,
+        typer.Option(
+            "--fast",
+            help="A short scenario: 10 batches of 2,000 rows (3-6 min on 2 cores; the default story 4-7 min).",
+        ),
     ] = False,
     batches: Annotated[int | None, typer.Option(min=6, help="Number of batches (default: the scenario's).")] = None,
     rows: Annotated[int | None, typer.Option(min=500, help="Rows per batch (default: the scenario's).")] = None,

@@ -62,7 +62,7 @@ def recheck_waiting(store: ObjectStore, spec: ModelSpec, *, read_window: bool = 
         return Recheck(False, None, [stale] if stale else [])
     admission = cooldown.admit_and_claim(store, spec, pending, rechecking=True)  # a re-check claims nothing
     if not admission.proceed:
-        if rules.waits(pending, admission):
+        if rules.waits(pending, admission) and not _answered(store, pending):
             cooldown.record_pending(store, pending, "; ".join(admission.reasons))
         return Recheck(False, pending, admission.reasons)
     if pending.trigger != "drift" or not read_window:
@@ -76,6 +76,20 @@ def recheck_waiting(store: ObjectStore, spec: ModelSpec, *, read_window: bool = 
         shortfall=window.shortfall,
         champion_batches=champion_batches(store, spec.name),
     )
+    # Asked last: reading the window takes a while, and a retrain run may have taken the request meanwhile
+    # (two labelled batches in a row each re-check it). Then this check neither starts a run that would end
+    # at once as a duplicate nor records again a wait that run has just cleared.
+    if _answered(store, pending):
+        return Recheck(False, pending, [ANSWERED])
     if not readiness.ready:
         cooldown.record_pending(store, pending, "; ".join(readiness.reasons))
     return Recheck(readiness.ready, pending, readiness.reasons)
+
+
+ANSWERED = "a retrain run has already taken this drift and builds its candidate"
+
+
+def _answered(store: ObjectStore, request: RetrainRequest) -> bool:
+    """Whether a retrain run holds the claim of the drift ``request`` answers (``cooldown.answer_key``, taken by
+    the run's ``take_request``); a hint, as the run's own claim is the atomic test."""
+    return request.trigger == "drift" and cooldown.is_claimed(store, request.model, cooldown.answer_key(request))

@@ -111,3 +111,26 @@ def test_without_reading_the_window_an_admitted_retrain_is_due() -> None:
     _waiting(store, datetime(2026, 1, 9))  # no labelled row after this onset: the window would say wait
     assert not recheck.recheck_waiting(store, spec).due
     assert recheck.recheck_waiting(store, spec, read_window=False).due  # the retrain run checks readiness
+
+
+def test_a_waiting_retrain_a_run_has_already_taken_is_not_due_and_not_recorded_again(monkeypatch) -> None:
+    # Two labelled batches in a row each re-check the waiting drift; a retrain run started by the first takes
+    # the request (claims its answer, clears the wait) while the second re-check reads the window.
+    store, spec = MemoryStore(), example_spec("m")
+    _store_batches(store, range(1, 4))
+    _alias(store, "v1", batches=["b001", "b002"])
+    request = _waiting(store, datetime(2026, 1, 1, 12))
+    _store_batches(store, range(5, 5 + -(-spec.window.min_rows_since_drift // ROWS)))
+    assert recheck.recheck_waiting(store, spec).due  # ready: without a run answering it, it is due
+
+    window = recheck.retraining.prepare_window
+
+    def a_run_takes_it_meanwhile(*args, **kwargs):
+        assert cooldown.claim(store, request, cooldown.answer_key(request))
+        cooldown.clear_pending(store, "m")
+        return window(*args, **kwargs)
+
+    monkeypatch.setattr(recheck.retraining, "prepare_window", a_run_takes_it_meanwhile)
+    taken = recheck.recheck_waiting(store, spec)
+    assert (taken.due, taken.request, taken.reasons) == (False, request, [recheck.ANSWERED])
+    assert cooldown.read_pending(store, "m") is None  # the wait the run cleared stays cleared
